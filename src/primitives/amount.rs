@@ -1,0 +1,309 @@
+//! [`Amount`]: a token quantity in base units (10^-decimals of one token) over `U256`.
+
+use alloy_primitives::{U256, U512};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::{fmt, str::FromStr};
+
+/// Errors from amount arithmetic and parsing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AmountError {
+    /// A sum or product exceeded 2^256 − 1 base units.
+    #[error("amount overflows 2^256-1 base units")]
+    Overflow,
+    /// A subtraction would go below zero.
+    #[error("amount underflow: {a} - {b} is negative")]
+    Underflow {
+        /// Minuend, base units.
+        a: U256,
+        /// Subtrahend, base units.
+        b: U256,
+    },
+    /// Division by zero.
+    #[error("division by zero")]
+    DivisionByZero,
+    /// The text is not a non-negative number.
+    #[error("expected a non-negative decimal amount, got {0:?}")]
+    Invalid(String),
+    /// A negative amount was given.
+    #[error("expected a non-negative amount, got {0:?}")]
+    Negative(String),
+    /// More fractional digits than the asset's decimals.
+    #[error("{got:?} has more decimal places than the asset's {decimals}")]
+    TooManyDecimals {
+        /// The text given.
+        got: String,
+        /// The asset's decimals.
+        decimals: u8,
+    },
+    /// The number does not fit in 2^256 − 1 base units.
+    #[error("{0:?} exceeds 2^256-1 base units")]
+    TooLarge(String),
+}
+
+/// A token amount in base units (10^-decimals of one whole token), 0 ..= 2^256 − 1.
+///
+/// Arithmetic is checked: every operation that could wrap returns
+/// [`AmountError::Overflow`] or [`AmountError::Underflow`] instead.
+/// Serialises as a decimal string of base units (as OpenZeppelin's `dump()` and most
+/// claim CSVs write amounts).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Amount(U256);
+
+impl Amount {
+    /// Zero base units.
+    pub const ZERO: Self = Self(U256::ZERO);
+    /// 2^256 − 1 base units.
+    pub const MAX: Self = Self(U256::MAX);
+
+    /// Wraps a raw `U256` of base units.
+    pub const fn new(raw: U256) -> Self {
+        Self(raw)
+    }
+
+    /// From a `u128` of base units.
+    pub fn from_u128(v: u128) -> Self {
+        Self(U256::from(v))
+    }
+
+    /// The raw `U256` of base units.
+    pub const fn raw(self) -> U256 {
+        self.0
+    }
+
+    /// True when zero.
+    pub fn is_zero(self) -> bool {
+        self.0.is_zero()
+    }
+
+    /// `self + rhs`.
+    ///
+    /// # Errors
+    /// [`AmountError::Overflow`] above 2^256 − 1.
+    pub fn checked_add(self, rhs: Self) -> Result<Self, AmountError> {
+        self.0.checked_add(rhs.0).map(Self).ok_or(AmountError::Overflow)
+    }
+
+    /// `self − rhs`.
+    ///
+    /// # Errors
+    /// [`AmountError::Underflow`] when `rhs > self`.
+    pub fn checked_sub(self, rhs: Self) -> Result<Self, AmountError> {
+        self.0.checked_sub(rhs.0).map(Self).ok_or(AmountError::Underflow { a: self.0, b: rhs.0 })
+    }
+
+    /// `max(0, self − rhs)`: for losses, where a gain is not a negative loss.
+    pub fn saturating_sub(self, rhs: Self) -> Self {
+        Self(self.0.saturating_sub(rhs.0))
+    }
+
+    /// `self × rhs` (both in base units; used for share × price-per-share scaled values).
+    ///
+    /// # Errors
+    /// [`AmountError::Overflow`] above 2^256 − 1.
+    pub fn checked_mul(self, rhs: U256) -> Result<Self, AmountError> {
+        self.0.checked_mul(rhs).map(Self).ok_or(AmountError::Overflow)
+    }
+
+    /// Sums amounts, checked.
+    ///
+    /// # Errors
+    /// [`AmountError::Overflow`] when the total exceeds 2^256 − 1.
+    pub fn checked_sum<I: IntoIterator<Item = Self>>(iter: I) -> Result<Self, AmountError> {
+        iter.into_iter().try_fold(Self::ZERO, Self::checked_add)
+    }
+
+    /// `floor(self × num / den)` with a 512-bit intermediate, and the remainder
+    /// `(self × num) mod den` (for largest-remainder rounding).
+    ///
+    /// # Rounding
+    /// Floor (toward zero). The remainder is in units of `1/den` base units.
+    ///
+    /// # Errors
+    /// [`AmountError::DivisionByZero`] when `den == 0`; [`AmountError::Overflow`] when the
+    /// quotient exceeds 2^256 − 1 (possible only when `num > den`).
+    pub fn mul_div_rem(self, num: U256, den: U256) -> Result<(Self, U256), AmountError> {
+        if den.is_zero() {
+            return Err(AmountError::DivisionByZero);
+        }
+        let prod = U512::from(self.0) * U512::from(num); // cannot overflow 512 bits
+        let d = U512::from(den);
+        let (q, r) = prod.div_rem(d);
+        if q.bit_len() > 256 {
+            return Err(AmountError::Overflow);
+        }
+        let q: U256 = q.to();
+        let r: U256 = r.to(); // r < den <= U256::MAX
+        Ok((Self(q), r))
+    }
+
+    /// `floor(self × num / den)` with a 512-bit intermediate. See [`Amount::mul_div_rem`].
+    ///
+    /// # Errors
+    /// As [`Amount::mul_div_rem`].
+    pub fn mul_div_floor(self, num: U256, den: U256) -> Result<Self, AmountError> {
+        self.mul_div_rem(num, den).map(|(q, _)| q)
+    }
+
+    /// `ceil(self × num / den)` with a 512-bit intermediate.
+    ///
+    /// # Rounding
+    /// Ceiling (away from zero).
+    ///
+    /// # Errors
+    /// As [`Amount::mul_div_rem`].
+    pub fn mul_div_ceil(self, num: U256, den: U256) -> Result<Self, AmountError> {
+        let (q, r) = self.mul_div_rem(num, den)?;
+        if r.is_zero() {
+            Ok(q)
+        } else {
+            q.checked_add(Self(U256::from(1u8)))
+        }
+    }
+
+    /// The smaller of two amounts.
+    pub fn min(self, other: Self) -> Self {
+        if self <= other {
+            self
+        } else {
+            other
+        }
+    }
+}
+
+impl From<U256> for Amount {
+    fn from(v: U256) -> Self {
+        Self(v)
+    }
+}
+
+impl From<u64> for Amount {
+    fn from(v: u64) -> Self {
+        Self(U256::from(v))
+    }
+}
+
+impl fmt::Display for Amount {
+    /// Decimal base units.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl FromStr for Amount {
+    type Err = AmountError;
+    /// Parses a decimal integer of base units (no sign, no fraction, no exponent).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        parse_units(s, 0)
+    }
+}
+
+impl Serialize for Amount {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Amount {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Parses a human amount (`"1234.5"`) into base units of an asset with `decimals`.
+///
+/// Accepts digits with at most one `.`; `_` and `,` are not accepted, nor signs, exponents
+/// or surrounding spaces (callers trim). `"1.50"` with 1 decimal is accepted (trailing
+/// zeros are exact); `"1.05"` with 1 decimal is an error, never rounded.
+///
+/// # Errors
+/// [`AmountError::Negative`], [`AmountError::Invalid`], [`AmountError::TooManyDecimals`],
+/// [`AmountError::TooLarge`].
+pub fn parse_units(s: &str, decimals: u8) -> Result<Amount, AmountError> {
+    if s.starts_with('-') {
+        return Err(AmountError::Negative(s.to_owned()));
+    }
+    let (int, frac) = match s.split_once('.') {
+        Some((i, f)) => (i, f),
+        None => (s, ""),
+    };
+    let digits_ok = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
+    if (int.is_empty() && frac.is_empty()) || !digits_ok(int) || !digits_ok(frac) || (s.contains('.') && frac.is_empty() && int.is_empty()) {
+        return Err(AmountError::Invalid(s.to_owned()));
+    }
+    let frac_trim = frac.trim_end_matches('0');
+    if frac_trim.len() > decimals as usize {
+        return Err(AmountError::TooManyDecimals { got: s.to_owned(), decimals });
+    }
+    let too_large = || AmountError::TooLarge(s.to_owned());
+    let mut v = U256::ZERO;
+    let ten = U256::from(10u8);
+    let pad = decimals as usize - frac_trim.len();
+    for b in int.bytes().chain(frac_trim.bytes()) {
+        v = v.checked_mul(ten).and_then(|v| v.checked_add(U256::from(b - b'0'))).ok_or_else(too_large)?;
+    }
+    for _ in 0..pad {
+        v = v.checked_mul(ten).ok_or_else(too_large)?;
+    }
+    Ok(Amount(v))
+}
+
+/// Formats base units as a human amount with `decimals` places, trailing zeros trimmed
+/// (`1500000, 6 → "1.5"`; `0 → "0"`). Exact: no rounding.
+pub fn format_units(a: Amount, decimals: u8) -> String {
+    let s = a.0.to_string();
+    let d = decimals as usize;
+    if d == 0 {
+        return s;
+    }
+    let (int, frac) = if s.len() > d {
+        let (i, f) = s.split_at(s.len() - d);
+        (i.to_owned(), f.to_owned())
+    } else {
+        ("0".to_owned(), format!("{}{}", "0".repeat(d - s.len()), s))
+    };
+    let frac = frac.trim_end_matches('0');
+    if frac.is_empty() {
+        int
+    } else {
+        format!("{int}.{frac}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_and_format_round_trip() {
+        assert_eq!(parse_units("1.5", 6).unwrap(), Amount::from(1_500_000u64));
+        assert_eq!(parse_units("1.50", 1).unwrap(), Amount::from(15u64));
+        assert_eq!(format_units(Amount::from(1_500_000u64), 6), "1.5");
+        assert_eq!(format_units(Amount::from(5u64), 6), "0.000005");
+        assert_eq!(format_units(Amount::ZERO, 18), "0");
+    }
+
+    #[test]
+    fn parse_rejects_bad_text() {
+        assert!(matches!(parse_units("-1", 18), Err(AmountError::Negative(_))));
+        assert!(matches!(parse_units("1.05", 1), Err(AmountError::TooManyDecimals { .. })));
+        assert!(matches!(parse_units("1e5", 18), Err(AmountError::Invalid(_))));
+        assert!(matches!(parse_units("", 18), Err(AmountError::Invalid(_))));
+        assert!(matches!(parse_units(".", 18), Err(AmountError::Invalid(_))));
+        let max = U256::MAX.to_string();
+        assert_eq!(parse_units(&max, 0).unwrap(), Amount::MAX);
+        let over = "115792089237316195423570985008687907853269984665640564039457584007913129639936";
+        assert!(matches!(parse_units(over, 0), Err(AmountError::TooLarge(_))));
+    }
+
+    #[test]
+    fn checked_ops_do_not_wrap() {
+        assert_eq!(Amount::MAX.checked_add(Amount::from(1u64)), Err(AmountError::Overflow));
+        assert!(Amount::ZERO.checked_sub(Amount::from(1u64)).is_err());
+        // MAX * MAX / MAX needs the 512-bit intermediate.
+        assert_eq!(Amount::MAX.mul_div_floor(U256::MAX, U256::MAX).unwrap(), Amount::MAX);
+        assert_eq!(Amount::from(10u64).mul_div_rem(U256::from(1u8), U256::from(3u8)).unwrap(), (Amount::from(3u64), U256::from(1u8)));
+        assert_eq!(Amount::from(10u64).mul_div_ceil(U256::from(1u8), U256::from(3u8)).unwrap(), Amount::from(4u64));
+    }
+}

@@ -1,0 +1,21 @@
+//! Value types every stage shares: checked token amounts in base units, assets,
+//! addresses with EIP-55 checks, basis points, and numeraire values.
+//!
+//! Nothing outside this module does raw `U256` arithmetic: alloy's `U256` `+`, `*` and
+//! `Sum` wrap silently (`U256::MAX + 1 == 0`), so every operation on [`Amount`] is checked
+//! and every division states its rounding.
+
+mod address;
+mod amount;
+mod asset;
+mod bps;
+mod value;
+
+pub use address::{format_address, parse_address, AddressError};
+pub use amount::{format_units, parse_units, Amount, AmountError};
+pub use asset::Asset;
+pub use bps::{Bps, BpsError};
+pub use value::{value_of, ValueError};
+
+pub use alloy_primitives::{keccak256, Address, B256, U256, U512};
+pub use rust_decimal::Decimal;
