@@ -1,4 +1,5 @@
 #![doc = include_str!("../README.md")]
 
+pub mod cli;
 pub mod loss;
 pub mod primitives;
