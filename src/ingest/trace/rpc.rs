@@ -1,0 +1,423 @@
+//! Pulling state diffs, call traces, receipts and headers from a node into files, so that
+//! every run can be repeated offline and audited.
+//!
+//! Each file is a recoup node record: `{"chainId", "method", "params", "block"?, "txHash"?,
+//! "result"}` where `result` is the node's answer byte for byte. [`super::format`] reads
+//! them back; the record's `chainId` is checked against the manifest.
+//!
+//! Methods: `debug_traceTransaction` / `debug_traceBlockByNumber` with
+//! `{"tracer":"prestateTracer","tracerConfig":{"diffMode":true,"disableCode":true}}` and with
+//! `{"tracer":"callTracer","tracerConfig":{"withLog":true}}`; `eth_getTransactionReceipt`,
+//! `eth_getBlockReceipts`, `eth_getBlockByNumber`. Every call has a timeout and retries with
+//! exponential backoff.
+
+use super::TraceError;
+use crate::primitives::B256;
+use alloy_provider::{network::Ethereum, Provider, RootProvider};
+use serde_json::{json, value::RawValue, Value};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// What to fetch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    /// These transactions (ordered by block and index after fetching their receipts).
+    Txs(Vec<B256>),
+    /// Every transaction of blocks `from ..= to`.
+    Blocks {
+        /// First block.
+        from: u64,
+        /// Last block.
+        to: u64,
+    },
+}
+
+/// How to fetch.
+#[derive(Debug, Clone)]
+pub struct FetchOptions {
+    /// HTTP JSON-RPC endpoint.
+    pub rpc_url: String,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// Retries after a failed or timed-out request (exponential backoff from 250 ms).
+    pub retries: u32,
+    /// Also fetch callTracer traces with logs (holder candidates).
+    pub call_traces: bool,
+}
+
+/// One file to write: a name inside the output directory and its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchedFile {
+    /// File name (no directories).
+    pub name: String,
+    /// What it holds: `traces`, `call_traces`, `receipts`, `blocks`.
+    pub role: &'static str,
+    /// JSON bytes.
+    pub bytes: Vec<u8>,
+}
+
+/// Everything fetched, in chain order within each role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetched {
+    /// The node's chain id.
+    pub chain_id: u64,
+    /// Files in chain order.
+    pub files: Vec<FetchedFile>,
+}
+
+struct Client {
+    p: RootProvider<Ethereum>,
+    url: String,
+    timeout: Duration,
+    retries: u32,
+}
+
+impl Client {
+    async fn call(&self, method: &'static str, params: Value) -> Result<Box<RawValue>, TraceError> {
+        let mut wait = Duration::from_millis(250);
+        let mut attempt = 0;
+        loop {
+            let r = tokio::time::timeout(
+                self.timeout,
+                self.p
+                    .raw_request::<_, Box<RawValue>>(method.into(), params.clone()),
+            )
+            .await;
+            let err = match r {
+                Ok(Ok(v)) => return Ok(v),
+                Ok(Err(e)) => {
+                    // A JSON-RPC error response (method not found, bad params) will not
+                    // change on retry.
+                    if e.is_error_resp() {
+                        return Err(self.err(method, &params, e.to_string(), attempt));
+                    }
+                    e.to_string()
+                }
+                Err(_) => format!("timed out after {:?}", self.timeout),
+            };
+            if attempt >= self.retries {
+                return Err(self.err(method, &params, err, attempt));
+            }
+            attempt += 1;
+            tokio::time::sleep(wait).await;
+            wait = wait.saturating_mul(2);
+        }
+    }
+
+    fn err(&self, method: &str, params: &Value, message: String, retries: u32) -> TraceError {
+        TraceError::Rpc {
+            url: self.url.clone(),
+            method: method.to_owned(),
+            params: params.to_string(),
+            message,
+            retries,
+        }
+    }
+}
+
+fn record(
+    chain_id: u64,
+    method: &str,
+    params: &Value,
+    block: Option<u64>,
+    tx: Option<B256>,
+    result: &RawValue,
+) -> Vec<u8> {
+    let mut s = String::with_capacity(result.get().len() + 256);
+    s.push_str(&format!(
+        "{{\"chainId\":{chain_id},\"method\":{},\"params\":{}",
+        json!(method),
+        params
+    ));
+    if let Some(b) = block {
+        s.push_str(&format!(",\"block\":{b}"));
+    }
+    if let Some(t) = tx {
+        s.push_str(&format!(",\"txHash\":\"{t}\""));
+    }
+    s.push_str(",\"result\":");
+    s.push_str(result.get());
+    s.push_str("}\n");
+    s.into_bytes()
+}
+
+fn prestate_opts() -> Value {
+    json!({"tracer": "prestateTracer", "tracerConfig": {"diffMode": true, "disableCode": true}})
+}
+
+fn call_opts() -> Value {
+    json!({"tracer": "callTracer", "tracerConfig": {"withLog": true}})
+}
+
+fn hex(n: u64) -> String {
+    format!("0x{n:x}")
+}
+
+/// Fetches the selection. `tick` is called after each file (for a progress bar), with the
+/// number done and the total.
+///
+/// # Errors
+/// [`TraceError::Rpc`] naming the URL, method and params after the retries are spent;
+/// [`TraceError::Config`] for a bad URL; [`TraceError::Json`] when the node's answer is
+/// not a trace recoup can read.
+pub async fn fetch(
+    opts: &FetchOptions,
+    sel: &Selection,
+    mut tick: impl FnMut(usize, usize),
+) -> Result<Fetched, TraceError> {
+    let url = opts.rpc_url.parse().map_err(|e| TraceError::Config {
+        what: "--rpc-url".into(),
+        message: format!("{e}"),
+    })?;
+    let c = Client {
+        p: RootProvider::new_http(url),
+        url: opts.rpc_url.clone(),
+        timeout: opts.timeout,
+        retries: opts.retries,
+    };
+    let cid = c.call("eth_chainId", json!([])).await?;
+    let chain_id = serde_json::from_str::<alloy_primitives::U64>(cid.get())
+        .map_err(|e| c.err("eth_chainId", &json!([]), e.to_string(), 0))?
+        .to::<u64>();
+    let mut files = Vec::new();
+    let per = if opts.call_traces { 4 } else { 3 };
+    match sel {
+        Selection::Txs(hashes) => {
+            let total = hashes.len() * per;
+            // Receipts first: they give each transaction's block and index, for ordering.
+            let mut rs = Vec::new();
+            for h in hashes {
+                let params = json!([h]);
+                let r = c.call("eth_getTransactionReceipt", params.clone()).await?;
+                #[derive(serde::Deserialize)]
+                #[serde(rename_all = "camelCase")]
+                struct Pos {
+                    block_number: alloy_primitives::U64,
+                    transaction_index: alloy_primitives::U64,
+                }
+                let pos: Option<Pos> = serde_json::from_str(r.get())
+                    .map_err(|e| c.err("eth_getTransactionReceipt", &params, e.to_string(), 0))?;
+                let pos = pos.ok_or_else(|| {
+                    c.err(
+                        "eth_getTransactionReceipt",
+                        &params,
+                        format!("transaction {h} is not mined (null receipt)"),
+                        0,
+                    )
+                })?;
+                rs.push((
+                    pos.block_number.to::<u64>(),
+                    pos.transaction_index.to::<u64>(),
+                    *h,
+                    params,
+                    r,
+                ));
+                tick(rs.len(), total);
+            }
+            rs.sort_by_key(|(b, i, ..)| (*b, *i));
+            let mut done = rs.len();
+            let mut blocks_seen = std::collections::BTreeSet::new();
+            for (b, _, h, rp, r) in &rs {
+                let name = format!("tx-{h}");
+                files.push(FetchedFile {
+                    name: format!("{name}.receipt.json"),
+                    role: "receipts",
+                    bytes: record(
+                        chain_id,
+                        "eth_getTransactionReceipt",
+                        rp,
+                        Some(*b),
+                        Some(*h),
+                        r,
+                    ),
+                });
+                let params = json!([h, prestate_opts()]);
+                let d = c.call("debug_traceTransaction", params.clone()).await?;
+                files.push(FetchedFile {
+                    name: format!("{name}.prestate_diff.json"),
+                    role: "traces",
+                    bytes: record(
+                        chain_id,
+                        "debug_traceTransaction",
+                        &params,
+                        Some(*b),
+                        Some(*h),
+                        &d,
+                    ),
+                });
+                done += 1;
+                tick(done, total);
+                if opts.call_traces {
+                    let params = json!([h, call_opts()]);
+                    let d = c.call("debug_traceTransaction", params.clone()).await?;
+                    files.push(FetchedFile {
+                        name: format!("{name}.calltracer.json"),
+                        role: "call_traces",
+                        bytes: record(
+                            chain_id,
+                            "debug_traceTransaction",
+                            &params,
+                            Some(*b),
+                            Some(*h),
+                            &d,
+                        ),
+                    });
+                    done += 1;
+                    tick(done, total);
+                }
+                if blocks_seen.insert(*b) {
+                    let params = json!([hex(*b), false]);
+                    let d = c.call("eth_getBlockByNumber", params.clone()).await?;
+                    files.push(FetchedFile {
+                        name: format!("block-{b}.header.json"),
+                        role: "blocks",
+                        bytes: record(
+                            chain_id,
+                            "eth_getBlockByNumber",
+                            &params,
+                            Some(*b),
+                            None,
+                            &d,
+                        ),
+                    });
+                }
+                done += 1;
+                tick(done, total);
+            }
+        }
+        Selection::Blocks { from, to } => {
+            if from > to {
+                return Err(TraceError::Config {
+                    what: "--blocks".into(),
+                    message: format!("{from}..{to} is empty"),
+                });
+            }
+            let total = (to - from + 1) as usize * per;
+            let mut done = 0;
+            for b in *from..=*to {
+                let params = json!([hex(b), prestate_opts()]);
+                let d = c.call("debug_traceBlockByNumber", params.clone()).await?;
+                files.push(FetchedFile {
+                    name: format!("block-{b}.prestate_diff.json"),
+                    role: "traces",
+                    bytes: record(
+                        chain_id,
+                        "debug_traceBlockByNumber",
+                        &params,
+                        Some(b),
+                        None,
+                        &d,
+                    ),
+                });
+                done += 1;
+                tick(done, total);
+                if opts.call_traces {
+                    let params = json!([hex(b), call_opts()]);
+                    let d = c.call("debug_traceBlockByNumber", params.clone()).await?;
+                    files.push(FetchedFile {
+                        name: format!("block-{b}.calltracer.json"),
+                        role: "call_traces",
+                        bytes: record(
+                            chain_id,
+                            "debug_traceBlockByNumber",
+                            &params,
+                            Some(b),
+                            None,
+                            &d,
+                        ),
+                    });
+                    done += 1;
+                    tick(done, total);
+                }
+                let params = json!([hex(b)]);
+                let d = c.call("eth_getBlockReceipts", params.clone()).await?;
+                files.push(FetchedFile {
+                    name: format!("block-{b}.receipts.json"),
+                    role: "receipts",
+                    bytes: record(chain_id, "eth_getBlockReceipts", &params, Some(b), None, &d),
+                });
+                done += 1;
+                tick(done, total);
+                let params = json!([hex(b), false]);
+                let d = c.call("eth_getBlockByNumber", params.clone()).await?;
+                files.push(FetchedFile {
+                    name: format!("block-{b}.header.json"),
+                    role: "blocks",
+                    bytes: record(chain_id, "eth_getBlockByNumber", &params, Some(b), None, &d),
+                });
+                done += 1;
+                tick(done, total);
+            }
+        }
+    }
+    // Every trace must read back: a node answer recoup cannot parse fails now, not later.
+    for f in files.iter().filter(|f| f.role == "traces") {
+        super::format::parse_diff_bytes(Path::new(&f.name), &f.bytes)?;
+    }
+    Ok(Fetched { chain_id, files })
+}
+
+/// The `[state_diff]` lines naming the fetched files (paths relative to `dir_in_manifest`).
+pub fn manifest_snippet(f: &Fetched, dir_in_manifest: &str) -> String {
+    let list = |role: &str| {
+        let v: Vec<String> = f
+            .files
+            .iter()
+            .filter(|x| x.role == role)
+            .map(|x| format!("{:?}", format!("{dir_in_manifest}/{}", x.name)))
+            .collect();
+        format!("[{}]", v.join(", "))
+    };
+    format!(
+        "[state_diff]\nchain_id = {}\ntraces = {}\ncall_traces = {}\n# tokens, vaults and window: add [[state_diff.tokens]] / [[state_diff.vaults]] here\n\n[state_diff.eth]\nreceipts = {}\nblocks = {}\n",
+        f.chain_id,
+        list("traces"),
+        list("call_traces"),
+        list("receipts"),
+        list("blocks")
+    )
+}
+
+/// Writes every file into `dir` (created if needed) all-or-nothing: files are written to a
+/// temporary directory beside it and renamed into place only when all are written. An
+/// existing file of the same name is an error unless `overwrite`.
+///
+/// # Errors
+/// [`TraceError::Io`] naming the file; [`TraceError::Config`] when a file exists.
+pub fn write_all(
+    dir: &Path,
+    files: &[FetchedFile],
+    overwrite: bool,
+) -> Result<Vec<PathBuf>, TraceError> {
+    let io = |file: &Path| {
+        let file = file.to_owned();
+        move |source| TraceError::Io { file, source }
+    };
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    if !overwrite {
+        if let Some(f) = files.iter().find(|f| dir.join(&f.name).exists()) {
+            return Err(TraceError::Config {
+                what: "--out".into(),
+                message: format!(
+                    "{} exists; pass --force to overwrite",
+                    dir.join(&f.name).display()
+                ),
+            });
+        }
+    }
+    let tmp = tempfile::Builder::new()
+        .prefix(".recoup-ingest-")
+        .tempdir_in(dir)
+        .map_err(io(dir))?;
+    for f in files {
+        let p = tmp.path().join(&f.name);
+        std::fs::write(&p, &f.bytes).map_err(io(&p))?;
+    }
+    let mut out = Vec::new();
+    for f in files {
+        let to = dir.join(&f.name);
+        std::fs::rename(tmp.path().join(&f.name), &to).map_err(io(&to))?;
+        out.push(to);
+    }
+    Ok(out)
+}
