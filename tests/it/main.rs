@@ -1,2 +1,3 @@
 //! The one integration-test binary: a module per area.
+mod chain;
 mod trace;
