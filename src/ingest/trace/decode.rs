@@ -2,7 +2,7 @@
 //! per-account balance changes, vault totals, share balances, share-price losses, and the
 //! report of changed token slots no candidate holder explains.
 
-use super::diff::{Change, Timeline, TxDiff};
+use super::diff::{Change, Timeline, TxDiff, WordMap};
 use super::format::{self, LogEntry};
 use super::layout::{erc7201_root, mapping_slot, BalanceLayout, MappingOrder, PRESETS};
 use super::TraceError;
@@ -525,18 +525,16 @@ pub fn decode_diffs(
     for (_, _, l) in &vaults {
         groups.insert((l.order, l.base));
     }
-    let index: HashMap<(MappingOrder, B256), HashMap<B256, Address>> = groups
+    let index: HashMap<(MappingOrder, B256), WordMap<B256, Address>> = groups
         .into_iter()
         .map(|(o, b)| {
-            let m: HashMap<B256, Address> = cands
+            let m: WordMap<B256, Address> = cands
                 .par_iter()
                 .map(|h| (mapping_slot(o, h.into_word(), b), *h))
                 .collect();
             ((o, b), m)
         })
         .collect();
-    let by_account = tl.storage_by_account();
-    let empty = Vec::new();
 
     let mut out = DecodedState {
         chain_id: config.chain_id,
@@ -554,10 +552,8 @@ pub fn decode_diffs(
         let idx = &index[&(l.order, l.base)];
         let mut held = BTreeMap::new();
         let mut unmatched = Vec::new();
-        for slot in by_account.get(&token).unwrap_or(&empty) {
-            let Some(v) = tl.slot(token, *slot) else {
-                continue;
-            };
+        for (slot, v) in tl.slots_of(token) {
+            let slot = &slot;
             if let Some(h) = idx.get(slot) {
                 held.insert(
                     *h,

@@ -99,45 +99,91 @@ impl TxDiff {
     }
 }
 
-/// Where a value stands relative to the incident window.
+/// A fast hasher for 32-byte words and addresses (FxHash-style multiply-rotate over 8-byte
+/// chunks). Storage keys are mostly keccak outputs, so SipHash's flood resistance buys
+/// little here and costs much of the decode time.
 #[derive(Debug, Clone, Copy, Default)]
+pub struct WordHasher(u64);
+
+impl std::hash::Hasher for WordHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for c in bytes.chunks(8) {
+            let mut x = [0u8; 8];
+            x[..c.len()].copy_from_slice(c);
+            self.0 =
+                (self.0.rotate_left(5) ^ u64::from_le_bytes(x)).wrapping_mul(0x517c_c1b7_2722_0a95);
+        }
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.write(&n.to_le_bytes());
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// `HashMap` with [`WordHasher`].
+pub type WordMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<WordHasher>>;
+
+/// Where a value stands relative to the incident window `[w0, w1)`.
+///
+/// Because the chain is checked (each `from` equals the previous `to`), the value at a
+/// bound is the `from` of the first change at or after it, or else the `to` of the last
+/// change before it.
+#[derive(Debug, Clone, Copy)]
 struct Track<T> {
-    /// Last `to` of a transaction before the window.
-    last_before: Option<T>,
-    /// First `from` of a transaction in or after the window start.
-    first_from_start: Option<T>,
-    /// Last `to` of a transaction before the window end.
-    last_before_end: Option<T>,
-    /// First `from` of a transaction at or after the window end.
-    first_from_end: Option<T>,
-    /// Latest `to` seen (for the chain check).
-    current: Option<T>,
-    /// Whether it changed inside the window.
+    start: T,
+    end: T,
+    current: T,
+    last_tx: u32,
+    start_fixed: bool,
+    end_fixed: bool,
     changed_in_window: bool,
 }
 
 impl<T: Copy + PartialEq> Track<T> {
-    fn at_start(&self) -> Option<T> {
-        self.last_before.or(self.first_from_start)
-    }
-    fn at_end(&self) -> Option<T> {
-        self.last_before_end.or(self.first_from_end)
+    fn new(i: usize, window: (usize, usize), c: Change<T>) -> Self {
+        let mut t = Track {
+            start: c.from,
+            end: c.from,
+            current: c.from,
+            last_tx: 0,
+            start_fixed: false,
+            end_fixed: false,
+            changed_in_window: false,
+        };
+        t.push(i, window, c);
+        t
     }
     fn push(&mut self, i: usize, window: (usize, usize), c: Change<T>) {
-        if i < window.0 {
-            self.last_before = Some(c.to);
-        } else if self.first_from_start.is_none() {
-            self.first_from_start = Some(c.from);
+        if !self.start_fixed {
+            if i >= window.0 {
+                self.start = c.from;
+                self.start_fixed = true;
+            } else {
+                self.start = c.to;
+            }
         }
-        if i < window.1 {
-            self.last_before_end = Some(c.to);
-        } else if self.first_from_end.is_none() {
-            self.first_from_end = Some(c.from);
+        if !self.end_fixed {
+            if i >= window.1 {
+                self.end = c.from;
+                self.end_fixed = true;
+            } else {
+                self.end = c.to;
+            }
         }
         if i >= window.0 && i < window.1 {
             self.changed_in_window = true;
         }
-        self.current = Some(c.to);
+        self.current = c.to;
+        self.last_tx = i as u32;
+    }
+    fn value(&self) -> WindowValue<T> {
+        WindowValue {
+            start: self.start,
+            end: self.end,
+            changed_in_window: self.changed_in_window,
+        }
     }
 }
 
@@ -159,8 +205,8 @@ pub struct WindowValue<T> {
 /// half-open range of transaction positions `[start, end)` in chain order.
 #[derive(Debug, Default)]
 pub struct Timeline {
-    storage: HashMap<(Address, B256), Track<B256>>,
-    balances: HashMap<Address, Track<U256>>,
+    storage: WordMap<Address, WordMap<B256, Track<B256>>>,
+    balances: WordMap<Address, Track<U256>>,
     window: (usize, usize),
     txs: usize,
     created: Vec<Address>,
@@ -175,14 +221,13 @@ impl Timeline {
     /// [`TraceError::ChainGap`] when a slot's, balance's or nonce's `from` differs from the
     /// previous transaction's `to`, naming the account, slot and both transactions.
     pub fn build(diffs: &[TxDiff], window: (usize, usize)) -> Result<Self, TraceError> {
+        use std::collections::hash_map::Entry;
         let mut t = Timeline {
             window,
             txs: diffs.len(),
             ..Default::default()
         };
-        let mut nonces: HashMap<Address, (u64, usize)> = HashMap::new();
-        let mut last_slot_tx: HashMap<(Address, B256), usize> = HashMap::new();
-        let mut last_bal_tx: HashMap<Address, usize> = HashMap::new();
+        let mut nonces: WordMap<Address, (u64, usize)> = WordMap::default();
         for (i, d) in diffs.iter().enumerate() {
             for (addr, acc) in &d.accounts {
                 if i >= window.0 && i < window.1 {
@@ -193,22 +238,26 @@ impl Timeline {
                     }
                 }
                 if let Some(b) = acc.balance {
-                    let tr = t.balances.entry(*addr).or_default();
-                    if let Some(cur) = tr.current {
-                        if cur != b.from {
-                            let prev = &diffs[last_bal_tx[addr]];
-                            return Err(gap(
-                                d,
-                                prev,
-                                *addr,
-                                "balance".into(),
-                                cur.to_string(),
-                                b.from.to_string(),
-                            ));
+                    match t.balances.entry(*addr) {
+                        Entry::Occupied(mut o) => {
+                            let tr = o.get_mut();
+                            if tr.current != b.from {
+                                let prev = &diffs[tr.last_tx as usize];
+                                return Err(gap(
+                                    d,
+                                    prev,
+                                    *addr,
+                                    "balance".into(),
+                                    tr.current.to_string(),
+                                    b.from.to_string(),
+                                ));
+                            }
+                            tr.push(i, window, b);
+                        }
+                        Entry::Vacant(v) => {
+                            v.insert(Track::new(i, window, b));
                         }
                     }
-                    tr.push(i, window, b);
-                    last_bal_tx.insert(*addr, i);
                 }
                 if let Some(n) = acc.nonce {
                     if let Some((cur, j)) = nonces.get(addr) {
@@ -225,24 +274,31 @@ impl Timeline {
                     }
                     nonces.insert(*addr, (n.to, i));
                 }
+                if acc.storage.is_empty() {
+                    continue;
+                }
+                let slots = t.storage.entry(*addr).or_default();
                 for (slot, c) in &acc.storage {
-                    let key = (*addr, *slot);
-                    let tr = t.storage.entry(key).or_default();
-                    if let Some(cur) = tr.current {
-                        if cur != c.from {
-                            let prev = &diffs[last_slot_tx[&key]];
-                            return Err(gap(
-                                d,
-                                prev,
-                                *addr,
-                                format!("storage slot {slot}"),
-                                cur.to_string(),
-                                c.from.to_string(),
-                            ));
+                    match slots.entry(*slot) {
+                        Entry::Occupied(mut o) => {
+                            let tr = o.get_mut();
+                            if tr.current != c.from {
+                                let prev = &diffs[tr.last_tx as usize];
+                                return Err(gap(
+                                    d,
+                                    prev,
+                                    *addr,
+                                    format!("storage slot {slot}"),
+                                    tr.current.to_string(),
+                                    c.from.to_string(),
+                                ));
+                            }
+                            tr.push(i, window, *c);
+                        }
+                        Entry::Vacant(v) => {
+                            v.insert(Track::new(i, window, *c));
                         }
                     }
-                    tr.push(i, window, *c);
-                    last_slot_tx.insert(key, i);
                 }
             }
         }
@@ -267,41 +323,24 @@ impl Timeline {
     /// A storage word at the window's start and end; `None` when the slot never changes in
     /// the whole history (its value is then unknown from diffs alone).
     pub fn slot(&self, account: Address, slot: B256) -> Option<WindowValue<B256>> {
-        let tr = self.storage.get(&(account, slot))?;
-        Some(WindowValue {
-            start: tr.at_start()?,
-            end: tr.at_end()?,
-            changed_in_window: tr.changed_in_window,
-        })
+        Some(self.storage.get(&account)?.get(&slot)?.value())
+    }
+
+    /// Every slot of `account` that changes somewhere in the history, with its window
+    /// values, in no particular order.
+    pub fn slots_of(
+        &self,
+        account: Address,
+    ) -> impl Iterator<Item = (B256, WindowValue<B256>)> + '_ {
+        self.storage
+            .get(&account)
+            .into_iter()
+            .flat_map(|m| m.iter().map(|(s, t)| (*s, t.value())))
     }
 
     /// An ETH balance (wei) at the window's start and end; `None` when it never changes.
     pub fn balance(&self, account: Address) -> Option<WindowValue<U256>> {
-        let tr = self.balances.get(&account)?;
-        Some(WindowValue {
-            start: tr.at_start()?,
-            end: tr.at_end()?,
-            changed_in_window: tr.changed_in_window,
-        })
-    }
-
-    /// Every (account, slot) that changes somewhere in the history, sorted.
-    pub fn slots(&self) -> Vec<(Address, B256)> {
-        let mut v: Vec<_> = self.storage.keys().copied().collect();
-        v.sort_unstable();
-        v
-    }
-
-    /// Every account's changed slots (anywhere in the history), slots sorted.
-    pub fn storage_by_account(&self) -> HashMap<Address, Vec<B256>> {
-        let mut m: HashMap<Address, Vec<B256>> = HashMap::new();
-        for (a, s) in self.storage.keys() {
-            m.entry(*a).or_default().push(*s);
-        }
-        for v in m.values_mut() {
-            v.sort_unstable();
-        }
-        m
+        Some(self.balances.get(&account)?.value())
     }
 
     /// Every account whose ETH balance changes somewhere in the history, sorted.
@@ -345,4 +384,78 @@ fn gap(
 /// Interprets a 32-byte storage word as an unsigned integer.
 pub fn word(w: B256) -> U256 {
     U256::from_be_bytes(w.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn tx(changes: &[(u8, u8, u8)]) -> TxDiff {
+        // (slot, from, to) on one account.
+        let mut a = AccountChange::new(AccountKind::Modified);
+        for (s, f, t) in changes {
+            a.storage.insert(
+                B256::with_last_byte(*s),
+                Change {
+                    from: B256::with_last_byte(*f),
+                    to: B256::with_last_byte(*t),
+                },
+            );
+        }
+        let mut accounts = BTreeMap::new();
+        accounts.insert(Address::ZERO, a);
+        TxDiff {
+            file: "t.json".into(),
+            position: 0,
+            block: None,
+            tx_hash: None,
+            accounts,
+        }
+    }
+
+    proptest! {
+        // Slow reference: replay every write into a full state and read it at the bounds.
+        #[test]
+        fn window_values_equal_a_full_replay(writes in proptest::collection::vec(proptest::collection::vec((0u8..4, 1u8..5), 0..4), 1..12), s in 0usize..12, len in 1usize..12) {
+            let n = writes.len();
+            let start = s % n;
+            let end = (start + len).min(n).max(start + 1);
+            let mut state = [0u8; 4];
+            let (mut snap_start, mut snap_end) = (state, state);
+            let mut diffs = Vec::new();
+            for (i, w) in writes.iter().enumerate() {
+                if i == start { snap_start = state; }
+                let mut ch = BTreeMap::new();
+                for (slot, v) in w {
+                    let from = *ch.get(slot).map(|(f, _)| f).unwrap_or(&state[*slot as usize]);
+                    ch.insert(*slot, (from, *v));
+                    state[*slot as usize] = *v;
+                }
+                let c: Vec<(u8, u8, u8)> = ch.into_iter().filter(|(_, (f, t))| f != t).map(|(s, (f, t))| (s, f, t)).collect();
+                diffs.push(tx(&c));
+                if i + 1 == end { snap_end = state; }
+            }
+            let tl = Timeline::build(&diffs, (start, end)).unwrap();
+            for slot in 0..4u8 {
+                if let Some(v) = tl.slot(Address::ZERO, B256::with_last_byte(slot)) {
+                    prop_assert_eq!(v.start, B256::with_last_byte(snap_start[slot as usize]));
+                    prop_assert_eq!(v.end, B256::with_last_byte(snap_end[slot as usize]));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn gap_between_transactions_names_slot_and_both_transactions() {
+        let d = vec![tx(&[(1, 0, 5)]), tx(&[(1, 6, 7)])];
+        let e = Timeline::build(&d, (0, 2)).unwrap_err().to_string();
+        assert!(
+            e.contains(
+                "storage slot 0x0000000000000000000000000000000000000000000000000000000000000001"
+            ),
+            "{e}"
+        );
+        assert!(e.contains("entry 0") && e.contains("left it at"), "{e}");
+    }
 }

@@ -64,8 +64,8 @@ pub fn parse_diff_bytes(path: &Path, buf: &[u8]) -> Result<TraceFile, TraceError
     };
     match first_byte(buf) {
         Some(b'[') => {
-            let items: Vec<&RawValue> = p.parse(buf, None)?;
-            p.array(&items, None, &mut out.txs)?;
+            let items: Vec<BlockElem> = p.parse(buf, None)?;
+            p.array(items, None, &mut out.txs)?;
         }
         Some(b'{') => {
             let obj: HashMap<String, &RawValue> = p.parse(buf, None)?;
@@ -90,18 +90,25 @@ struct Parser<'a> {
 
 /// Element of `debug_traceBlockByNumber` or of a Parity replay array.
 #[derive(Deserialize)]
-struct BlockElem<'a> {
+struct BlockElem {
     #[serde(rename = "txHash")]
     tx_hash: Option<B256>,
-    #[serde(borrow)]
-    result: Option<&'a RawValue>,
+    result: Option<GethResult>,
     error: Option<serde_json::Value>,
-    #[serde(rename = "stateDiff", borrow)]
-    state_diff: Option<&'a RawValue>,
+    #[serde(rename = "stateDiff")]
+    state_diff: Option<StateDiff>,
     #[serde(rename = "transactionHash")]
     transaction_hash: Option<B256>,
     #[serde(rename = "blockNumber")]
     block_number: Option<alloy_primitives::U64>,
+}
+
+/// A geth block-trace `result`, parsed in one pass: a prestate diff has `pre` and `post`;
+/// anything else (a default-mode prestate, a callTracer frame) has neither.
+#[derive(Deserialize)]
+struct GethResult {
+    pre: Option<BTreeMap<Address, AccountState>>,
+    post: Option<BTreeMap<Address, AccountState>>,
 }
 
 #[derive(Deserialize)]
@@ -279,8 +286,8 @@ impl<'a> Parser<'a> {
                 .collect();
             blocks.sort_by_key(|(b, _)| *b);
             for (b, raw) in blocks {
-                let items: Vec<&RawValue> = self.parse_raw_borrowed(raw, &format!("block {b}"))?;
-                self.array(&items, Some(b), &mut out.txs)?;
+                let items: Vec<BlockElem> = self.parse_raw_borrowed(raw, &format!("block {b}"))?;
+                self.array(items, Some(b), &mut out.txs)?;
             }
         } else if has("from") && (has("calls") || has("type") || has("gasUsed")) {
             return Err(self.unknown(
@@ -314,8 +321,8 @@ impl<'a> Parser<'a> {
     ) -> Result<(), TraceError> {
         match first_byte(raw.get().as_bytes()) {
             Some(b'[') => {
-                let items: Vec<&RawValue> = self.parse_raw_borrowed(raw, "result")?;
-                self.array(&items, block, &mut out.txs)
+                let items: Vec<BlockElem> = self.parse_raw_borrowed(raw, "result")?;
+                self.array(items, block, &mut out.txs)
             }
             Some(b'{') => {
                 let obj: HashMap<String, &RawValue> = self.parse_raw_borrowed(raw, "result")?;
@@ -327,13 +334,12 @@ impl<'a> Parser<'a> {
 
     fn array(
         &self,
-        items: &[&'a RawValue],
+        items: Vec<BlockElem>,
         block: Option<u64>,
         out: &mut Vec<TxDiff>,
     ) -> Result<(), TraceError> {
-        for (i, raw) in items.iter().enumerate() {
+        for (i, e) in items.into_iter().enumerate() {
             let what = format!("element {i}");
-            let e: BlockElem<'a> = self.parse_raw_borrowed(raw, &what)?;
             let block = e.block_number.map(|b| b.to()).or(block);
             if let Some(err) = e.error {
                 return Err(TraceError::TraceFailed {
@@ -343,12 +349,15 @@ impl<'a> Parser<'a> {
                 });
             }
             if let Some(sd) = e.state_diff {
-                let d = self.parity(Some(sd), &format!("{what}.stateDiff"))?;
-                out.push(self.tx(block, e.transaction_hash, d));
+                out.push(self.tx(block, e.transaction_hash, parity(sd)));
             } else if let Some(r) = e.result {
-                let obj: HashMap<String, &RawValue> =
-                    self.parse_raw_borrowed(r, &format!("{what}.result"))?;
-                let d = self.geth_diff(&obj, &format!("{what}.result"))?;
+                let (Some(pre), Some(post)) = (r.pre, r.post) else {
+                    return Err(TraceError::NotDiffMode {
+                        file: self.path.to_owned(),
+                        what: format!("{what}.result"),
+                    });
+                };
+                let d = geth(DiffMode { pre, post });
                 out.push(self.tx(block, e.tx_hash.or(e.transaction_hash), d));
             } else {
                 return Err(self.unknown(&format!("{what} has neither `result` (geth debug_traceBlock*) nor `stateDiff` (Parity trace_replay*)")));
