@@ -9,7 +9,7 @@ use super::TraceError;
 use crate::primitives::{parse_address, Address, Amount, B256, U256};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 /// The manifest section naming state-diff inputs (`[state_diff]` in TOML).
@@ -518,23 +518,29 @@ pub fn decode_diffs(
     cands.dedup();
 
     // One slot → holder index per distinct (order, base): tokens sharing a layout share it.
-    let mut groups: BTreeSet<(MappingOrder, B256)> = BTreeSet::new();
-    for (_, _, l) in &tokens {
-        groups.insert((l.order, l.base));
+    // Per layout group, the changed slots of its tokens; each candidate's slot is hashed
+    // once per group and looked up (read-only, in parallel).
+    let mut index: HashMap<(MappingOrder, B256), WordMap<B256, Option<Address>>> = HashMap::new();
+    for (token, l) in tokens
+        .iter()
+        .map(|(_, a, l)| (a, l))
+        .chain(vaults.iter().map(|(_, a, l)| (a, l)))
+    {
+        let m = index.entry((l.order, l.base)).or_default();
+        m.extend(tl.slots_of(*token).map(|(s, _)| (s, None)));
     }
-    for (_, _, l) in &vaults {
-        groups.insert((l.order, l.base));
+    for ((o, b), m) in index.iter_mut() {
+        let hits: Vec<(B256, Address)> = cands
+            .par_iter()
+            .filter_map(|h| {
+                let s = mapping_slot(*o, h.into_word(), *b);
+                m.contains_key(&s).then_some((s, *h))
+            })
+            .collect();
+        for (s, h) in hits {
+            m.insert(s, Some(h));
+        }
     }
-    let index: HashMap<(MappingOrder, B256), WordMap<B256, Address>> = groups
-        .into_iter()
-        .map(|(o, b)| {
-            let m: WordMap<B256, Address> = cands
-                .par_iter()
-                .map(|h| (mapping_slot(o, h.into_word(), b), *h))
-                .collect();
-            ((o, b), m)
-        })
-        .collect();
 
     let mut out = DecodedState {
         chain_id: config.chain_id,
@@ -543,24 +549,27 @@ pub fn decode_diffs(
         ..Default::default()
     };
     // Balances of each token at start/end: (asset) → account → Change<U256>.
-    let mut balances: HashMap<Address, BTreeMap<Address, Change<U256>>> = HashMap::new();
+    let mut balances: HashMap<Address, BTreeMap<Address, (Change<U256>, bool)>> = HashMap::new();
     let decode_token = |name: &str,
                         token: Address,
                         l: &BalanceLayout,
                         out: &mut DecodedState|
-     -> BTreeMap<Address, Change<U256>> {
+     -> BTreeMap<Address, (Change<U256>, bool)> {
         let idx = &index[&(l.order, l.base)];
         let mut held = BTreeMap::new();
         let mut unmatched = Vec::new();
         for (slot, v) in tl.slots_of(token) {
             let slot = &slot;
-            if let Some(h) = idx.get(slot) {
+            if let Some(Some(h)) = idx.get(slot) {
                 held.insert(
                     *h,
-                    Change {
-                        from: l.balance(v.start),
-                        to: l.balance(v.end),
-                    },
+                    (
+                        Change {
+                            from: l.balance(v.start),
+                            to: l.balance(v.end),
+                        },
+                        v.changed_in_window,
+                    ),
                 );
             } else if v.changed_in_window && Some(*slot) != l.total_supply {
                 unmatched.push(UnmatchedSlot {
@@ -603,11 +612,8 @@ pub fn decode_diffs(
     };
     for (asset, token, l) in &tokens {
         let held = decode_token(asset, *token, l, &mut out);
-        for (h, c) in &held {
-            let ch = tl
-                .slot(*token, l.slot_of(*h))
-                .is_some_and(|v| v.changed_in_window);
-            if ch && c.from != c.to {
+        for (h, (c, ch)) in &held {
+            if *ch && c.from != c.to {
                 out.balance_changes.push(BalanceChange {
                     account: *h,
                     asset: asset.clone(),
@@ -653,12 +659,13 @@ pub fn decode_diffs(
                             v.asset
                         ),
                         })?;
-                let c = balances[token]
-                    .get(vaddr)
-                    .ok_or_else(|| TraceError::VaultUnknown {
-                        vault: v.name.clone(),
-                        what: format!("its {} balance never changes in the traces", v.asset),
-                    })?;
+                let (c, _) =
+                    balances[token]
+                        .get(vaddr)
+                        .ok_or_else(|| TraceError::VaultUnknown {
+                            vault: v.name.clone(),
+                            what: format!("its {} balance never changes in the traces", v.asset),
+                        })?;
                 (c.from, c.to)
             }
         };
@@ -671,7 +678,7 @@ pub fn decode_diffs(
             total_supply_before: Amount::new(ts_b),
             total_supply_after: Amount::new(ts_a),
         });
-        for (h, c) in &shares {
+        for (h, (c, _)) in &shares {
             if c.from.is_zero() && c.to.is_zero() {
                 continue;
             }
