@@ -5,3 +5,4 @@ pub mod ingest;
 pub mod loss;
 pub mod manifest;
 pub mod primitives;
+pub mod store;

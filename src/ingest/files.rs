@@ -158,16 +158,34 @@ struct Table {
 
 impl Table {
     fn open(file: &Path, layout: &Layout) -> Result<Self, InputError> {
-        let f = std::fs::File::open(file).map_err(|source| InputError::Io { file: file.to_owned(), source })?;
-        let mut reader = csv::ReaderBuilder::new().has_headers(true).trim(csv::Trim::All).from_reader(std::io::BufReader::with_capacity(1 << 20, f));
+        let f = std::fs::File::open(file).map_err(|source| InputError::Io {
+            file: file.to_owned(),
+            source,
+        })?;
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .trim(csv::Trim::All)
+            .from_reader(std::io::BufReader::with_capacity(1 << 20, f));
         let headers = reader.headers().map_err(|e| csv_err(file, &e))?.clone();
         if headers.is_empty() || (headers.len() == 1 && headers[0].is_empty()) {
-            return Err(InputError::Empty { file: file.to_owned(), expected: layout.expected() });
+            return Err(InputError::Empty {
+                file: file.to_owned(),
+                expected: layout.expected(),
+            });
         }
-        let wrong = || InputError::Columns { file: file.to_owned(), expected: layout.expected(), got: headers.iter().collect::<Vec<_>>().join(",") };
+        let wrong = || InputError::Columns {
+            file: file.to_owned(),
+            expected: layout.expected(),
+            got: headers.iter().collect::<Vec<_>>().join(","),
+        };
         let mut cols = HashMap::new();
         for (i, h) in headers.iter().enumerate() {
-            let name = layout.required.iter().chain(layout.optional).find(|n| **n == h).ok_or_else(wrong)?;
+            let name = layout
+                .required
+                .iter()
+                .chain(layout.optional)
+                .find(|n| **n == h)
+                .ok_or_else(wrong)?;
             if cols.insert(*name, i).is_some() {
                 return Err(wrong());
             }
@@ -175,7 +193,11 @@ impl Table {
         if layout.required.iter().any(|r| !cols.contains_key(r)) {
             return Err(wrong());
         }
-        Ok(Self { file: file.to_owned(), reader, cols })
+        Ok(Self {
+            file: file.to_owned(),
+            reader,
+            cols,
+        })
     }
 
     /// Iterates records; calls `f(record, line)`. Errors on an empty body.
@@ -191,13 +213,20 @@ impl Table {
                 Ok(true) => {
                     let line = rec.position().map_or(0, |p| p.line());
                     rows += 1;
-                    f(&Cursor { t: self, rec: &rec, line })?;
+                    f(&Cursor {
+                        t: self,
+                        rec: &rec,
+                        line,
+                    })?;
                 }
                 Err(e) => return Err(csv_err(&self.file, &e)),
             }
         }
         if rows == 0 {
-            return Err(InputError::Empty { file: self.file.clone(), expected: layout.expected() });
+            return Err(InputError::Empty {
+                file: self.file.clone(),
+                expected: layout.expected(),
+            });
         }
         Ok(())
     }
@@ -206,8 +235,15 @@ impl Table {
 fn csv_err(file: &Path, e: &csv::Error) -> InputError {
     let line = e.position().map_or(0, |p| p.line());
     match e.kind() {
-        csv::ErrorKind::Io(_) => InputError::Io { file: file.to_owned(), source: std::io::Error::other(e.to_string()) },
-        _ => InputError::Row { file: file.to_owned(), line, message: e.to_string() },
+        csv::ErrorKind::Io(_) => InputError::Io {
+            file: file.to_owned(),
+            source: std::io::Error::other(e.to_string()),
+        },
+        _ => InputError::Row {
+            file: file.to_owned(),
+            line,
+            message: e.to_string(),
+        },
     }
 }
 
@@ -221,7 +257,13 @@ struct Cursor<'a> {
 impl Cursor<'_> {
     fn err(&self, field: &str, message: String) -> InputError {
         let column = self.t.cols.get(field).map_or(0, |c| c + 1);
-        InputError::Field { file: self.t.file.clone(), line: self.line, column, field: field.to_owned(), message }
+        InputError::Field {
+            file: self.t.file.clone(),
+            line: self.line,
+            column,
+            field: field.to_owned(),
+            message,
+        }
     }
 
     fn get(&self, field: &str) -> Option<&str> {
@@ -251,7 +293,11 @@ impl Cursor<'_> {
             Units::Token => decimals,
         };
         parse_units(s, d).map_err(|e| {
-            let hint = if units == Units::Base && s.contains('.') { " (amounts are integers of base units unless the input says units = \"token\")" } else { "" };
+            let hint = if units == Units::Base && s.contains('.') {
+                " (amounts are integers of base units unless the input says units = \"token\")"
+            } else {
+                ""
+            };
             self.err(field, format!("{e}{hint}"))
         })
     }
@@ -260,25 +306,62 @@ impl Cursor<'_> {
         let s = self.text(field)?;
         assets.iter().find(|a| a.symbol == s).ok_or_else(|| {
             let known: Vec<&str> = assets.iter().map(|a| a.symbol.as_str()).collect();
-            self.err(field, format!("unknown asset {s:?}: expected one of [{}] declared in [[assets]]", known.join(", ")))
+            self.err(
+                field,
+                format!(
+                    "unknown asset {s:?}: expected one of [{}] declared in [[assets]]",
+                    known.join(", ")
+                ),
+            )
         })
     }
 
     fn origin(&self) -> Origin {
-        Origin { file: self.t.file.clone(), line: self.line }
+        Origin {
+            file: self.t.file.clone(),
+            line: self.line,
+        }
     }
 }
 
-const BALANCES: Layout = Layout { required: &["account", "asset", "before", "after"], optional: &["pool"] };
-const AMOUNTS: Layout = Layout { required: &["account", "asset", "amount"], optional: &["pool", "kind"] };
-const HOLDERS_BALANCE: Layout = Layout { required: &["account", "balance"], optional: &[] };
-const HOLDERS_SHARES: Layout = Layout { required: &["account", "shares"], optional: &[] };
-const HOLDERS_AMOUNT: Layout = Layout { required: &["account", "amount"], optional: &[] };
-const CLASSES: Layout = Layout { required: &["account", "class"], optional: &[] };
+const BALANCES: Layout = Layout {
+    required: &["account", "asset", "before", "after"],
+    optional: &["pool"],
+};
+const AMOUNTS: Layout = Layout {
+    required: &["account", "asset", "amount"],
+    optional: &["pool", "kind"],
+};
+const HOLDERS_BALANCE: Layout = Layout {
+    required: &["account", "balance"],
+    optional: &[],
+};
+const HOLDERS_SHARES: Layout = Layout {
+    required: &["account", "shares"],
+    optional: &[],
+};
+const HOLDERS_AMOUNT: Layout = Layout {
+    required: &["account", "amount"],
+    optional: &[],
+};
+const CLASSES: Layout = Layout {
+    required: &["account", "class"],
+    optional: &[],
+};
 
-fn check_dup<K: std::hash::Hash + Eq>(seen: &mut HashMap<K, u64>, key: K, c: &Cursor<'_>, show: impl FnOnce() -> String) -> Result<(), InputError> {
+fn check_dup<K: std::hash::Hash + Eq>(
+    seen: &mut HashMap<K, u64>,
+    key: K,
+    c: &Cursor<'_>,
+    show: impl FnOnce() -> String,
+) -> Result<(), InputError> {
     if let Some(first) = seen.insert(key, c.line) {
-        return Err(InputError::Duplicate { file: c.t.file.clone(), line: c.line, first, key: show() });
+        return Err(InputError::Duplicate {
+            file: c.t.file.clone(),
+            line: c.line,
+            first,
+            key: show(),
+        });
     }
     Ok(())
 }
@@ -289,7 +372,12 @@ fn check_dup<K: std::hash::Hash + Eq>(seen: &mut HashMap<K, u64>, key: K, c: &Cu
 /// [`InputError`] on a missing file, wrong columns, an empty file, a bad or
 /// mis-checksummed address, an unknown asset, a negative, fractional, too precise or
 /// too large amount, or a duplicate (account, asset, pool).
-pub fn read_balances(file: &Path, units: Units, pool: Option<&str>, assets: &[AssetSpec]) -> Result<Vec<BalanceRow>, InputError> {
+pub fn read_balances(
+    file: &Path,
+    units: Units,
+    pool: Option<&str>,
+    assets: &[AssetSpec],
+) -> Result<Vec<BalanceRow>, InputError> {
     let mut t = Table::open(file, &BALANCES)?;
     let mut out = Vec::new();
     let mut seen = HashMap::new();
@@ -299,8 +387,20 @@ pub fn read_balances(file: &Path, units: Units, pool: Option<&str>, assets: &[As
         let before = c.amount("before", units, a.decimals)?;
         let after = c.amount("after", units, a.decimals)?;
         let pool = c.opt_text("pool").or_else(|| pool.map(str::to_owned));
-        check_dup(&mut seen, (account, a.symbol.clone(), pool.clone()), c, || format!("account {account}, asset {}, pool {:?}", a.symbol, pool))?;
-        out.push(BalanceRow { account, asset: a.symbol.clone(), pool, before, after, origin: c.origin() });
+        check_dup(
+            &mut seen,
+            (account, a.symbol.clone(), pool.clone()),
+            c,
+            || format!("account {account}, asset {}, pool {:?}", a.symbol, pool),
+        )?;
+        out.push(BalanceRow {
+            account,
+            asset: a.symbol.clone(),
+            pool,
+            before,
+            after,
+            origin: c.origin(),
+        });
         Ok(())
     })?;
     Ok(out)
@@ -310,7 +410,12 @@ pub fn read_balances(file: &Path, units: Units, pool: Option<&str>, assets: &[As
 ///
 /// # Errors
 /// As [`read_balances`].
-pub fn read_amounts(file: &Path, units: Units, pool: Option<&str>, assets: &[AssetSpec]) -> Result<Vec<AmountRow>, InputError> {
+pub fn read_amounts(
+    file: &Path,
+    units: Units,
+    pool: Option<&str>,
+    assets: &[AssetSpec],
+) -> Result<Vec<AmountRow>, InputError> {
     let mut t = Table::open(file, &AMOUNTS)?;
     let mut out = Vec::new();
     let mut seen = HashMap::new();
@@ -320,8 +425,20 @@ pub fn read_amounts(file: &Path, units: Units, pool: Option<&str>, assets: &[Ass
         let amount = c.amount("amount", units, a.decimals)?;
         let pool = c.opt_text("pool").or_else(|| pool.map(str::to_owned));
         let kind = c.opt_text("kind");
-        check_dup(&mut seen, (account, a.symbol.clone(), pool.clone(), kind.clone()), c, || format!("account {account}, asset {}, pool {:?}", a.symbol, pool))?;
-        out.push(AmountRow { account, asset: a.symbol.clone(), pool, amount, kind, origin: c.origin() });
+        check_dup(
+            &mut seen,
+            (account, a.symbol.clone(), pool.clone(), kind.clone()),
+            c,
+            || format!("account {account}, asset {}, pool {:?}", a.symbol, pool),
+        )?;
+        out.push(AmountRow {
+            account,
+            asset: a.symbol.clone(),
+            pool,
+            amount,
+            kind,
+            origin: c.origin(),
+        });
         Ok(())
     })?;
     Ok(out)
@@ -343,7 +460,12 @@ pub enum HolderColumn {
 ///
 /// # Errors
 /// As [`read_balances`]; a repeated account is a duplicate.
-pub fn read_holders(file: &Path, column: HolderColumn, units: Units, decimals: u8) -> Result<Vec<HolderRow>, InputError> {
+pub fn read_holders(
+    file: &Path,
+    column: HolderColumn,
+    units: Units,
+    decimals: u8,
+) -> Result<Vec<HolderRow>, InputError> {
     let (layout, field) = match column {
         HolderColumn::Balance => (&HOLDERS_BALANCE, "balance"),
         HolderColumn::Shares => (&HOLDERS_SHARES, "shares"),
@@ -356,7 +478,11 @@ pub fn read_holders(file: &Path, column: HolderColumn, units: Units, decimals: u
         let account = c.address("account")?;
         let amount = c.amount(field, units, decimals)?;
         check_dup(&mut seen, account, c, || format!("account {account}"))?;
-        out.push(HolderRow { account, amount, origin: c.origin() });
+        out.push(HolderRow {
+            account,
+            amount,
+            origin: c.origin(),
+        });
         Ok(())
     })?;
     Ok(out)

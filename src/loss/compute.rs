@@ -55,7 +55,9 @@ pub enum LossError {
         supply: Amount,
     },
     /// A wrapper has losses but its holders hold nothing.
-    #[error("wrapper {wrapper} ({address}) lost {asset} but its holder list has a zero total balance")]
+    #[error(
+        "wrapper {wrapper} ({address}) lost {asset} but its holder list has a zero total balance"
+    )]
     EmptyWrapper {
         /// Wrapper name.
         wrapper: String,
@@ -79,7 +81,9 @@ pub enum LossError {
     #[error(transparent)]
     Value(#[from] ValueError),
     /// Look-through did not conserve a wrapper's loss (a bug guard).
-    #[error("look-through of wrapper {wrapper} did not conserve {asset}: {given} in, {spread} out")]
+    #[error(
+        "look-through of wrapper {wrapper} did not conserve {asset}: {given} in, {spread} out"
+    )]
     LookThroughConservation {
         /// Wrapper name.
         wrapper: String,
@@ -181,12 +185,18 @@ impl Interner {
         i
     }
     fn asset(&self, s: &str) -> Result<u32, LossError> {
-        self.asset_ix.get(s).copied().ok_or_else(|| LossError::UnknownAsset(s.to_owned()))
+        self.asset_ix
+            .get(s)
+            .copied()
+            .ok_or_else(|| LossError::UnknownAsset(s.to_owned()))
     }
 }
 
 fn amt(context: impl FnOnce() -> String) -> impl FnOnce(AmountError) -> LossError {
-    move |source| LossError::Amount { context: context(), source }
+    move |source| LossError::Amount {
+        context: context(),
+        source,
+    }
 }
 
 /// Computes the loss ledger.
@@ -209,20 +219,39 @@ fn amt(context: impl FnOnce() -> String) -> impl FnOnce(AmountError) -> LossErro
 /// [`LossError`] on a key given twice, an ambiguous netting row, inconsistent vault
 /// totals, a wrapper whose holders hold nothing, or an overflow.
 pub fn compute(inputs: &LossInputs) -> Result<(LossLedger, LossStats), LossError> {
-    let mut it = Interner { pools: Vec::new(), pool_ix: HashMap::new(), asset_ix: HashMap::new() };
+    let mut it = Interner {
+        pools: Vec::new(),
+        pool_ix: HashMap::new(),
+        asset_ix: HashMap::new(),
+    };
     it.pool(&None);
     for (i, (a, _)) in inputs.assets.iter().enumerate() {
         it.asset_ix.insert(a.symbol.clone(), i as u32);
     }
     let mut stats = LossStats::default();
-    let mut losses: HashMap<Key, (Amount, Option<Origin>)> = HashMap::with_capacity(inputs.balances.len() + inputs.losses.len());
+    let mut losses: HashMap<Key, (Amount, Option<Origin>)> =
+        HashMap::with_capacity(inputs.balances.len() + inputs.losses.len());
     let mut gains: BTreeMap<(Address, u32), Amount> = BTreeMap::new();
 
-    let put = |losses: &mut HashMap<Key, (Amount, Option<Origin>)>, key: Key, amount: Amount, origin: Option<&Origin>, it: &Interner| -> Result<(), LossError> {
+    let put = |losses: &mut HashMap<Key, (Amount, Option<Origin>)>,
+               key: Key,
+               amount: Amount,
+               origin: Option<&Origin>,
+               it: &Interner|
+     -> Result<(), LossError> {
         match losses.entry(key) {
             std::collections::hash_map::Entry::Occupied(e) => {
                 let (first, second) = (e.get().1.clone(), origin.cloned());
-                let (f, s) = (first.unwrap_or(Origin { file: PathBuf::from("<vault>"), line: 0 }), second.unwrap_or(Origin { file: PathBuf::from("<vault>"), line: 0 }));
+                let (f, s) = (
+                    first.unwrap_or(Origin {
+                        file: PathBuf::from("<vault>"),
+                        line: 0,
+                    }),
+                    second.unwrap_or(Origin {
+                        file: PathBuf::from("<vault>"),
+                        line: 0,
+                    }),
+                );
                 Err(LossError::Conflict {
                     file: s.file,
                     line: s.line,
@@ -244,9 +273,17 @@ pub fn compute(inputs: &LossInputs) -> Result<(LossLedger, LossStats), LossError
         let key = (r.account, it.asset(&r.asset)?, it.pool(&r.pool));
         if r.after > r.before {
             let g = gains.entry((r.account, key.1)).or_default();
-            *g = g.checked_add(r.after.saturating_sub(r.before)).map_err(amt(|| format!("gain of {}", r.account)))?;
+            *g = g
+                .checked_add(r.after.saturating_sub(r.before))
+                .map_err(amt(|| format!("gain of {}", r.account)))?;
         }
-        put(&mut losses, key, r.before.saturating_sub(r.after), Some(&r.origin), &it)?;
+        put(
+            &mut losses,
+            key,
+            r.before.saturating_sub(r.after),
+            Some(&r.origin),
+            &it,
+        )?;
     }
     for r in &inputs.losses {
         let key = (r.account, it.asset(&r.asset)?, it.pool(&r.pool));
@@ -255,67 +292,120 @@ pub fn compute(inputs: &LossInputs) -> Result<(LossLedger, LossStats), LossError
     for v in &inputs.vaults {
         let ai = it.asset(&v.underlying)?;
         let pi = it.pool(&Some(v.name.clone()));
-        let held = Amount::checked_sum(v.holders.iter().map(|h| h.amount)).map_err(amt(|| format!("vault {} shares", v.name)))?;
+        let held = Amount::checked_sum(v.holders.iter().map(|h| h.amount))
+            .map_err(amt(|| format!("vault {} shares", v.name)))?;
         if held > v.total_supply_before {
-            return Err(LossError::VaultShares { vault: v.name.clone(), held, supply: v.total_supply_before });
+            return Err(LossError::VaultShares {
+                vault: v.name.clone(),
+                held,
+                supply: v.total_supply_before,
+            });
         }
         let mut total = Amount::ZERO;
         for h in &v.holders {
-            let before = h.amount.mul_div_floor(v.total_assets_before.raw(), v.total_supply_before.raw()).map_err(amt(|| format!("vault {} convertToAssets before", v.name)))?;
+            let before = h
+                .amount
+                .mul_div_floor(v.total_assets_before.raw(), v.total_supply_before.raw())
+                .map_err(amt(|| format!("vault {} convertToAssets before", v.name)))?;
             let after = if v.total_supply_after.is_zero() {
                 Amount::ZERO
             } else {
-                h.amount.mul_div_floor(v.total_assets_after.raw(), v.total_supply_after.raw()).map_err(amt(|| format!("vault {} convertToAssets after", v.name)))?
+                h.amount
+                    .mul_div_floor(v.total_assets_after.raw(), v.total_supply_after.raw())
+                    .map_err(amt(|| format!("vault {} convertToAssets after", v.name)))?
             };
             if after > before {
                 let g = gains.entry((h.account, ai)).or_default();
-                *g = g.checked_add(after.saturating_sub(before)).map_err(amt(|| "gain".to_owned()))?;
+                *g = g
+                    .checked_add(after.saturating_sub(before))
+                    .map_err(amt(|| "gain".to_owned()))?;
             }
             let loss = before.saturating_sub(after);
-            total = total.checked_add(loss).map_err(amt(|| format!("vault {} total loss", v.name)))?;
+            total = total
+                .checked_add(loss)
+                .map_err(amt(|| format!("vault {} total loss", v.name)))?;
             put(&mut losses, (h.account, ai, pi), loss, Some(&h.origin), &it)?;
         }
         let e = stats.share_price.entry(v.underlying.clone()).or_default();
-        *e = e.checked_add(total).map_err(amt(|| "share-price total".to_owned()))?;
+        *e = e
+            .checked_add(total)
+            .map_err(amt(|| "share-price total".to_owned()))?;
     }
 
     // Look-through: replace each wrapper's rows by its holders' pro-rata shares.
-    let mut merged: BTreeMap<Key, Amount> = losses.into_iter().filter(|(_, (a, _))| !a.is_zero()).map(|(k, (a, _))| (k, a)).collect();
+    let mut merged: BTreeMap<Key, Amount> = losses
+        .into_iter()
+        .filter(|(_, (a, _))| !a.is_zero())
+        .map(|(k, (a, _))| (k, a))
+        .collect();
     for w in &inputs.wrappers {
-        let rows: Vec<(Key, Amount)> = merged.range((w.address, 0, 0)..=(w.address, u32::MAX, u32::MAX)).map(|(k, a)| (*k, *a)).collect();
+        let rows: Vec<(Key, Amount)> = merged
+            .range((w.address, 0, 0)..=(w.address, u32::MAX, u32::MAX))
+            .map(|(k, a)| (*k, *a))
+            .collect();
         if rows.is_empty() {
             continue;
         }
         // The wrapper's own balance (if listed) is not a holder: the split is over the rest.
-        let mut holders: Vec<&HolderRow> = w.holders.iter().filter(|h| !h.amount.is_zero() && h.account != w.address).collect();
+        let mut holders: Vec<&HolderRow> = w
+            .holders
+            .iter()
+            .filter(|h| !h.amount.is_zero() && h.account != w.address)
+            .collect();
         holders.sort_by_key(|h| h.account);
-        let total_bal = Amount::checked_sum(holders.iter().map(|h| h.amount)).map_err(amt(|| format!("wrapper {} balances", w.name)))?;
+        let total_bal = Amount::checked_sum(holders.iter().map(|h| h.amount))
+            .map_err(amt(|| format!("wrapper {} balances", w.name)))?;
         for (key, loss) in rows {
             merged.remove(&key);
             let asset = &inputs.assets[key.1 as usize].0.symbol;
             if total_bal.is_zero() || holders.is_empty() {
-                return Err(LossError::EmptyWrapper { wrapper: w.name.clone(), address: w.address, asset: asset.clone() });
+                return Err(LossError::EmptyWrapper {
+                    wrapper: w.name.clone(),
+                    address: w.address,
+                    asset: asset.clone(),
+                });
             }
-            let shares = split_largest_remainder(loss, holders.iter().map(|h| h.amount), total_bal).map_err(amt(|| format!("wrapper {} look-through", w.name)))?;
-            let spread = Amount::checked_sum(shares.iter().copied()).map_err(amt(|| "look-through sum".to_owned()))?;
+            let shares = split_largest_remainder(loss, holders.iter().map(|h| h.amount), total_bal)
+                .map_err(amt(|| format!("wrapper {} look-through", w.name)))?;
+            let spread = Amount::checked_sum(shares.iter().copied())
+                .map_err(amt(|| "look-through sum".to_owned()))?;
             if spread != loss {
-                return Err(LossError::LookThroughConservation { wrapper: w.name.clone(), asset: asset.clone(), given: loss, spread });
+                return Err(LossError::LookThroughConservation {
+                    wrapper: w.name.clone(),
+                    asset: asset.clone(),
+                    given: loss,
+                    spread,
+                });
             }
             for (h, s) in holders.iter().zip(shares) {
                 if s.is_zero() {
                     continue;
                 }
                 let e = merged.entry((h.account, key.1, key.2)).or_default();
-                *e = e.checked_add(s).map_err(amt(|| format!("look-through to {}", h.account)))?;
+                *e = e
+                    .checked_add(s)
+                    .map_err(amt(|| format!("look-through to {}", h.account)))?;
             }
-            let e = stats.looked_through.entry(w.name.clone()).or_default().entry(asset.clone()).or_default();
-            *e = e.checked_add(loss).map_err(amt(|| "look-through total".to_owned()))?;
+            let e = stats
+                .looked_through
+                .entry(w.name.clone())
+                .or_default()
+                .entry(asset.clone())
+                .or_default();
+            *e = e
+                .checked_add(loss)
+                .map_err(amt(|| "look-through total".to_owned()))?;
         }
     }
 
     for (k, a) in &merged {
-        let e = stats.gross.entry(inputs.assets[k.1 as usize].0.symbol.clone()).or_default();
-        *e = e.checked_add(*a).map_err(amt(|| "gross total".to_owned()))?;
+        let e = stats
+            .gross
+            .entry(inputs.assets[k.1 as usize].0.symbol.clone())
+            .or_default();
+        *e = e
+            .checked_add(*a)
+            .map_err(amt(|| "gross total".to_owned()))?;
     }
 
     // Netting.
@@ -346,13 +436,16 @@ pub fn compute(inputs: &LossInputs) -> Result<(LossLedger, LossStats), LossError
                 let taken = (*l).min(n.amount);
                 *l = l.saturating_sub(n.amount);
                 let e = stats.netted.entry(n.asset.clone()).or_default();
-                *e = e.checked_add(taken).map_err(amt(|| "netted total".to_owned()))?;
+                *e = e
+                    .checked_add(taken)
+                    .map_err(amt(|| "netted total".to_owned()))?;
             }
             None => stats.netting_unmatched += 1,
         }
     }
 
-    let excl: HashMap<Address, &Exclusion> = inputs.exclusions.iter().map(|(a, e)| (*a, e)).collect();
+    let excl: HashMap<Address, &Exclusion> =
+        inputs.exclusions.iter().map(|(a, e)| (*a, e)).collect();
     let mut rows = Vec::with_capacity(merged.len());
     for ((account, ai, pi), amount) in merged {
         if amount.is_zero() {
@@ -360,7 +453,9 @@ pub fn compute(inputs: &LossInputs) -> Result<(LossLedger, LossStats), LossError
         }
         let (asset, price) = &inputs.assets[ai as usize];
         let e = stats.net.entry(asset.symbol.clone()).or_default();
-        *e = e.checked_add(amount).map_err(amt(|| "net total".to_owned()))?;
+        *e = e
+            .checked_add(amount)
+            .map_err(amt(|| "net total".to_owned()))?;
         rows.push(LossRow {
             account,
             asset: asset.symbol.clone(),
@@ -374,13 +469,28 @@ pub fn compute(inputs: &LossInputs) -> Result<(LossLedger, LossStats), LossError
     // BTreeMap order is (account, asset index, pool index); the ledger promises
     // (account, asset symbol, pool) order, independent of input order.
     rows.sort_by(|a, b| (a.account, &a.asset, &a.pool).cmp(&(b.account, &b.asset, &b.pool)));
-    let mut gain_rows: Vec<GainRow> = gains.into_iter().map(|((account, ai), amount)| GainRow { account, asset: inputs.assets[ai as usize].0.symbol.clone(), amount }).collect();
+    let mut gain_rows: Vec<GainRow> = gains
+        .into_iter()
+        .map(|((account, ai), amount)| GainRow {
+            account,
+            asset: inputs.assets[ai as usize].0.symbol.clone(),
+            amount,
+        })
+        .collect();
     gain_rows.sort_by(|a, b| (a.account, &a.asset).cmp(&(b.account, &b.asset)));
     for g in &gain_rows {
         let e = stats.gains.entry(g.asset.clone()).or_default();
-        *e = e.checked_add(g.amount).map_err(amt(|| "gains total".to_owned()))?;
+        *e = e
+            .checked_add(g.amount)
+            .map_err(amt(|| "gains total".to_owned()))?;
     }
-    Ok((LossLedger { rows, gains: gain_rows }, stats))
+    Ok((
+        LossLedger {
+            rows,
+            gains: gain_rows,
+        },
+        stats,
+    ))
 }
 
 /// Splits `total` over `weights` (summing to `denom`) pro rata, floor, then hands the
@@ -389,7 +499,11 @@ pub fn compute(inputs: &LossInputs) -> Result<(LossLedger, LossStats), LossError
 ///
 /// # Errors
 /// [`AmountError`] on division by zero or overflow.
-pub fn split_largest_remainder(total: Amount, weights: impl Iterator<Item = Amount>, denom: Amount) -> Result<Vec<Amount>, AmountError> {
+pub fn split_largest_remainder(
+    total: Amount,
+    weights: impl Iterator<Item = Amount>,
+    denom: Amount,
+) -> Result<Vec<Amount>, AmountError> {
     let mut out = Vec::new();
     let mut rems: Vec<(U256, usize)> = Vec::new();
     let mut paid = Amount::ZERO;

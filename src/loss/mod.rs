@@ -6,5 +6,7 @@
 mod compute;
 mod types;
 
-pub use compute::{compute, split_largest_remainder, LossError, LossInputs, LossStats, VaultInput, WrapperInput};
+pub use compute::{
+    compute, split_largest_remainder, LossError, LossInputs, LossStats, VaultInput, WrapperInput,
+};
 pub use types::{Exclusion, ExclusionMode, GainRow, LossLedger, LossRow};

@@ -140,7 +140,11 @@ pub struct AssetSpec {
 impl AssetSpec {
     /// The asset without its price.
     pub fn asset(&self) -> Asset {
-        Asset { symbol: self.symbol.clone(), address: self.address, decimals: self.decimals }
+        Asset {
+            symbol: self.symbol.clone(),
+            address: self.address,
+            decimals: self.decimals,
+        }
     }
 }
 
@@ -270,7 +274,10 @@ pub struct Outputs {
 
 impl Default for Outputs {
     fn default() -> Self {
-        Self { dir: default_out_dir(), trees: Vec::new() }
+        Self {
+            dir: default_out_dir(),
+            trees: Vec::new(),
+        }
     }
 }
 
@@ -280,9 +287,13 @@ fn default_out_dir() -> PathBuf {
 
 fn de_decimal<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
     let s = String::deserialize(d)?;
-    let v: Decimal = s.parse().map_err(|e| serde::de::Error::custom(format!("expected a decimal string, got {s:?}: {e}")))?;
+    let v: Decimal = s.parse().map_err(|e| {
+        serde::de::Error::custom(format!("expected a decimal string, got {s:?}: {e}"))
+    })?;
     if v.is_sign_negative() {
-        return Err(serde::de::Error::custom(format!("expected a non-negative price, got {s:?}")));
+        return Err(serde::de::Error::custom(format!(
+            "expected a non-negative price, got {s:?}"
+        )));
     }
     Ok(v)
 }
@@ -307,7 +318,10 @@ impl Manifest {
     /// # Errors
     /// [`ManifestError`] naming the file and key.
     pub fn load(path: &Path) -> Result<Self, ManifestError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Io { file: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Io {
+            file: path.to_owned(),
+            source,
+        })?;
         Self::parse(&text, path)
     }
 
@@ -316,7 +330,10 @@ impl Manifest {
     /// # Errors
     /// [`ManifestError`] naming the file and key.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ManifestError> {
-        let mut m: Manifest = toml::from_str(text).map_err(|e| ManifestError::Toml { file: path.to_owned(), message: e.to_string().trim_end().to_owned() })?;
+        let mut m: Manifest = toml::from_str(text).map_err(|e| ManifestError::Toml {
+            file: path.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
         m.path = path.to_owned();
         m.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         if m.base_dir.as_os_str().is_empty() {
@@ -327,7 +344,11 @@ impl Manifest {
     }
 
     fn invalid(&self, key: impl Into<String>, message: impl Into<String>) -> ManifestError {
-        ManifestError::Invalid { file: self.path.clone(), key: key.into(), message: message.into() }
+        ManifestError::Invalid {
+            file: self.path.clone(),
+            key: key.into(),
+            message: message.into(),
+        }
     }
 
     fn validate(&self) -> Result<(), ManifestError> {
@@ -337,30 +358,54 @@ impl Manifest {
         let mut seen = BTreeMap::new();
         for (i, a) in self.assets.iter().enumerate() {
             if a.symbol.trim().is_empty() {
-                return Err(self.invalid(format!("assets[{i}].symbol"), "expected a non-empty symbol"));
+                return Err(
+                    self.invalid(format!("assets[{i}].symbol"), "expected a non-empty symbol")
+                );
             }
             if a.decimals > 77 {
-                return Err(self.invalid(format!("assets[{i}].decimals"), format!("expected 0..=77, got {}", a.decimals)));
+                return Err(self.invalid(
+                    format!("assets[{i}].decimals"),
+                    format!("expected 0..=77, got {}", a.decimals),
+                ));
             }
             if let Some(j) = seen.insert(a.symbol.as_str(), i) {
-                return Err(self.invalid(format!("assets[{i}].symbol"), format!("duplicate symbol {:?} (also assets[{j}])", a.symbol)));
+                return Err(self.invalid(
+                    format!("assets[{i}].symbol"),
+                    format!("duplicate symbol {:?} (also assets[{j}])", a.symbol),
+                ));
             }
         }
-        if self.incident.numeraire != "USD" && !seen.contains_key(self.incident.numeraire.as_str()) {
-            return Err(self.invalid("incident.numeraire", format!("expected \"USD\" or an asset symbol, got {:?}", self.incident.numeraire)));
+        if self.incident.numeraire != "USD" && !seen.contains_key(self.incident.numeraire.as_str())
+        {
+            return Err(self.invalid(
+                "incident.numeraire",
+                format!(
+                    "expected \"USD\" or an asset symbol, got {:?}",
+                    self.incident.numeraire
+                ),
+            ));
         }
         for (i, v) in self.vaults.iter().enumerate() {
             if !seen.contains_key(v.underlying.as_str()) {
-                return Err(self.invalid(format!("vaults[{i}].underlying"), format!("unknown asset {:?}: declare it in [[assets]]", v.underlying)));
+                return Err(self.invalid(
+                    format!("vaults[{i}].underlying"),
+                    format!("unknown asset {:?}: declare it in [[assets]]", v.underlying),
+                ));
             }
             if v.total_supply_before.is_zero() {
-                return Err(self.invalid(format!("vaults[{i}].total_supply_before"), "expected a non-zero share supply"));
+                return Err(self.invalid(
+                    format!("vaults[{i}].total_supply_before"),
+                    "expected a non-zero share supply",
+                ));
             }
         }
         let mut excl = BTreeMap::new();
         for (i, e) in self.exclusions.iter().enumerate() {
             if let Some(j) = excl.insert(e.account, i) {
-                return Err(self.invalid(format!("exclusions[{i}].account"), format!("{} is already excluded by exclusions[{j}]", e.account)));
+                return Err(self.invalid(
+                    format!("exclusions[{i}].account"),
+                    format!("{} is already excluded by exclusions[{j}]", e.account),
+                ));
             }
         }
         Ok(())

@@ -1,1 +1,4 @@
 //! The one integration-test binary: a module per area.
+
+mod store;
+mod support;
