@@ -2,4 +2,5 @@
 
 pub mod cli;
 pub mod loss;
+pub mod policy;
 pub mod primitives;
