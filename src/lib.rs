@@ -1,8 +1,10 @@
 #![doc = include_str!("../README.md")]
 
+pub mod claims;
 pub mod cli;
 pub mod ingest;
 pub mod loss;
 pub mod manifest;
+pub mod policy;
 pub mod primitives;
 pub mod store;
