@@ -5,6 +5,8 @@ pub mod cli;
 pub mod ingest;
 pub mod loss;
 pub mod manifest;
+pub mod pipeline;
 pub mod policy;
 pub mod primitives;
+pub mod report;
 pub mod store;

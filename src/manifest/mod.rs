@@ -6,7 +6,9 @@
 //! units unless a field says otherwise. See `examples/` and `models/incidents/` for
 //! documented manifests.
 
+use crate::claims::ClaimTreeSpec;
 use crate::loss::ExclusionMode;
+use crate::policy::{FundingSource, PolicyConfig, SourceKind};
 use crate::primitives::{parse_address, parse_units, Address, Amount, Asset, Decimal};
 use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
@@ -66,13 +68,11 @@ pub struct Manifest {
     /// Accounts excluded from payment.
     #[serde(default)]
     pub exclusions: Vec<ExclusionSpec>,
-    /// Funding sources in waterfall order and the allocation policy (the `[[funding]]` and
-    /// `[policy]` tables; kept as TOML until the policy stage parses them).
+    /// Funding sources in waterfall order (`[[funding]]`, see [`FundingSource`]).
     #[serde(default)]
-    pub funding: Vec<toml::Value>,
-    /// The allocation policy table.
-    #[serde(default)]
-    pub policy: Option<toml::Value>,
+    pub funding: Vec<FundingSource>,
+    /// The allocation policy (`[policy]`, see [`PolicyConfig`]).
+    pub policy: PolicyConfig,
     /// What to write.
     #[serde(default)]
     pub outputs: Outputs,
@@ -267,9 +267,10 @@ pub struct Outputs {
     /// Output directory relative to the working directory (`--out` overrides).
     #[serde(default = "default_out_dir")]
     pub dir: PathBuf,
-    /// Claim trees to build, kept as TOML until the claims stage parses them.
+    /// Claim trees to build (`[[outputs.trees]]`, see [`ClaimTreeSpec`]); each must name
+    /// its payout `asset`.
     #[serde(default)]
-    pub trees: Vec<toml::Value>,
+    pub trees: Vec<ClaimTreeSpec>,
 }
 
 impl Default for Outputs {
@@ -280,6 +281,9 @@ impl Default for Outputs {
         }
     }
 }
+
+/// Files every run writes into its output directory; tree files must not collide.
+pub const RESERVED_FILES: [&str; 3] = ["claims.csv", "summary.json", "report.md"];
 
 fn default_out_dir() -> PathBuf {
     PathBuf::from("out")
@@ -396,6 +400,78 @@ impl Manifest {
                 return Err(self.invalid(
                     format!("vaults[{i}].total_supply_before"),
                     "expected a non-zero share supply",
+                ));
+            }
+        }
+        let mut ids = BTreeMap::new();
+        for (i, f) in self.funding.iter().enumerate() {
+            if !seen.contains_key(f.asset.as_str()) {
+                return Err(self.invalid(
+                    format!("funding[{i}].asset"),
+                    format!("unknown asset {:?}: declare it in [[assets]]", f.asset),
+                ));
+            }
+            if let Some(j) = ids.insert(f.id.as_str(), i) {
+                return Err(self.invalid(
+                    format!("funding[{i}].id"),
+                    format!("duplicate funding id {:?} (also funding[{j}])", f.id),
+                ));
+            }
+        }
+        for (i, c) in self.inputs.covers.iter().enumerate() {
+            match ids.get(c.source.as_str()).map(|&j| &self.funding[j]) {
+                None => {
+                    return Err(self.invalid(
+                        format!("inputs.covers[{i}].source"),
+                        format!("no [[funding]] source with id {:?}", c.source),
+                    ))
+                }
+                Some(f) if f.kind != SourceKind::Insurance => {
+                    return Err(self.invalid(
+                        format!("inputs.covers[{i}].source"),
+                        format!(
+                            "funding {:?} is {:?}, not an insurance source",
+                            c.source, f.kind
+                        ),
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+        let mut files = BTreeMap::new();
+        for (i, t) in self.outputs.trees.iter().enumerate() {
+            match &t.asset {
+                None => {
+                    return Err(self.invalid(
+                        format!("outputs.trees[{i}].asset"),
+                        "expected the payout asset whose claims the tree carries",
+                    ))
+                }
+                Some(a) if !seen.contains_key(a.as_str()) => {
+                    return Err(self.invalid(
+                        format!("outputs.trees[{i}].asset"),
+                        format!("unknown asset {a:?}: declare it in [[assets]]"),
+                    ))
+                }
+                Some(_) => {}
+            }
+            if t.file.contains('/')
+                || t.file.contains('\\')
+                || t.file.starts_with('.')
+                || RESERVED_FILES.contains(&t.file.as_str())
+            {
+                return Err(self.invalid(
+                    format!("outputs.trees[{i}].file"),
+                    format!(
+                        "expected a plain file name other than {RESERVED_FILES:?}, got {:?}",
+                        t.file
+                    ),
+                ));
+            }
+            if let Some(j) = files.insert(t.file.as_str(), i) {
+                return Err(self.invalid(
+                    format!("outputs.trees[{i}].file"),
+                    format!("file {:?} is also written by outputs.trees[{j}]", t.file),
                 ));
             }
         }
