@@ -11,7 +11,7 @@ use crate::ingest::files::{self, HolderColumn, InputError};
 use crate::loss::{
     self, Exclusion, LossError, LossInputs, LossLedger, LossStats, VaultInput, WrapperInput,
 };
-use crate::manifest::{Manifest, ManifestError, Units};
+use crate::manifest::{CsvInput, InputFormat, Manifest, ManifestError, Units};
 use crate::policy::{self, CoverList, PolicyError, PolicyResult, Prices};
 use crate::primitives::{keccak256, Amount, Asset, B256};
 use std::collections::{BTreeMap, HashMap};
@@ -132,21 +132,23 @@ pub fn load_inputs(m: &Manifest) -> Result<LossInputs, PipelineError> {
             &m.assets,
         )?);
     }
-    for c in &m.inputs.losses {
-        inputs.losses.extend(files::read_amounts(
+    let amounts = |c: &CsvInput| match c.format {
+        InputFormat::Csv => {
+            files::read_amounts(&m.resolve(&c.path), c.units, c.pool.as_deref(), &m.assets)
+        }
+        InputFormat::AddressMap => files::read_address_map(
             &m.resolve(&c.path),
             c.units,
+            c.asset.as_deref(),
             c.pool.as_deref(),
             &m.assets,
-        )?);
+        ),
+    };
+    for c in &m.inputs.losses {
+        inputs.losses.extend(amounts(c)?);
     }
     for c in &m.inputs.netting {
-        inputs.netting.extend(files::read_amounts(
-            &m.resolve(&c.path),
-            c.units,
-            c.pool.as_deref(),
-            &m.assets,
-        )?);
+        inputs.netting.extend(amounts(c)?);
     }
     for v in &m.vaults {
         let holders =

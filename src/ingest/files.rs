@@ -292,13 +292,11 @@ impl Cursor<'_> {
             Units::Base => 0,
             Units::Token => decimals,
         };
-        parse_units(s, d).map_err(|e| {
-            let hint = if units == Units::Base && s.contains('.') {
-                " (amounts are integers of base units unless the input says units = \"token\")"
-            } else {
-                ""
-            };
-            self.err(field, format!("{e}{hint}"))
+        parse_units(s, d).map_err(|e| match (units, e) {
+            (Units::Base, crate::primitives::AmountError::TooManyDecimals { .. }) => {
+                self.err(field, format!("expected an integer of base units, got {s:?} (write whole tokens with units = \"token\" on the input)"))
+            }
+            (_, e) => self.err(field, e.to_string()),
         })
     }
 
@@ -503,5 +501,109 @@ pub fn read_classes(file: &Path) -> Result<Vec<(Address, String)>, InputError> {
         out.push((account, class));
         Ok(())
     })?;
+    Ok(out)
+}
+
+/// Reads an `address = amount` file (optionally with `[ASSET]` section headers): the
+/// per-user tables of the Eminence 2020 and Harvest 2020 pipelines (banteg/your-eminence,
+/// harvest-finance/snapshot). Blank lines and `#` comments are skipped; keys and values
+/// may be quoted. Amounts beyond 64 bits are not valid TOML for common parsers, so the
+/// lines are read here, strictly: anything else is an error naming the line.
+///
+/// # Errors
+/// As [`read_balances`]; rows outside a section need `asset`.
+pub fn read_address_map(
+    file: &Path,
+    units: Units,
+    asset: Option<&str>,
+    pool: Option<&str>,
+    assets: &[AssetSpec],
+) -> Result<Vec<AmountRow>, InputError> {
+    let text = std::fs::read_to_string(file).map_err(|source| InputError::Io {
+        file: file.to_owned(),
+        source,
+    })?;
+    let field_err = |line: u64, column: usize, field: &str, message: String| InputError::Field {
+        file: file.to_owned(),
+        line,
+        column,
+        field: field.to_owned(),
+        message,
+    };
+    let find = |sym: &str| assets.iter().find(|a| a.symbol == sym);
+    let mut current: Option<&AssetSpec> = match asset {
+        Some(a) => {
+            Some(find(a).ok_or_else(|| field_err(0, 0, "asset", format!("unknown asset {a:?}")))?)
+        }
+        None => None,
+    };
+    let mut out = Vec::new();
+    let mut seen: HashMap<(Address, String), u64> = HashMap::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = i as u64 + 1;
+        let l = raw.split('#').next().unwrap_or("").trim();
+        if l.is_empty() {
+            continue;
+        }
+        if let Some(sec) = l.strip_prefix('[').and_then(|x| x.strip_suffix(']')) {
+            let sym = sec.trim().trim_matches('"');
+            current = Some(find(sym).ok_or_else(|| {
+                field_err(
+                    line,
+                    2,
+                    "section",
+                    format!("unknown asset {sym:?}: declare it in [[assets]]"),
+                )
+            })?);
+            continue;
+        }
+        let (k, v) = l.split_once('=').ok_or_else(|| {
+            field_err(
+                line,
+                1,
+                "line",
+                format!("expected `address = amount`, got {l:?}"),
+            )
+        })?;
+        let (k, v) = (k.trim().trim_matches('"'), v.trim().trim_matches('"'));
+        let vcol = raw.find('=').map_or(1, |p| p + 2);
+        let a = current.ok_or_else(|| {
+            field_err(
+                line,
+                1,
+                "asset",
+                "row outside an [ASSET] section and the input names no `asset`".to_owned(),
+            )
+        })?;
+        let account = parse_address(k).map_err(|e| field_err(line, 1, "account", e.to_string()))?;
+        let d = if units == Units::Token { a.decimals } else { 0 };
+        let amount =
+            parse_units(v, d).map_err(|e| field_err(line, vcol, "amount", e.to_string()))?;
+        if let Some(first) = seen.insert((account, a.symbol.clone()), line) {
+            return Err(InputError::Duplicate {
+                file: file.to_owned(),
+                line,
+                first,
+                key: format!("account {account}, asset {}", a.symbol),
+            });
+        }
+        out.push(AmountRow {
+            account,
+            asset: a.symbol.clone(),
+            pool: pool.map(str::to_owned),
+            amount,
+            kind: None,
+            origin: Origin {
+                file: file.to_owned(),
+                line,
+            },
+        });
+    }
+    if out.is_empty() {
+        return Err(InputError::Empty {
+            file: file.to_owned(),
+            expected: "address = amount".to_owned(),
+        });
+    }
     Ok(out)
 }

@@ -159,18 +159,37 @@ pub enum Units {
     Token,
 }
 
-/// One CSV input file.
+/// The layout of an input file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InputFormat {
+    /// CSV with a header row (the default).
+    #[default]
+    Csv,
+    /// `address = amount` lines, optionally under `[ASSET]` section headers: the TOML
+    /// tables of the Eminence 2020 and Harvest 2020 reimbursement pipelines. Loss lists
+    /// and netting only.
+    AddressMap,
+}
+
+/// One input file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CsvInput {
     /// Path relative to the manifest.
     pub path: PathBuf,
+    /// File layout (`csv` or `address-map`).
+    #[serde(default)]
+    pub format: InputFormat,
     /// Units of the amount columns.
     #[serde(default)]
     pub units: Units,
     /// Pool the rows belong to when the file has no `pool` column.
     #[serde(default)]
     pub pool: Option<String>,
+    /// Asset of an `address-map` file without `[ASSET]` sections.
+    #[serde(default)]
+    pub asset: Option<String>,
 }
 
 /// A cover list: per-account cover amounts of one insurance funding source.
@@ -400,6 +419,37 @@ impl Manifest {
                 return Err(self.invalid(
                     format!("vaults[{i}].total_supply_before"),
                     "expected a non-zero share supply",
+                ));
+            }
+        }
+        let inputs = self
+            .inputs
+            .balances
+            .iter()
+            .map(|c| ("balances", c))
+            .chain(self.inputs.losses.iter().map(|c| ("losses", c)))
+            .chain(self.inputs.netting.iter().map(|c| ("netting", c)));
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+        for (table, c) in inputs {
+            let i = *counts.entry(table).and_modify(|n| *n += 1).or_insert(0);
+            if let Some(a) = &c.asset {
+                if !seen.contains_key(a.as_str()) {
+                    return Err(self.invalid(
+                        format!("inputs.{table}[{i}].asset"),
+                        format!("unknown asset {a:?}: declare it in [[assets]]"),
+                    ));
+                }
+                if c.format != InputFormat::AddressMap {
+                    return Err(self.invalid(
+                        format!("inputs.{table}[{i}].asset"),
+                        "only an address-map file takes `asset`; CSV files have an asset column",
+                    ));
+                }
+            }
+            if table == "balances" && c.format != InputFormat::Csv {
+                return Err(self.invalid(
+                    format!("inputs.{table}[{i}].format"),
+                    "balance snapshots are CSV `account,asset,before,after`",
                 ));
             }
         }

@@ -1,4 +1,6 @@
 //! The one integration-test binary: a module per area.
 
+mod bad_input;
+mod conformance;
 mod store;
 mod support;
