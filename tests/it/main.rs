@@ -2,5 +2,6 @@
 
 mod bad_input;
 mod conformance;
+mod pipeline;
 mod store;
 mod support;
