@@ -15,7 +15,6 @@
 //! Usage: `cargo run --release --example gen_incident -- OUT_DIR [--users N] [--assets 2|3] [--seed S]`
 //! Deterministic: the same arguments write the same bytes.
 
-use std::fmt::Write as _;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 

@@ -130,12 +130,20 @@ pub fn load_inputs(m: &Manifest) -> Result<LossInputs, PipelineError> {
             c.units,
             c.pool.as_deref(),
             &m.assets,
+            &c.columns,
         )?);
     }
     let amounts = |c: &CsvInput| match c.format {
-        InputFormat::Csv => {
-            files::read_amounts(&m.resolve(&c.path), c.units, c.pool.as_deref(), &m.assets)
-        }
+        InputFormat::Csv => files::read_amounts(
+            &m.resolve(&c.path),
+            files::CsvOptions {
+                units: c.units,
+                pool: c.pool.as_deref(),
+                asset: c.asset.as_deref(),
+                columns: &c.columns,
+            },
+            &m.assets,
+        ),
         InputFormat::AddressMap => files::read_address_map(
             &m.resolve(&c.path),
             c.units,

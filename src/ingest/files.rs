@@ -7,7 +7,7 @@
 
 use crate::manifest::{AssetSpec, Units};
 use crate::primitives::{parse_address, parse_units, Address, Amount};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 /// A CSV input could not be read. Every variant names the file; row errors name the
@@ -158,6 +158,15 @@ struct Table {
 
 impl Table {
     fn open(file: &Path, layout: &Layout) -> Result<Self, InputError> {
+        Self::open_renamed(file, layout, &BTreeMap::new())
+    }
+
+    /// Opens with `renames`: our column name → the file's header name.
+    fn open_renamed(
+        file: &Path,
+        layout: &Layout,
+        renames: &BTreeMap<String, String>,
+    ) -> Result<Self, InputError> {
         let f = std::fs::File::open(file).map_err(|source| InputError::Io {
             file: file.to_owned(),
             source,
@@ -180,6 +189,10 @@ impl Table {
         };
         let mut cols = HashMap::new();
         for (i, h) in headers.iter().enumerate() {
+            let h = renames
+                .iter()
+                .find(|(_, theirs)| theirs.as_str() == h)
+                .map_or(h, |(ours, _)| ours.as_str());
             let name = layout
                 .required
                 .iter()
@@ -326,6 +339,10 @@ const BALANCES: Layout = Layout {
     required: &["account", "asset", "before", "after"],
     optional: &["pool"],
 };
+const AMOUNTS_ONE_ASSET: Layout = Layout {
+    required: &["account", "amount"],
+    optional: &["pool", "kind"],
+};
 const AMOUNTS: Layout = Layout {
     required: &["account", "asset", "amount"],
     optional: &["pool", "kind"],
@@ -375,8 +392,9 @@ pub fn read_balances(
     units: Units,
     pool: Option<&str>,
     assets: &[AssetSpec],
+    columns: &BTreeMap<String, String>,
 ) -> Result<Vec<BalanceRow>, InputError> {
-    let mut t = Table::open(file, &BALANCES)?;
+    let mut t = Table::open_renamed(file, &BALANCES, columns)?;
     let mut out = Vec::new();
     let mut seen = HashMap::new();
     t.each(&BALANCES, |c| {
@@ -404,22 +422,62 @@ pub fn read_balances(
     Ok(out)
 }
 
-/// Reads a loss list or netting CSV `account,asset,amount[,pool][,kind]`.
+/// How a CSV input is read: units, default pool, a fixed asset for files without an
+/// `asset` column, and column renames (our name → the file's header).
+#[derive(Debug, Clone, Copy)]
+pub struct CsvOptions<'a> {
+    /// Units of amount columns.
+    pub units: Units,
+    /// Pool for rows without a `pool` column.
+    pub pool: Option<&'a str>,
+    /// The asset of every row, for files without an `asset` column.
+    pub asset: Option<&'a str>,
+    /// Our column name → the file's header name.
+    pub columns: &'a BTreeMap<String, String>,
+}
+
+/// Reads a loss list or netting CSV `account,asset,amount[,pool][,kind]` (or
+/// `account,amount[,pool][,kind]` with a fixed `asset`; columns may be renamed).
 ///
 /// # Errors
 /// As [`read_balances`].
 pub fn read_amounts(
     file: &Path,
-    units: Units,
-    pool: Option<&str>,
+    opts: CsvOptions<'_>,
     assets: &[AssetSpec],
 ) -> Result<Vec<AmountRow>, InputError> {
-    let mut t = Table::open(file, &AMOUNTS)?;
+    let layout = if opts.asset.is_some() {
+        &AMOUNTS_ONE_ASSET
+    } else {
+        &AMOUNTS
+    };
+    let fixed = match opts.asset {
+        Some(sym) => {
+            Some(
+                assets
+                    .iter()
+                    .find(|a| a.symbol == sym)
+                    .ok_or_else(|| InputError::Field {
+                        file: file.to_owned(),
+                        line: 0,
+                        column: 0,
+                        field: "asset".into(),
+                        message: format!("unknown asset {sym:?}"),
+                    })?,
+            )
+        }
+        None => None,
+    };
+    let (units, pool) = (opts.units, opts.pool);
+    let mut t = Table::open_renamed(file, layout, opts.columns)?;
     let mut out = Vec::new();
     let mut seen = HashMap::new();
-    t.each(&AMOUNTS, |c| {
+    t.each(layout, |c| {
         let account = c.address("account")?;
-        let a = c.asset("asset", assets)?;
+        let a = match fixed {
+            Some(a) => a,
+            None => c.asset("asset", assets)?,
+        };
         let amount = c.amount("amount", units, a.decimals)?;
         let pool = c.opt_text("pool").or_else(|| pool.map(str::to_owned));
         let kind = c.opt_text("kind");

@@ -187,9 +187,14 @@ pub struct CsvInput {
     /// Pool the rows belong to when the file has no `pool` column.
     #[serde(default)]
     pub pool: Option<String>,
-    /// Asset of an `address-map` file without `[ASSET]` sections.
+    /// The asset of every row, for a loss or netting file without an `asset` column
+    /// (CSV) or without `[ASSET]` sections (`address-map`).
     #[serde(default)]
     pub asset: Option<String>,
+    /// Column renames for CSV files: recoup's column name → the file's header, e.g.
+    /// `{ account = "address", amount = "unripeBeans" }`.
+    #[serde(default)]
+    pub columns: BTreeMap<String, String>,
 }
 
 /// A cover list: per-account cover amounts of one insurance funding source.
@@ -445,6 +450,15 @@ impl Manifest {
                         "only an address-map file takes `asset`; CSV files have an asset column",
                     ));
                 }
+            }
+            const NAMES: [&str; 7] = [
+                "account", "asset", "amount", "before", "after", "pool", "kind",
+            ];
+            if let Some(k) = c.columns.keys().find(|k| !NAMES.contains(&k.as_str())) {
+                return Err(self.invalid(
+                    format!("inputs.{table}[{i}].columns.{k}"),
+                    format!("unknown column {k:?}: expected one of {NAMES:?}"),
+                ));
             }
             if table == "balances" && c.format != InputFormat::Csv {
                 return Err(self.invalid(
