@@ -6,14 +6,14 @@
 //! the manifest bytes and of every input file's name and bytes, so the same inputs give
 //! the same id and the same outputs, byte for byte.
 
-use crate::claims::{build_tree, BuiltTree, ClaimEntry, ClaimTreeSpec, ClaimsError};
+use crate::claims::{build_tree, BuiltTree, ClaimEntry, ClaimTreeSpec, ClaimsError, EntryOrder};
 use crate::ingest::files::{self, HolderColumn, InputError};
 use crate::loss::{
     self, Exclusion, LossError, LossInputs, LossLedger, LossStats, VaultInput, WrapperInput,
 };
 use crate::manifest::{CsvInput, InputFormat, Manifest, ManifestError, Units};
 use crate::policy::{self, CoverList, PolicyError, PolicyResult, Prices};
-use crate::primitives::{keccak256, Amount, Asset, B256};
+use crate::primitives::{keccak256, Address, Amount, Asset, B256};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
@@ -70,6 +70,8 @@ pub struct TreeOutput {
     pub asset: String,
     /// The tree.
     pub tree: BuiltTree,
+    /// Its entries in the tree's value order (position = leaf's value index).
+    pub entries: Vec<ClaimEntry>,
 }
 
 /// Everything a run publishes.
@@ -228,7 +230,8 @@ pub fn load_covers(m: &Manifest) -> Result<CoverList, PipelineError> {
     Ok(covers)
 }
 
-/// The claim entries of one payout asset: every user paid a non-zero amount of it.
+/// The claim entries of one payout asset: every user paid a non-zero amount of it, in
+/// ascending account order.
 pub fn claim_entries(result: &PolicyResult, asset: &str) -> Vec<ClaimEntry> {
     result
         .users
@@ -245,6 +248,35 @@ pub fn claim_entries(result: &PolicyResult, asset: &str) -> Vec<ClaimEntry> {
         .collect()
 }
 
+/// Puts entries in a tree's [`EntryOrder`]; `first_seen` ranks accounts by their first
+/// appearance in the inputs (accounts never seen rank last, by address).
+pub fn order_entries(entries: &mut [ClaimEntry], order: EntryOrder, first_seen: &HashMap<Address, usize>) {
+    let rank = |a: &Address| first_seen.get(a).copied().unwrap_or(usize::MAX);
+    match order {
+        EntryOrder::Account => entries.sort_by_key(|e| e.account),
+        EntryOrder::AmountDesc => entries.sort_by(|a, b| b.amount.cmp(&a.amount).then(rank(&a.account).cmp(&rank(&b.account))).then(a.account.cmp(&b.account))),
+        EntryOrder::Input => entries.sort_by(|a, b| rank(&a.account).cmp(&rank(&b.account)).then(a.account.cmp(&b.account))),
+    }
+}
+
+/// Rank of each account by first appearance: balances, loss lists, vault holders, wrapper
+/// holders, in manifest order.
+fn first_seen(inputs: &LossInputs) -> HashMap<Address, usize> {
+    let mut seen = HashMap::new();
+    let accounts = inputs
+        .balances
+        .iter()
+        .map(|r| r.account)
+        .chain(inputs.losses.iter().map(|r| r.account))
+        .chain(inputs.vaults.iter().flat_map(|v| v.holders.iter().map(|h| h.account)))
+        .chain(inputs.wrappers.iter().flat_map(|w| w.holders.iter().map(|h| h.account)));
+    for a in accounts {
+        let n = seen.len();
+        seen.entry(a).or_insert(n);
+    }
+    seen
+}
+
 /// Runs ingest → loss → policy → claims.
 ///
 /// # Errors
@@ -254,6 +286,8 @@ pub fn run(m: &Manifest) -> Result<RunOutput, PipelineError> {
     let (id, inputs) = (id?, inputs?);
     let covers = load_covers(m)?;
     let (ledger, loss_stats) = loss::compute(&inputs)?;
+    let needs_rank = m.outputs.trees.iter().any(|t| t.order != EntryOrder::Account);
+    let ranks = if needs_rank { first_seen(&inputs) } else { HashMap::new() };
     drop(inputs);
     let assets: Vec<Asset> = m.assets.iter().map(|a| a.asset()).collect();
     let prices: Prices = m
@@ -265,17 +299,18 @@ pub fn run(m: &Manifest) -> Result<RunOutput, PipelineError> {
     let mut trees = Vec::with_capacity(m.outputs.trees.len());
     for spec in &m.outputs.trees {
         let asset = spec.asset.clone().unwrap_or_default();
-        let entries = claim_entries(&result, &asset);
+        let mut entries = claim_entries(&result, &asset);
+        order_entries(&mut entries, spec.order, &ranks);
         let tree = build_tree(spec, &entries).map_err(|source| PipelineError::Claims {
             file: spec.file.clone(),
             asset: asset.clone(),
             source,
         })?;
-        trees.push(TreeOutput {
-            spec: spec.clone(),
-            asset,
-            tree,
-        });
+        if spec.sort_leaves {
+            // Sorted trees put their values in ascending account order whatever the input.
+            entries.sort_by_key(|e| e.account);
+        }
+        trees.push(TreeOutput { spec: spec.clone(), asset, tree, entries });
     }
     Ok(RunOutput {
         run_id: id,

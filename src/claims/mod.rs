@@ -183,6 +183,31 @@ pub struct ClaimTreeSpec {
     pub asset: Option<String>,
     /// Output file name, relative to the run's output directory.
     pub file: String,
+    /// Order the pipeline gives the entries (and so the leaf indices when `sort_leaves`
+    /// is false); [`build_tree`] does not read it.
+    #[serde(default, skip_serializing_if = "EntryOrder::is_default")]
+    pub order: EntryOrder,
+}
+
+/// The order of a tree's entries, which fixes leaf indices when `sort_leaves = false`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EntryOrder {
+    /// Ascending account (the default; independent of input order).
+    #[default]
+    Account,
+    /// Descending amount, ties in order of first appearance in the inputs: how the
+    /// Eminence 2020 script numbered its claims.
+    AmountDesc,
+    /// Order of first appearance in the inputs (a published claim list's own order, e.g.
+    /// Beanstalk's CSVs).
+    Input,
+}
+
+impl EntryOrder {
+    fn is_default(&self) -> bool {
+        *self == Self::Account
+    }
 }
 
 impl ClaimTreeSpec {
@@ -194,6 +219,7 @@ impl ClaimTreeSpec {
             sort_leaves: true,
             asset: None,
             file: file.into(),
+            order: EntryOrder::Account,
         }
     }
 }

@@ -95,8 +95,7 @@ fn record(m: &Manifest, out: &RunOutput, summary_json: &[u8]) -> RunRecord {
     let mut claims = Vec::new();
     let mut roots = Vec::new();
     for t in &out.trees {
-        let entries = pipeline::claim_entries(&out.policy, &t.asset);
-        claims.extend(entries.iter().enumerate().map(|(i, e)| ClaimRecord {
+        claims.extend(t.entries.iter().enumerate().map(|(i, e)| ClaimRecord {
             tree: t.spec.file.clone(),
             account: crate::primitives::format_address(&e.account),
             amount: e.amount.to_string(),
