@@ -29,8 +29,8 @@ pub use hash::{hash_pair, process_multiproof, process_proof};
 pub use layered::LayeredTree;
 pub use standard::{standard_leaf_hash, MultiProof, StandardMerkleTree};
 pub use uniswap::{
-    packed_leaf, uniswap_leaf, verify_uniswap, BalanceEntry, ClaimFlags, PackedDistribution,
-    UniswapClaim, UniswapDistribution,
+    packed_leaf, uniswap_leaf, verify_uniswap, BalanceEntry, ClaimFlags, IndexOrder,
+    PackedDistribution, UniswapClaim, UniswapDistribution, UniswapOptions,
 };
 
 use crate::primitives::{format_address, Amount};
@@ -164,8 +164,10 @@ fn default_true() -> bool {
 /// `sort_leaves = true` (default) makes the output independent of row order: entries
 /// are put in ascending account order, and `oz-standard` / `layered-packed` sort leaves
 /// by hash (OZ's default). `false` keeps the entries' order for values and leaves (to
-/// reproduce a tree built from a CSV in file order, e.g. Beanstalk); `uniswap` always
-/// sorts and rejects `false`.
+/// reproduce a tree built from a CSV in file order, e.g. Beanstalk). For `uniswap` the
+/// leaves are always sorted (its tree code does it); `false` assigns claim indices in
+/// entry order instead of checksummed-address order (as the 2020 script behind Eminence's
+/// file did; that file also wrote minimal hex, see [`UniswapOptions::LEGACY_2020`]).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClaimTreeSpec {
@@ -271,7 +273,7 @@ pub struct ClaimProof {
 /// # Errors
 /// [`ClaimsError::Empty`], [`ClaimsError::DuplicateAccount`],
 /// [`ClaimsError::TotalOverflow`] (Σ amounts > 2^256 − 1), [`ClaimsError::Spec`] (an
-/// encoding without an account/amount mapping, `uniswap` with `sort_leaves = false`),
+/// encoding without an account/amount mapping, a `leaf_encoding` on another format),
 /// [`ClaimsError::Value`] (an amount wider than the encoding's `uintN`),
 /// [`ClaimsError::ZeroAmount`] (`uniswap` only).
 pub fn build_tree(spec: &ClaimTreeSpec, entries: &[ClaimEntry]) -> Result<BuiltTree, ClaimsError> {
@@ -333,9 +335,6 @@ pub fn build_tree(spec: &ClaimTreeSpec, entries: &[ClaimEntry]) -> Result<BuiltT
             }
         }
         TreeFormat::Uniswap => {
-            if !spec.sort_leaves {
-                return Err(ClaimsError::Spec("the uniswap format always sorts accounts and leaves; remove sort_leaves = false".into()));
-            }
             let rows: Vec<BalanceEntry> = ordered
                 .iter()
                 .map(|e| BalanceEntry {
@@ -344,7 +343,16 @@ pub fn build_tree(spec: &ClaimTreeSpec, entries: &[ClaimEntry]) -> Result<BuiltT
                     flags: None,
                 })
                 .collect();
-            Inner::Uniswap(UniswapDistribution::parse_balance_map(&rows)?)
+            let index_order = if spec.sort_leaves {
+                IndexOrder::ChecksumSorted
+            } else {
+                IndexOrder::Input
+            };
+            let opts = UniswapOptions {
+                index_order,
+                ..UniswapOptions::default()
+            };
+            Inner::Uniswap(UniswapDistribution::parse_balance_map_with(&rows, opts)?)
         }
         TreeFormat::LayeredPacked => {
             let mut rows: Vec<(Address, Amount)> =
