@@ -25,7 +25,7 @@ pub mod standard;
 pub mod uniswap;
 
 pub use abi::{AbiError, LeafEncoding, LeafValue, SolType};
-pub use hash::{hash_pair, process_multiproof, process_proof};
+pub use hash::{hash_pair, parse_hash, process_multiproof, process_proof};
 pub use layered::LayeredTree;
 pub use standard::{standard_leaf_hash, MultiProof, StandardMerkleTree};
 pub use uniswap::{

@@ -909,3 +909,97 @@ proptest! {
         prop_assert_eq!(loaded.dump(), dump);
     }
 }
+
+fn recoup(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_recoup"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn cli_build_proof_verify_round_trip_and_invalid_proof_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("claims.csv");
+    std::fs::write(&csv, "account,amount\n0x2222222222222222222222222222222222222222,2500000000000000000\n0x1111111111111111111111111111111111111111,5000000000000000000\n").unwrap();
+    let out = dir.path().join("tree.json");
+    let o = recoup(&[
+        "--json",
+        "merkle",
+        "build",
+        "--claims",
+        csv.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let summary: J = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        summary["root"],
+        "0xd4dee0beab2d53f2cc83e567171bd2820e49898130a22622b10ead383e90bd77"
+    );
+    let o = recoup(&[
+        "--json",
+        "merkle",
+        "proof",
+        "--tree",
+        out.to_str().unwrap(),
+        "--account",
+        "0x1111111111111111111111111111111111111111",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let p: J = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        p["proof"],
+        serde_json::json!(["0xb92c48e9d7abe27fd8dfd6b5dfdbfb1c9a463f80c712b66f3a5180a090cccafc"])
+    );
+    let root = "0xd4dee0beab2d53f2cc83e567171bd2820e49898130a22622b10ead383e90bd77";
+    let proof = "0xb92c48e9d7abe27fd8dfd6b5dfdbfb1c9a463f80c712b66f3a5180a090cccafc";
+    let ok = recoup(&[
+        "merkle",
+        "verify",
+        "--root",
+        root,
+        "--proof",
+        proof,
+        "--values",
+        "0x1111111111111111111111111111111111111111,5000000000000000000",
+    ]);
+    assert_eq!(ok.status.code(), Some(0));
+    let bad = recoup(&[
+        "merkle",
+        "verify",
+        "--root",
+        root,
+        "--proof",
+        proof,
+        "--values",
+        "0x1111111111111111111111111111111111111111,5000000000000000001",
+    ]);
+    assert_eq!(bad.status.code(), Some(1));
+}
+
+#[test]
+fn cli_bad_csv_names_line_and_column_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("claims.csv");
+    std::fs::write(&csv, "account,amount\n0x1111111111111111111111111111111111111111,5\n0x2222222222222222222222222222222222222222,1.5\n").unwrap();
+    let out = dir.path().join("tree.json");
+    let o = recoup(&[
+        "merkle",
+        "build",
+        "--claims",
+        csv.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("line 3, column 2 (amount"), "{err}");
+    assert!(!out.exists());
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "no temporary file left behind"
+    );
+}
