@@ -114,9 +114,7 @@ pub enum ClaimsError {
 }
 
 /// A claim tree file format. Names as written in manifests and on the command line.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, clap::ValueEnum,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum TreeFormat {
@@ -129,6 +127,22 @@ pub enum TreeFormat {
     /// Layered tree over `keccak256(abi.encodePacked(address, uint256))` leaves
     /// (Beanstalk).
     LayeredPacked,
+}
+
+impl std::str::FromStr for TreeFormat {
+    type Err = ClaimsError;
+
+    /// `oz-standard`, `uniswap` or `layered-packed`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "oz-standard" => Ok(Self::OzStandard),
+            "uniswap" => Ok(Self::Uniswap),
+            "layered-packed" => Ok(Self::LayeredPacked),
+            _ => Err(ClaimsError::Spec(format!(
+                "unknown tree format {s:?}; expected oz-standard, uniswap or layered-packed"
+            ))),
+        }
+    }
 }
 
 impl std::fmt::Display for TreeFormat {

@@ -29,8 +29,8 @@ pub struct BuildArgs {
     /// Claims CSV: header `account,amount`; one row per account; amount in base units.
     #[arg(long)]
     pub claims: PathBuf,
-    /// Tree format.
-    #[arg(long, value_enum, default_value_t = TreeFormat::OzStandard)]
+    /// Tree format: `oz-standard`, `uniswap` or `layered-packed`.
+    #[arg(long, default_value = "oz-standard", value_parser = parse_format)]
     pub format: TreeFormat,
     /// Leaf encoding for `oz-standard`, comma-separated: `address,uint256` (default) or
     /// `uint256,address,uint256` (index, account, amount).
@@ -78,6 +78,10 @@ pub struct VerifyArgs {
     /// Leaf encoding of `--values`, comma-separated (default `address,uint256`).
     #[arg(long)]
     pub encoding: Option<String>,
+}
+
+fn parse_format(s: &str) -> Result<TreeFormat, String> {
+    s.parse().map_err(|e: claims::ClaimsError| e.to_string())
 }
 
 fn parse_address_arg(s: &str) -> Result<Address, String> {
