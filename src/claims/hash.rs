@@ -17,6 +17,11 @@ pub fn hash_pair(a: &B256, b: &B256) -> B256 {
     keccak256(buf)
 }
 
+/// Parses a 32-byte hash written `0x` + 64 hex digits (either case); `None` otherwise.
+pub fn parse_hash(s: &str) -> Option<B256> {
+    crate::claims::standard::parse_node(s)
+}
+
 /// Folds a proof from a leaf up to a root (`MerkleProof.processProof`).
 pub fn process_proof(leaf: B256, proof: &[B256]) -> B256 {
     proof.iter().fold(leaf, |acc, sib| hash_pair(&acc, sib))

@@ -25,12 +25,12 @@ pub mod standard;
 pub mod uniswap;
 
 pub use abi::{AbiError, LeafEncoding, LeafValue, SolType};
-pub use hash::{hash_pair, process_multiproof, process_proof};
+pub use hash::{hash_pair, parse_hash, process_multiproof, process_proof};
 pub use layered::LayeredTree;
 pub use standard::{standard_leaf_hash, MultiProof, StandardMerkleTree};
 pub use uniswap::{
-    packed_leaf, uniswap_leaf, verify_uniswap, BalanceEntry, ClaimFlags, PackedDistribution,
-    UniswapClaim, UniswapDistribution,
+    packed_leaf, uniswap_leaf, verify_uniswap, BalanceEntry, ClaimFlags, IndexOrder,
+    PackedDistribution, UniswapClaim, UniswapDistribution, UniswapOptions,
 };
 
 use crate::primitives::{format_address, Amount};
@@ -114,9 +114,7 @@ pub enum ClaimsError {
 }
 
 /// A claim tree file format. Names as written in manifests and on the command line.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, clap::ValueEnum,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum TreeFormat {
@@ -129,6 +127,22 @@ pub enum TreeFormat {
     /// Layered tree over `keccak256(abi.encodePacked(address, uint256))` leaves
     /// (Beanstalk).
     LayeredPacked,
+}
+
+impl std::str::FromStr for TreeFormat {
+    type Err = ClaimsError;
+
+    /// `oz-standard`, `uniswap` or `layered-packed`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "oz-standard" => Ok(Self::OzStandard),
+            "uniswap" => Ok(Self::Uniswap),
+            "layered-packed" => Ok(Self::LayeredPacked),
+            _ => Err(ClaimsError::Spec(format!(
+                "unknown tree format {s:?}; expected oz-standard, uniswap or layered-packed"
+            ))),
+        }
+    }
 }
 
 impl std::fmt::Display for TreeFormat {
@@ -164,8 +178,10 @@ fn default_true() -> bool {
 /// `sort_leaves = true` (default) makes the output independent of row order: entries
 /// are put in ascending account order, and `oz-standard` / `layered-packed` sort leaves
 /// by hash (OZ's default). `false` keeps the entries' order for values and leaves (to
-/// reproduce a tree built from a CSV in file order, e.g. Beanstalk); `uniswap` always
-/// sorts and rejects `false`.
+/// reproduce a tree built from a CSV in file order, e.g. Beanstalk). For `uniswap` the
+/// leaves are always sorted (its tree code does it); `false` assigns claim indices in
+/// entry order instead of checksummed-address order (as the 2020 script behind Eminence's
+/// file did; that file also wrote minimal hex, see [`UniswapOptions::LEGACY_2020`]).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClaimTreeSpec {
@@ -297,7 +313,7 @@ pub struct ClaimProof {
 /// # Errors
 /// [`ClaimsError::Empty`], [`ClaimsError::DuplicateAccount`],
 /// [`ClaimsError::TotalOverflow`] (Σ amounts > 2^256 − 1), [`ClaimsError::Spec`] (an
-/// encoding without an account/amount mapping, `uniswap` with `sort_leaves = false`),
+/// encoding without an account/amount mapping, a `leaf_encoding` on another format),
 /// [`ClaimsError::Value`] (an amount wider than the encoding's `uintN`),
 /// [`ClaimsError::ZeroAmount`] (`uniswap` only).
 pub fn build_tree(spec: &ClaimTreeSpec, entries: &[ClaimEntry]) -> Result<BuiltTree, ClaimsError> {
@@ -359,9 +375,6 @@ pub fn build_tree(spec: &ClaimTreeSpec, entries: &[ClaimEntry]) -> Result<BuiltT
             }
         }
         TreeFormat::Uniswap => {
-            if !spec.sort_leaves {
-                return Err(ClaimsError::Spec("the uniswap format always sorts accounts and leaves; remove sort_leaves = false".into()));
-            }
             let rows: Vec<BalanceEntry> = ordered
                 .iter()
                 .map(|e| BalanceEntry {
@@ -370,7 +383,16 @@ pub fn build_tree(spec: &ClaimTreeSpec, entries: &[ClaimEntry]) -> Result<BuiltT
                     flags: None,
                 })
                 .collect();
-            Inner::Uniswap(UniswapDistribution::parse_balance_map(&rows)?)
+            let index_order = if spec.sort_leaves {
+                IndexOrder::ChecksumSorted
+            } else {
+                IndexOrder::Input
+            };
+            let opts = UniswapOptions {
+                index_order,
+                ..UniswapOptions::default()
+            };
+            Inner::Uniswap(UniswapDistribution::parse_balance_map_with(&rows, opts)?)
         }
         TreeFormat::LayeredPacked => {
             let mut rows: Vec<(Address, Amount)> =

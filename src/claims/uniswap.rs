@@ -108,6 +108,63 @@ pub(crate) fn checked_total(
     })
 }
 
+/// How claim indices are assigned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IndexOrder {
+    /// Position of the checksummed address in sorted order (parseBalanceMap since 2020).
+    ChecksumSorted,
+    /// Position in the input (the 2020 script Eminence used; its 07 file is in input
+    /// order, largest payout first).
+    Input,
+}
+
+/// How amounts are written in hex.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum HexStyle {
+    /// ethers v5 `BigNumber.toHexString()`: even number of digits (`0x02ee`), current
+    /// parseBalanceMap.
+    #[default]
+    EvenLength,
+    /// Minimal digits (`0x2ee`): the 2020 script behind Eminence's file.
+    Minimal,
+}
+
+/// Options of [`UniswapDistribution::parse_balance_map_with`]. The default is the current
+/// parseBalanceMap (sorted checksummed indices, even-length hex).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UniswapOptions {
+    /// How claim indices are assigned.
+    pub index_order: IndexOrder,
+    /// How amounts and the total are written.
+    pub hex: HexStyle,
+}
+
+impl Default for UniswapOptions {
+    fn default() -> Self {
+        Self {
+            index_order: IndexOrder::ChecksumSorted,
+            hex: HexStyle::EvenLength,
+        }
+    }
+}
+
+impl UniswapOptions {
+    /// What Eminence's 2020 distribution script did: indices in input order, minimal hex.
+    pub const LEGACY_2020: Self = Self {
+        index_order: IndexOrder::Input,
+        hex: HexStyle::Minimal,
+    };
+}
+
+fn hex_amount(v: U512, style: HexStyle) -> String {
+    match style {
+        HexStyle::EvenLength => to_hex_string(v),
+        HexStyle::Minimal => format!("0x{v:x}"),
+    }
+}
+
 /// A Uniswap merkle-distributor distribution (what `parseBalanceMap` computes).
 #[derive(Debug, Clone)]
 pub struct UniswapDistribution {
@@ -115,15 +172,27 @@ pub struct UniswapDistribution {
     claims: Vec<UniswapClaim>,
     /// Checksummed account text per claim (the JSON keys, and the sort key of the index).
     keys: Vec<String>,
+    /// (account, index) sorted by account.
+    by_account: Vec<(Address, u32)>,
     /// Position of each claim's leaf in the tree's leaf layer.
     leaf_pos: Vec<u32>,
     tree: LayeredTree,
     token_total: Amount,
+    hex: HexStyle,
 }
 
 impl UniswapDistribution {
     /// `parseBalanceMap`: checksums and sorts the accounts, assigns indices, hashes the
-    /// packed leaves and builds the layered tree.
+    /// packed leaves and builds the layered tree. Same as
+    /// [`Self::parse_balance_map_with`] with the default [`UniswapOptions`].
+    ///
+    /// # Errors
+    /// As [`Self::parse_balance_map_with`].
+    pub fn parse_balance_map(entries: &[BalanceEntry]) -> Result<Self, ClaimsError> {
+        Self::parse_balance_map_with(entries, UniswapOptions::default())
+    }
+
+    /// `parseBalanceMap` with a choice of index order and hex style ([`UniswapOptions`]).
     ///
     /// Stricter than the original: the total must fit 2^256 − 1 base units
     /// (parseBalanceMap does not check it, so a contract could never hold it).
@@ -132,7 +201,10 @@ impl UniswapDistribution {
     /// [`ClaimsError::Empty`], [`ClaimsError::DuplicateAccount`],
     /// [`ClaimsError::ZeroAmount`] (parseBalanceMap rejects amounts ≤ 0),
     /// [`ClaimsError::TotalOverflow`].
-    pub fn parse_balance_map(entries: &[BalanceEntry]) -> Result<Self, ClaimsError> {
+    pub fn parse_balance_map_with(
+        entries: &[BalanceEntry],
+        opts: UniswapOptions,
+    ) -> Result<Self, ClaimsError> {
         if entries.is_empty() {
             return Err(ClaimsError::Empty);
         }
@@ -146,10 +218,18 @@ impl UniswapDistribution {
             .par_iter()
             .map(|e| (format_address(&e.account), e))
             .collect();
-        keyed.par_sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        if let Some(w) = keyed.windows(2).find(|w| w[0].0 == w[1].0) {
+        if opts.index_order == IndexOrder::ChecksumSorted {
+            keyed.par_sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        }
+        let mut by_account: Vec<(Address, u32)> = keyed
+            .iter()
+            .enumerate()
+            .map(|(i, (_, e))| (e.account, i as u32))
+            .collect();
+        by_account.par_sort_unstable();
+        if let Some(w) = by_account.windows(2).find(|w| w[0].0 == w[1].0) {
             return Err(ClaimsError::DuplicateAccount {
-                account: w[0].0.clone(),
+                account: format_address(&w[0].0),
             });
         }
         let claims: Vec<UniswapClaim> = keyed
@@ -177,9 +257,11 @@ impl UniswapDistribution {
         Ok(Self {
             claims,
             keys,
+            by_account,
             leaf_pos,
             tree,
             token_total,
+            hex: opts.hex,
         })
     }
 
@@ -200,8 +282,11 @@ impl UniswapDistribution {
 
     /// The claim index of `account`, if it has one.
     pub fn index_of(&self, account: &Address) -> Option<usize> {
-        let key = format_address(account);
-        self.keys.binary_search(&key).ok()
+        let k = self
+            .by_account
+            .binary_search_by(|(a, _)| a.cmp(account))
+            .ok()?;
+        Some(self.by_account[k].1 as usize)
     }
 
     /// The proof of the claim with `index`. Panics when out of range.
@@ -214,7 +299,10 @@ impl UniswapDistribution {
         out.extend_from_slice(b"{\n  \"merkleRoot\": ");
         push_b256(out, &self.root());
         out.extend_from_slice(b",\n  \"tokenTotal\": ");
-        push_str(out, &to_hex_string(U512::from(self.token_total.raw())));
+        push_str(
+            out,
+            &hex_amount(U512::from(self.token_total.raw()), self.hex),
+        );
         out.extend_from_slice(b",\n  \"claims\": {");
         let mut proof = Vec::with_capacity(32);
         for (i, c) in self.claims.iter().enumerate() {
@@ -223,7 +311,7 @@ impl UniswapDistribution {
             out.extend_from_slice(b": {\n      \"index\": ");
             push_usize(out, c.index as usize);
             out.extend_from_slice(b",\n      \"amount\": ");
-            push_str(out, &to_hex_string(U512::from(c.amount.raw())));
+            push_str(out, &hex_amount(U512::from(c.amount.raw()), self.hex));
             out.extend_from_slice(b",\n      \"proof\": [");
             proof.clear();
             self.tree.proof_into(self.leaf_pos[i] as usize, &mut proof);

@@ -1,6 +1,7 @@
 //! The one integration-test binary: a module per area.
 
 mod bad_input;
+mod claims;
 mod conformance;
 mod pipeline;
 mod store;
