@@ -1,15 +1,227 @@
-//! `recoup run`: the pipeline.
+//! `recoup run`: the whole pipeline on an incident manifest.
+//!
+//! Order of effects, so that an error leaves nothing behind: everything is computed and
+//! rendered in memory; the files are written into a temporary directory beside the
+//! output directory; the run is stored in one database transaction; only then are the
+//! files renamed into the output directory.
 
-use super::GlobalArgs;
+use super::{GlobalArgs, EXIT_CHECK_FAILED};
+use crate::manifest::Manifest;
+use crate::pipeline::{self, PipelineError, RunOutput};
+use crate::report;
+use crate::store::{ClaimRecord, IncidentRecord, RootRecord, RunRecord, Saved, Store};
+use anyhow::Context as _;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Arguments of `recoup run`.
 #[derive(Debug, clap::Args)]
-pub struct RunArgs {}
+pub struct RunArgs {
+    /// The incident manifest (TOML).
+    pub manifest: PathBuf,
+    /// Output directory (default: the manifest's `[outputs] dir`, relative to the working directory).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Do not store the run in the database.
+    #[arg(long)]
+    pub no_store: bool,
+}
+
+struct Steps {
+    bar: Option<ProgressBar>,
+}
+
+impl Steps {
+    fn new(show: bool) -> Self {
+        let bar = show.then(|| {
+            let b = ProgressBar::new_spinner();
+            b.set_style(
+                ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}")
+                    .expect("static template"),
+            );
+            b.enable_steady_tick(Duration::from_millis(120));
+            b
+        });
+        Self { bar }
+    }
+    fn step(&self, msg: &'static str) {
+        if let Some(b) = &self.bar {
+            b.set_message(msg);
+        }
+    }
+    fn done(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+/// The files of one run: (name, bytes), in a fixed order.
+fn render(m: &Manifest, out: &RunOutput) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+    let s = report::summary(m, out);
+    let mut files = vec![
+        ("summary.json".to_owned(), report::summary_json(&s)?),
+        ("claims.csv".to_owned(), report::claims_csv(out)?),
+        (
+            "user_results.csv".to_owned(),
+            report::user_results_csv(out)?,
+        ),
+        (
+            "report.md".to_owned(),
+            report::markdown(m, out)?.into_bytes(),
+        ),
+    ];
+    for t in &out.trees {
+        let mut buf = Vec::new();
+        t.tree.write_json(&mut buf);
+        files.push((t.spec.file.clone(), buf));
+    }
+    Ok(files)
+}
+
+fn record(m: &Manifest, out: &RunOutput, summary_json: &[u8]) -> RunRecord {
+    let users = out
+        .policy
+        .users
+        .iter()
+        .map(|u| {
+            (
+                crate::primitives::format_address(&u.account),
+                serde_json::to_string(u).unwrap_or_default(),
+            )
+        })
+        .collect();
+    let mut claims = Vec::new();
+    let mut roots = Vec::new();
+    for t in &out.trees {
+        claims.extend(t.entries.iter().enumerate().map(|(i, e)| ClaimRecord {
+            tree: t.spec.file.clone(),
+            account: crate::primitives::format_address(&e.account),
+            amount: e.amount.to_string(),
+            leaf_index: i as u64,
+        }));
+        roots.push(RootRecord {
+            tree: t.spec.file.clone(),
+            format: t.tree.format().to_string(),
+            asset: t.asset.clone(),
+            root: t.tree.root().to_string(),
+            leaves: t.tree.len() as u64,
+            total: t.tree.total().to_string(),
+        });
+    }
+    RunRecord {
+        incident: IncidentRecord {
+            id: m.incident.id.clone(),
+            name: m.incident.name.clone(),
+            chain_id: m.incident.chain_id,
+            snapshot_block: m.incident.snapshot_block,
+        },
+        run_id: out.run_id.to_string(),
+        summary_json: String::from_utf8_lossy(summary_json).into_owned(),
+        users,
+        claims,
+        roots,
+    }
+}
+
+/// Writes `files` into a fresh temporary directory beside `dir`.
+fn stage(dir: &Path, files: &[(String, Vec<u8>)]) -> anyhow::Result<tempfile::TempDir> {
+    let parent = dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".recoup-run-")
+        .tempdir_in(parent)
+        .with_context(|| format!("creating a temporary directory in {}", parent.display()))?;
+    for (name, bytes) in files {
+        let p = tmp.path().join(name);
+        std::fs::write(&p, bytes).with_context(|| format!("writing {}", p.display()))?;
+    }
+    Ok(tmp)
+}
+
+/// Moves staged files into `dir` (renames within one file system).
+fn publish(tmp: tempfile::TempDir, dir: &Path, files: &[(String, Vec<u8>)]) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for (name, _) in files {
+        let (from, to) = (tmp.path().join(name), dir.join(name));
+        std::fs::rename(&from, &to)
+            .with_context(|| format!("moving {} to {}", from.display(), to.display()))?;
+    }
+    Ok(())
+}
 
 /// Runs `recoup run`.
 ///
 /// # Errors
-/// Not implemented yet.
-pub async fn run(_args: RunArgs, _global: &GlobalArgs) -> anyhow::Result<u8> {
-    anyhow::bail!("recoup run is not implemented yet")
+/// Bad manifest or inputs, I/O and database errors (exit 2). A broken conservation
+/// invariant returns exit code 1 after printing it; nothing is written either way.
+pub async fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
+    let steps = Steps::new(global.progress());
+    steps.step("reading the manifest");
+    let m = Manifest::load(&args.manifest)?;
+    steps.step("ingest → loss → policy → claim trees");
+    let out = match tokio::task::block_in_place(|| pipeline::run(&m)) {
+        Ok(o) => o,
+        Err(e) if e.is_check_failure() => {
+            steps.done();
+            let e: PipelineError = e;
+            if global.json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "error": e.to_string(), "check_failed": true })
+                );
+            } else {
+                eprintln!("check failed: {e}\nnothing was written");
+            }
+            return Ok(EXIT_CHECK_FAILED);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    steps.step("rendering outputs");
+    let files = tokio::task::block_in_place(|| render(&m, &out))?;
+    let dir = args.out.clone().unwrap_or_else(|| m.outputs.dir.clone());
+    let tmp = stage(&dir, &files)?;
+    let mut stored = None;
+    if !args.no_store {
+        steps.step("storing the run");
+        let url = global.db_url();
+        let store = Store::open(&url).await?;
+        let rec = tokio::task::block_in_place(|| record(&m, &out, &files[0].1));
+        stored = Some(store.save_run(&rec).await?);
+    }
+    publish(tmp, &dir, &files)?;
+    steps.done();
+    if global.json {
+        println!("{}", String::from_utf8_lossy(&files[0].1).trim_end());
+    } else if !global.quiet {
+        println!("incident {}  run {}", m.incident.id, out.run_id);
+        println!(
+            "{} users with a loss, {} loss rows",
+            out.policy.users.len(),
+            out.ledger.rows.len()
+        );
+        for t in &out.trees {
+            println!(
+                "{:<24} {:<14} {:>8} leaves  root {}",
+                t.spec.file,
+                t.tree.format().to_string(),
+                t.tree.len(),
+                t.tree.root()
+            );
+        }
+        match stored {
+            Some(Saved::Inserted) => println!("stored in {}", global.db_url()),
+            Some(Saved::AlreadyStored) => println!(
+                "already stored in {} (same inputs, same run id)",
+                global.db_url()
+            ),
+            None => {}
+        }
+        println!("wrote {} files to {}", files.len(), dir.display());
+    }
+    Ok(0)
 }

@@ -1,8 +1,9 @@
 //! A local chain end to end: users deposit into a vault and approve a router; one exploit
 //! transaction drains both; recoup pulls the diffs over RPC and its per-user losses equal
 //! the chain's own `balanceOf` / `convertToAssets` at the blocks before and after, to the
-//! wei; a fund covers part; the claim root recoup's proofs are checked against is deployed
-//! and every user claims exactly their payout; a tampered amount, a wrong proof and a
+//! wei; a fund covers part; recoup's claim root (its own `claims::StandardMerkleTree`) is
+//! deployed in a distributor, funded, and every user claims exactly their payout with
+//! recoup's proof; a tampered amount, a wrong proof and a
 //! second claim revert.
 //!
 //! Needs `npm ci --prefix tests` (anvil 1.7.1, solc-js 0.8.37, OZ merkle-tree 1.0.8).
@@ -10,8 +11,9 @@
 
 use alloy_provider::{network::Ethereum, Provider, RootProvider};
 use alloy_sol_types::{sol, SolCall, SolValue};
+use recoup::claims::{LeafEncoding, LeafValue, StandardMerkleTree};
 use recoup::ingest::trace::{decode, rpc, StateDiffConfig};
-use recoup::primitives::{keccak256, Address, Amount, B256, U256};
+use recoup::primitives::{Address, Amount, B256, U256};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -172,51 +174,19 @@ fn e18(n: u64) -> U256 {
     U256::from(n) * U256::from(10u64).pow(U256::from(18))
 }
 
-// Test-local OpenZeppelin StandardMerkleTree over (address, uint256), recoup's claims
-// module not being on main yet: leaf = keccak256(keccak256(abi.encode(a, v))), sorted
-// leaves stored from the end of a heap array, nodes hash the sorted pair. Its root is
-// cross-checked against @openzeppelin/merkle-tree below.
-fn oz_leaf(a: Address, v: U256) -> B256 {
-    keccak256(keccak256((a, v).abi_encode()))
-}
-
-fn hash_pair(a: B256, b: B256) -> B256 {
-    let (x, y) = if a <= b { (a, b) } else { (b, a) };
-    let mut buf = [0u8; 64];
-    buf[..32].copy_from_slice(x.as_slice());
-    buf[32..].copy_from_slice(y.as_slice());
-    keccak256(buf)
-}
-
-fn oz_tree(values: &[(Address, U256)]) -> (B256, Vec<Vec<B256>>) {
-    let n = values.len();
-    let mut leaves: Vec<(B256, usize)> = values
+// The claim tree is recoup's own: `recoup::claims::StandardMerkleTree` over
+// (address, uint256), i.e. leaf = keccak256(keccak256(abi.encode(account, amount))), sorted
+// leaves in OpenZeppelin's heap layout. Its root and proofs are also checked against
+// @openzeppelin/merkle-tree below, and redeemed on chain.
+fn recoup_tree(values: &[(Address, U256)]) -> (B256, Vec<Vec<B256>>) {
+    let enc = LeafEncoding::new(&["address", "uint256"]).unwrap();
+    let rows: Vec<Vec<LeafValue>> = values
         .iter()
-        .enumerate()
-        .map(|(i, (a, v))| (oz_leaf(*a, *v), i))
+        .map(|(a, v)| vec![LeafValue::Address(*a), LeafValue::Uint(*v)])
         .collect();
-    leaves.sort();
-    let mut tree = vec![B256::ZERO; 2 * n - 1];
-    let mut pos = vec![0usize; n];
-    for (k, (h, i)) in leaves.iter().enumerate() {
-        tree[2 * n - 2 - k] = *h;
-        pos[*i] = 2 * n - 2 - k;
-    }
-    for i in (0..n - 1).rev() {
-        tree[i] = hash_pair(tree[2 * i + 1], tree[2 * i + 2]);
-    }
-    let proofs = pos
-        .iter()
-        .map(|&p| {
-            let (mut j, mut proof) = (p, Vec::new());
-            while j > 0 {
-                proof.push(tree[if j % 2 == 1 { j + 1 } else { j - 1 }]);
-                j = (j - 1) / 2;
-            }
-            proof
-        })
-        .collect();
-    (tree[0], proofs)
+    let t = StandardMerkleTree::of(enc, &rows, true).unwrap();
+    let proofs = (0..values.len()).map(|i| t.proof(i)).collect();
+    (t.root(), proofs)
 }
 
 fn tools_present() -> bool {
@@ -479,7 +449,7 @@ async fn recoup_losses_equal_chain_truth_and_its_root_pays_every_claim_once() {
         .iter()
         .map(|(a, l)| (*a, l.mul_div_floor(fund.raw(), total.raw()).unwrap().raw()))
         .collect();
-    let (root, proofs) = oz_tree(&payouts);
+    let (root, proofs) = recoup_tree(&payouts);
 
     // Cross-check with the reference client, @openzeppelin/merkle-tree.
     let input = serde_json::to_string(

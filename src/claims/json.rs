@@ -1,0 +1,123 @@
+//! A small, fast JSON text writer that reproduces JavaScript's `JSON.stringify` byte for byte
+//! for the shapes claim files use (hex strings, decimal strings, integers, nested arrays).
+
+use super::abi::LeafValue;
+use crate::primitives::format_address;
+use alloy_primitives::{hex, B256};
+
+/// Appends `"0x<64 lowercase hex>"` (with the quotes).
+pub(crate) fn push_b256(out: &mut Vec<u8>, h: &B256) {
+    let mut buf = [0u8; 68];
+    buf[0] = b'"';
+    buf[1] = b'0';
+    buf[2] = b'x';
+    // 32 bytes always fit 64 hex digits: cannot fail.
+    hex::encode_to_slice(h.as_slice(), &mut buf[3..67]).expect("64 hex digits fit");
+    buf[67] = b'"';
+    out.extend_from_slice(&buf);
+}
+
+/// Appends a JSON string escaped exactly as `JSON.stringify` does: `"` `\\` and control
+/// characters escaped (`\b \f \n \r \t`, others as `\u00xx`), everything else verbatim.
+pub(crate) fn push_str(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    for &b in s.as_bytes() {
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            0..=0x1f => {
+                out.extend_from_slice(b"\\u00");
+                out.extend_from_slice(hex::encode([b]).as_bytes());
+            }
+            _ => out.push(b),
+        }
+    }
+    out.push(b'"');
+}
+
+/// Appends an unsigned integer as a JSON number.
+pub(crate) fn push_usize(out: &mut Vec<u8>, n: usize) {
+    let mut b = itoa_buf(n);
+    out.extend_from_slice(b.as_bytes_mut());
+}
+
+struct Itoa {
+    buf: [u8; 20],
+    start: usize,
+}
+
+impl Itoa {
+    fn as_bytes_mut(&mut self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+}
+
+fn itoa_buf(mut n: usize) -> Itoa {
+    let mut buf = [0u8; 20];
+    let mut i = 20;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    Itoa { buf, start: i }
+}
+
+/// Appends a leaf value the way OpenZeppelin's `dump()` carries it through
+/// `JSON.stringify`: addresses EIP-55 checksummed, integers as decimal strings, bytes as
+/// lowercase `0x` hex strings, booleans as JSON booleans, lists as arrays.
+pub(crate) fn push_leaf_value(out: &mut Vec<u8>, v: &LeafValue) {
+    match v {
+        LeafValue::Address(a) => push_str(out, &format_address(a)),
+        LeafValue::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+        LeafValue::Uint(u) => {
+            out.push(b'"');
+            out.extend_from_slice(u.to_string().as_bytes());
+            out.push(b'"');
+        }
+        LeafValue::Bytes(b) => {
+            out.extend_from_slice(b"\"0x");
+            out.extend_from_slice(hex::encode(b).as_bytes());
+            out.push(b'"');
+        }
+        LeafValue::String(s) => push_str(out, s),
+        LeafValue::List(xs) => {
+            out.push(b'[');
+            for (i, x) in xs.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                push_leaf_value(out, x);
+            }
+            out.push(b']');
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn string_escaping_matches_json_stringify() {
+        let mut out = Vec::new();
+        push_str(&mut out, "a\"b\\c\nd\u{1}é\u{7f}");
+        // JSON.stringify("a\"b\\c\nd\u0001é\u007f") === "\"a\\\"b\\\\c\\nd\\u0001é\u007f\""
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "\"a\\\"b\\\\c\\nd\\u0001é\u{7f}\""
+        );
+        let mut out = Vec::new();
+        push_usize(&mut out, 0);
+        push_usize(&mut out, 1234567);
+        assert_eq!(out, b"01234567");
+    }
+}

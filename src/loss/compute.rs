@@ -1,0 +1,528 @@
+//! From ingested rows to a [`LossLedger`]: balance deltas, loss lists, share-price
+//! losses, look-through of wrappers, netting, exclusions and valuation.
+
+use super::{Exclusion, GainRow, LossLedger, LossRow};
+use crate::ingest::files::{AmountRow, BalanceRow, HolderRow, Origin};
+use crate::primitives::{value_of, Address, Amount, AmountError, Asset, Decimal, ValueError, U256};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+/// The loss stage failed; nothing was produced.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LossError {
+    /// The same (account, asset, pool) is given by two inputs.
+    #[error("{file}:{line}: account {account}, asset {asset}, pool {pool:?} already has a loss from {first_file}:{first_line}; give each (account, asset, pool) once or name distinct pools")]
+    Conflict {
+        /// Second file.
+        file: PathBuf,
+        /// Second line.
+        line: u64,
+        /// First file.
+        first_file: PathBuf,
+        /// First line.
+        first_line: u64,
+        /// Account.
+        account: Address,
+        /// Asset.
+        asset: String,
+        /// Pool.
+        pool: Option<String>,
+    },
+    /// A netting row matches several pools of the account's asset.
+    #[error("{file}:{line}: netting for account {account}, asset {asset} is ambiguous: it lost in pools {pools:?}; add a pool column")]
+    AmbiguousNetting {
+        /// File.
+        file: PathBuf,
+        /// Line.
+        line: u64,
+        /// Account.
+        account: Address,
+        /// Asset.
+        asset: String,
+        /// Candidate pools.
+        pools: Vec<Option<String>>,
+    },
+    /// A vault's holder list holds more shares than its supply.
+    #[error("vault {vault}: holders hold {held} shares but total_supply_before is {supply}")]
+    VaultShares {
+        /// Vault name.
+        vault: String,
+        /// Σ holder shares.
+        held: Amount,
+        /// Declared supply.
+        supply: Amount,
+    },
+    /// A wrapper has losses but its holders hold nothing.
+    #[error(
+        "wrapper {wrapper} ({address}) lost {asset} but its holder list has a zero total balance"
+    )]
+    EmptyWrapper {
+        /// Wrapper name.
+        wrapper: String,
+        /// Wrapper address.
+        address: Address,
+        /// Asset.
+        asset: String,
+    },
+    /// An asset symbol without a declared asset (an internal inconsistency).
+    #[error("unknown asset {0:?}: declare it in [[assets]]")]
+    UnknownAsset(String),
+    /// Arithmetic overflow (amounts above 2^256 − 1).
+    #[error("{context}: {source}")]
+    Amount {
+        /// What was being computed.
+        context: String,
+        /// The arithmetic error.
+        source: AmountError,
+    },
+    /// A value overflowed Decimal.
+    #[error(transparent)]
+    Value(#[from] ValueError),
+    /// Look-through did not conserve a wrapper's loss (a bug guard).
+    #[error(
+        "look-through of wrapper {wrapper} did not conserve {asset}: {given} in, {spread} out"
+    )]
+    LookThroughConservation {
+        /// Wrapper name.
+        wrapper: String,
+        /// Asset.
+        asset: String,
+        /// Loss passed in.
+        given: Amount,
+        /// Loss handed out.
+        spread: Amount,
+    },
+}
+
+/// A vault or pool whose holders lost through its share price.
+#[derive(Debug, Clone)]
+pub struct VaultInput {
+    /// Vault name (the loss rows' pool).
+    pub name: String,
+    /// Underlying asset symbol.
+    pub underlying: String,
+    /// Total assets / total supply before and after, base units.
+    pub total_assets_before: Amount,
+    /// Total share supply before.
+    pub total_supply_before: Amount,
+    /// Total assets after.
+    pub total_assets_after: Amount,
+    /// Total share supply after.
+    pub total_supply_after: Amount,
+    /// Holders' share balances at the snapshot.
+    pub holders: Vec<HolderRow>,
+}
+
+/// A wrapper looked through to its holders.
+#[derive(Debug, Clone)]
+pub struct WrapperInput {
+    /// Name.
+    pub name: String,
+    /// The wrapper's own address (its loss rows are replaced by its holders').
+    pub address: Address,
+    /// Holders' wrapper balances at the snapshot.
+    pub holders: Vec<HolderRow>,
+}
+
+/// Everything the loss stage reads.
+#[derive(Debug, Clone, Default)]
+pub struct LossInputs {
+    /// Assets with their reference price (numeraire per whole token).
+    pub assets: Vec<(Asset, Decimal)>,
+    /// Balance snapshots.
+    pub balances: Vec<BalanceRow>,
+    /// Loss lists.
+    pub losses: Vec<AmountRow>,
+    /// Post-exploit withdrawals and refunds, subtracted from losses.
+    pub netting: Vec<AmountRow>,
+    /// Share-price losses.
+    pub vaults: Vec<VaultInput>,
+    /// Look-through wrappers, processed in order (outer wrappers first).
+    pub wrappers: Vec<WrapperInput>,
+    /// Excluded accounts.
+    pub exclusions: Vec<(Address, Exclusion)>,
+    /// User classes.
+    pub classes: HashMap<Address, String>,
+}
+
+/// Totals the report shows about the loss stage.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct LossStats {
+    /// Per asset: gross loss before netting, base units.
+    pub gross: BTreeMap<String, Amount>,
+    /// Per asset: amount netted (withdrawn or refunded after the exploit).
+    pub netted: BTreeMap<String, Amount>,
+    /// Per asset: net loss in the ledger.
+    pub net: BTreeMap<String, Amount>,
+    /// Per asset: share-price loss of vault holders.
+    pub share_price: BTreeMap<String, Amount>,
+    /// Per wrapper: loss passed through to holders, per asset.
+    pub looked_through: BTreeMap<String, BTreeMap<String, Amount>>,
+    /// Netting rows that matched no loss (ignored).
+    pub netting_unmatched: usize,
+    /// Per asset: total gains (the attacker's side), never counted as loss.
+    pub gains: BTreeMap<String, Amount>,
+}
+
+type Key = (Address, u32, u32); // account, asset index, pool index (0 = none)
+
+struct Interner {
+    pools: Vec<Option<String>>,
+    pool_ix: HashMap<Option<String>, u32>,
+    asset_ix: HashMap<String, u32>,
+}
+
+impl Interner {
+    fn pool(&mut self, p: &Option<String>) -> u32 {
+        if let Some(&i) = self.pool_ix.get(p) {
+            return i;
+        }
+        let i = self.pools.len() as u32;
+        self.pools.push(p.clone());
+        self.pool_ix.insert(p.clone(), i);
+        i
+    }
+    fn asset(&self, s: &str) -> Result<u32, LossError> {
+        self.asset_ix
+            .get(s)
+            .copied()
+            .ok_or_else(|| LossError::UnknownAsset(s.to_owned()))
+    }
+}
+
+fn amt(context: impl FnOnce() -> String) -> impl FnOnce(AmountError) -> LossError {
+    move |source| LossError::Amount {
+        context: context(),
+        source,
+    }
+}
+
+/// Computes the loss ledger.
+///
+/// Per (account, asset, pool): loss = max(0, before − after) from balance snapshots, or
+/// the listed amount, or the share-price loss; then wrappers' rows are replaced by their
+/// holders' pro-rata shares; then netting is subtracted (never below zero); then
+/// exclusions and classes are attached and each row is valued in the numeraire.
+///
+/// # Rounding
+/// Share-price loss of a holder with `s` shares:
+/// `floor(s × TA_before / TS_before) − floor(s × TA_after / TS_after)` — the difference of
+/// the two `convertToAssets` values (ERC-4626 rounds down), so it equals what the holder
+/// could redeem before minus after. Look-through splits a wrapper's loss `L` over holder
+/// balances `b_i` (total `B`) as `floor(L × b_i / B)` and hands the remaining units out one
+/// each by largest remainder (ties: lower address first), so the holders' shares sum to `L`
+/// exactly.
+///
+/// # Errors
+/// [`LossError`] on a key given twice, an ambiguous netting row, inconsistent vault
+/// totals, a wrapper whose holders hold nothing, or an overflow.
+pub fn compute(inputs: &LossInputs) -> Result<(LossLedger, LossStats), LossError> {
+    let mut it = Interner {
+        pools: Vec::new(),
+        pool_ix: HashMap::new(),
+        asset_ix: HashMap::new(),
+    };
+    it.pool(&None);
+    for (i, (a, _)) in inputs.assets.iter().enumerate() {
+        it.asset_ix.insert(a.symbol.clone(), i as u32);
+    }
+    let mut stats = LossStats::default();
+    let mut losses: HashMap<Key, (Amount, Option<Origin>)> =
+        HashMap::with_capacity(inputs.balances.len() + inputs.losses.len());
+    let mut gains: BTreeMap<(Address, u32), Amount> = BTreeMap::new();
+
+    let put = |losses: &mut HashMap<Key, (Amount, Option<Origin>)>,
+               key: Key,
+               amount: Amount,
+               origin: Option<&Origin>,
+               it: &Interner|
+     -> Result<(), LossError> {
+        match losses.entry(key) {
+            std::collections::hash_map::Entry::Occupied(e) => {
+                let (first, second) = (e.get().1.clone(), origin.cloned());
+                let (f, s) = (
+                    first.unwrap_or(Origin {
+                        file: PathBuf::from("<vault>"),
+                        line: 0,
+                    }),
+                    second.unwrap_or(Origin {
+                        file: PathBuf::from("<vault>"),
+                        line: 0,
+                    }),
+                );
+                Err(LossError::Conflict {
+                    file: s.file,
+                    line: s.line,
+                    first_file: f.file,
+                    first_line: f.line,
+                    account: key.0,
+                    asset: inputs.assets[key.1 as usize].0.symbol.clone(),
+                    pool: it.pools[key.2 as usize].clone(),
+                })
+            }
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert((amount, origin.cloned()));
+                Ok(())
+            }
+        }
+    };
+
+    for r in &inputs.balances {
+        let key = (r.account, it.asset(&r.asset)?, it.pool(&r.pool));
+        if r.after > r.before {
+            let g = gains.entry((r.account, key.1)).or_default();
+            *g = g
+                .checked_add(r.after.saturating_sub(r.before))
+                .map_err(amt(|| format!("gain of {}", r.account)))?;
+        }
+        put(
+            &mut losses,
+            key,
+            r.before.saturating_sub(r.after),
+            Some(&r.origin),
+            &it,
+        )?;
+    }
+    for r in &inputs.losses {
+        let key = (r.account, it.asset(&r.asset)?, it.pool(&r.pool));
+        put(&mut losses, key, r.amount, Some(&r.origin), &it)?;
+    }
+    for v in &inputs.vaults {
+        let ai = it.asset(&v.underlying)?;
+        let pi = it.pool(&Some(v.name.clone()));
+        let held = Amount::checked_sum(v.holders.iter().map(|h| h.amount))
+            .map_err(amt(|| format!("vault {} shares", v.name)))?;
+        if held > v.total_supply_before {
+            return Err(LossError::VaultShares {
+                vault: v.name.clone(),
+                held,
+                supply: v.total_supply_before,
+            });
+        }
+        let mut total = Amount::ZERO;
+        for h in &v.holders {
+            let before = h
+                .amount
+                .mul_div_floor(v.total_assets_before.raw(), v.total_supply_before.raw())
+                .map_err(amt(|| format!("vault {} convertToAssets before", v.name)))?;
+            let after = if v.total_supply_after.is_zero() {
+                Amount::ZERO
+            } else {
+                h.amount
+                    .mul_div_floor(v.total_assets_after.raw(), v.total_supply_after.raw())
+                    .map_err(amt(|| format!("vault {} convertToAssets after", v.name)))?
+            };
+            if after > before {
+                let g = gains.entry((h.account, ai)).or_default();
+                *g = g
+                    .checked_add(after.saturating_sub(before))
+                    .map_err(amt(|| "gain".to_owned()))?;
+            }
+            let loss = before.saturating_sub(after);
+            total = total
+                .checked_add(loss)
+                .map_err(amt(|| format!("vault {} total loss", v.name)))?;
+            put(&mut losses, (h.account, ai, pi), loss, Some(&h.origin), &it)?;
+        }
+        let e = stats.share_price.entry(v.underlying.clone()).or_default();
+        *e = e
+            .checked_add(total)
+            .map_err(amt(|| "share-price total".to_owned()))?;
+    }
+
+    // Look-through: replace each wrapper's rows by its holders' pro-rata shares.
+    let mut merged: BTreeMap<Key, Amount> = losses
+        .into_iter()
+        .filter(|(_, (a, _))| !a.is_zero())
+        .map(|(k, (a, _))| (k, a))
+        .collect();
+    for w in &inputs.wrappers {
+        let rows: Vec<(Key, Amount)> = merged
+            .range((w.address, 0, 0)..=(w.address, u32::MAX, u32::MAX))
+            .map(|(k, a)| (*k, *a))
+            .collect();
+        if rows.is_empty() {
+            continue;
+        }
+        // The wrapper's own balance (if listed) is not a holder: the split is over the rest.
+        let mut holders: Vec<&HolderRow> = w
+            .holders
+            .iter()
+            .filter(|h| !h.amount.is_zero() && h.account != w.address)
+            .collect();
+        holders.sort_by_key(|h| h.account);
+        let total_bal = Amount::checked_sum(holders.iter().map(|h| h.amount))
+            .map_err(amt(|| format!("wrapper {} balances", w.name)))?;
+        for (key, loss) in rows {
+            merged.remove(&key);
+            let asset = &inputs.assets[key.1 as usize].0.symbol;
+            if total_bal.is_zero() || holders.is_empty() {
+                return Err(LossError::EmptyWrapper {
+                    wrapper: w.name.clone(),
+                    address: w.address,
+                    asset: asset.clone(),
+                });
+            }
+            let shares = split_largest_remainder(loss, holders.iter().map(|h| h.amount), total_bal)
+                .map_err(amt(|| format!("wrapper {} look-through", w.name)))?;
+            let spread = Amount::checked_sum(shares.iter().copied())
+                .map_err(amt(|| "look-through sum".to_owned()))?;
+            if spread != loss {
+                return Err(LossError::LookThroughConservation {
+                    wrapper: w.name.clone(),
+                    asset: asset.clone(),
+                    given: loss,
+                    spread,
+                });
+            }
+            for (h, s) in holders.iter().zip(shares) {
+                if s.is_zero() {
+                    continue;
+                }
+                let e = merged.entry((h.account, key.1, key.2)).or_default();
+                *e = e
+                    .checked_add(s)
+                    .map_err(amt(|| format!("look-through to {}", h.account)))?;
+            }
+            let e = stats
+                .looked_through
+                .entry(w.name.clone())
+                .or_default()
+                .entry(asset.clone())
+                .or_default();
+            *e = e
+                .checked_add(loss)
+                .map_err(amt(|| "look-through total".to_owned()))?;
+        }
+    }
+
+    for (k, a) in &merged {
+        let e = stats
+            .gross
+            .entry(inputs.assets[k.1 as usize].0.symbol.clone())
+            .or_default();
+        *e = e
+            .checked_add(*a)
+            .map_err(amt(|| "gross total".to_owned()))?;
+    }
+
+    // Netting.
+    let mut pools_of: HashMap<(Address, u32), Vec<u32>> = HashMap::new();
+    for k in merged.keys() {
+        pools_of.entry((k.0, k.1)).or_default().push(k.2);
+    }
+    for n in &inputs.netting {
+        let ai = it.asset(&n.asset)?;
+        let pi = match &n.pool {
+            Some(_) => Some(it.pool(&n.pool)),
+            None => match pools_of.get(&(n.account, ai)).map(Vec::as_slice) {
+                None | Some([]) => None,
+                Some([one]) => Some(*one),
+                Some(many) => {
+                    return Err(LossError::AmbiguousNetting {
+                        file: n.origin.file.clone(),
+                        line: n.origin.line,
+                        account: n.account,
+                        asset: n.asset.clone(),
+                        pools: many.iter().map(|p| it.pools[*p as usize].clone()).collect(),
+                    })
+                }
+            },
+        };
+        match pi.and_then(|pi| merged.get_mut(&(n.account, ai, pi))) {
+            Some(l) => {
+                let taken = (*l).min(n.amount);
+                *l = l.saturating_sub(n.amount);
+                let e = stats.netted.entry(n.asset.clone()).or_default();
+                *e = e
+                    .checked_add(taken)
+                    .map_err(amt(|| "netted total".to_owned()))?;
+            }
+            None => stats.netting_unmatched += 1,
+        }
+    }
+
+    let excl: HashMap<Address, &Exclusion> =
+        inputs.exclusions.iter().map(|(a, e)| (*a, e)).collect();
+    let mut rows = Vec::with_capacity(merged.len());
+    for ((account, ai, pi), amount) in merged {
+        if amount.is_zero() {
+            continue;
+        }
+        let (asset, price) = &inputs.assets[ai as usize];
+        let e = stats.net.entry(asset.symbol.clone()).or_default();
+        *e = e
+            .checked_add(amount)
+            .map_err(amt(|| "net total".to_owned()))?;
+        rows.push(LossRow {
+            account,
+            asset: asset.symbol.clone(),
+            pool: it.pools[pi as usize].clone(),
+            class: inputs.classes.get(&account).cloned(),
+            amount,
+            value: value_of(amount, asset, *price)?,
+            exclusion: excl.get(&account).map(|e| (*e).clone()),
+        });
+    }
+    // BTreeMap order is (account, asset index, pool index); the ledger promises
+    // (account, asset symbol, pool) order, independent of input order.
+    rows.sort_by(|a, b| (a.account, &a.asset, &a.pool).cmp(&(b.account, &b.asset, &b.pool)));
+    let mut gain_rows: Vec<GainRow> = gains
+        .into_iter()
+        .map(|((account, ai), amount)| GainRow {
+            account,
+            asset: inputs.assets[ai as usize].0.symbol.clone(),
+            amount,
+        })
+        .collect();
+    gain_rows.sort_by(|a, b| (a.account, &a.asset).cmp(&(b.account, &b.asset)));
+    for g in &gain_rows {
+        let e = stats.gains.entry(g.asset.clone()).or_default();
+        *e = e
+            .checked_add(g.amount)
+            .map_err(amt(|| "gains total".to_owned()))?;
+    }
+    Ok((
+        LossLedger {
+            rows,
+            gains: gain_rows,
+        },
+        stats,
+    ))
+}
+
+/// Splits `total` over `weights` (summing to `denom`) pro rata, floor, then hands the
+/// remaining units out one each by largest remainder; ties go to the earlier weight.
+/// The result sums to `total` exactly when the weights sum to `denom`.
+///
+/// # Errors
+/// [`AmountError`] on division by zero or overflow.
+pub fn split_largest_remainder(
+    total: Amount,
+    weights: impl Iterator<Item = Amount>,
+    denom: Amount,
+) -> Result<Vec<Amount>, AmountError> {
+    let mut out = Vec::new();
+    let mut rems: Vec<(U256, usize)> = Vec::new();
+    let mut paid = Amount::ZERO;
+    for (i, w) in weights.enumerate() {
+        let (q, r) = total.mul_div_rem(w.raw(), denom.raw())?;
+        paid = paid.checked_add(q)?;
+        out.push(q);
+        rems.push((r, i));
+    }
+    let mut left = total.checked_sub(paid)?;
+    // Descending remainder, then ascending position.
+    rems.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    let one = Amount::from(1u64);
+    for (_, i) in rems {
+        if left.is_zero() {
+            break;
+        }
+        out[i] = out[i].checked_add(one)?;
+        left = left.checked_sub(one)?;
+    }
+    Ok(out)
+}

@@ -1,0 +1,367 @@
+//! The whole job on one incident manifest: ingest → loss → policy → claims.
+//!
+//! Pure apart from reading the manifest's input files: it returns everything a run
+//! publishes as plain data ([`RunOutput`]); writing files and storing rows is the CLI's
+//! and the store's business. A run is identified by [`RunOutput::run_id`], the keccak256 of
+//! the manifest bytes and of every input file's name and bytes, so the same inputs give
+//! the same id and the same outputs, byte for byte.
+
+use crate::claims::{build_tree, BuiltTree, ClaimEntry, ClaimTreeSpec, ClaimsError, EntryOrder};
+use crate::ingest::files::{self, HolderColumn, InputError};
+use crate::loss::{
+    self, Exclusion, LossError, LossInputs, LossLedger, LossStats, VaultInput, WrapperInput,
+};
+use crate::manifest::{CsvInput, InputFormat, Manifest, ManifestError, Units};
+use crate::policy::{self, CoverList, PolicyError, PolicyResult, Prices};
+use crate::primitives::{keccak256, Address, Amount, Asset, B256};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+/// The pipeline stopped; nothing was produced.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PipelineError {
+    /// The manifest is invalid.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// An input file is invalid.
+    #[error(transparent)]
+    Input(#[from] InputError),
+    /// The loss stage failed.
+    #[error("loss stage: {0}")]
+    Loss(#[from] LossError),
+    /// The policy stage failed, including a broken conservation invariant.
+    #[error("policy stage: {0}")]
+    Policy(#[from] PolicyError),
+    /// A claim tree could not be built.
+    #[error("claim tree {file} ({asset}): {source}")]
+    Claims {
+        /// Tree file.
+        file: String,
+        /// Payout asset.
+        asset: String,
+        /// Cause.
+        source: ClaimsError,
+    },
+    /// A file could not be read for the run hash.
+    #[error("{file}: cannot read: {source}")]
+    Io {
+        /// File.
+        file: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+}
+
+impl PipelineError {
+    /// True when the error is a failed check (a broken invariant), not bad input: the CLI
+    /// exits 1 for these and 2 for the rest.
+    pub fn is_check_failure(&self) -> bool {
+        matches!(self, Self::Policy(PolicyError::Invariant { .. }))
+    }
+}
+
+/// One built claim tree and the spec it came from.
+#[derive(Debug)]
+pub struct TreeOutput {
+    /// The `[[outputs.trees]]` spec.
+    pub spec: ClaimTreeSpec,
+    /// Payout asset symbol.
+    pub asset: String,
+    /// The tree.
+    pub tree: BuiltTree,
+    /// Its entries in the tree's value order (position = leaf's value index).
+    pub entries: Vec<ClaimEntry>,
+}
+
+/// Everything a run publishes.
+#[derive(Debug)]
+pub struct RunOutput {
+    /// keccak256 of the manifest and input bytes.
+    pub run_id: B256,
+    /// The loss ledger.
+    pub ledger: LossLedger,
+    /// Loss-stage totals.
+    pub loss_stats: LossStats,
+    /// The policy result: per user, per source, per group, checks.
+    pub policy: PolicyResult,
+    /// The claim trees, in manifest order.
+    pub trees: Vec<TreeOutput>,
+}
+
+/// Hashes the manifest and every input file (name relative to the manifest, then bytes,
+/// each length-prefixed) into the run id.
+///
+/// # Errors
+/// [`PipelineError::Io`] when a file cannot be read.
+pub fn run_id(manifest: &Manifest) -> Result<B256, PipelineError> {
+    let mut buf: Vec<u8> = Vec::new();
+    let mut push = |bytes: &[u8]| {
+        buf.extend_from_slice(&(bytes.len() as u64).to_be_bytes());
+        buf.extend_from_slice(bytes);
+    };
+    let read = |p: &PathBuf| {
+        std::fs::read(p).map_err(|source| PipelineError::Io {
+            file: p.clone(),
+            source,
+        })
+    };
+    push(&read(&manifest.path)?);
+    for f in manifest.input_files() {
+        let rel = f.strip_prefix(&manifest.base_dir).unwrap_or(&f);
+        push(rel.to_string_lossy().as_bytes());
+        push(&read(&f)?);
+    }
+    Ok(keccak256(&buf))
+}
+
+/// Reads the manifest's inputs into the loss stage's input.
+///
+/// # Errors
+/// [`PipelineError::Input`] naming file, line, column and field.
+pub fn load_inputs(m: &Manifest) -> Result<LossInputs, PipelineError> {
+    let assets: Vec<(Asset, rust_decimal::Decimal)> =
+        m.assets.iter().map(|a| (a.asset(), a.price)).collect();
+    let mut inputs = LossInputs {
+        assets,
+        ..LossInputs::default()
+    };
+    for c in &m.inputs.balances {
+        inputs.balances.extend(files::read_balances(
+            &m.resolve(&c.path),
+            c.units,
+            c.pool.as_deref(),
+            &m.assets,
+            &c.columns,
+        )?);
+    }
+    let amounts = |c: &CsvInput| match c.format {
+        InputFormat::Csv => files::read_amounts(
+            &m.resolve(&c.path),
+            files::CsvOptions {
+                units: c.units,
+                pool: c.pool.as_deref(),
+                asset: c.asset.as_deref(),
+                columns: &c.columns,
+            },
+            &m.assets,
+        ),
+        InputFormat::AddressMap => files::read_address_map(
+            &m.resolve(&c.path),
+            c.units,
+            c.asset.as_deref(),
+            c.pool.as_deref(),
+            &m.assets,
+        ),
+    };
+    for c in &m.inputs.losses {
+        inputs.losses.extend(amounts(c)?);
+    }
+    for c in &m.inputs.netting {
+        inputs.netting.extend(amounts(c)?);
+    }
+    for v in &m.vaults {
+        let holders =
+            files::read_holders(&m.resolve(&v.holders), HolderColumn::Shares, Units::Base, 0)?;
+        inputs.vaults.push(VaultInput {
+            name: v.name.clone(),
+            underlying: v.underlying.clone(),
+            total_assets_before: v.total_assets_before,
+            total_supply_before: v.total_supply_before,
+            total_assets_after: v.total_assets_after,
+            total_supply_after: v.total_supply_after,
+            holders,
+        });
+    }
+    for w in &m.wrappers {
+        let holders = files::read_holders(
+            &m.resolve(&w.holders),
+            HolderColumn::Balance,
+            Units::Base,
+            0,
+        )?;
+        inputs.wrappers.push(WrapperInput {
+            name: w.name.clone(),
+            address: w.address,
+            holders,
+        });
+    }
+    inputs.exclusions = m
+        .exclusions
+        .iter()
+        .map(|e| {
+            (
+                e.account,
+                Exclusion {
+                    reason: e.reason.clone(),
+                    mode: e.mode,
+                },
+            )
+        })
+        .collect();
+    if let Some(p) = &m.inputs.classes {
+        inputs.classes = files::read_classes(&m.resolve(p))?
+            .into_iter()
+            .collect::<HashMap<_, _>>();
+    }
+    Ok(inputs)
+}
+
+/// Reads the cover lists of insurance sources.
+///
+/// # Errors
+/// [`PipelineError::Input`].
+pub fn load_covers(m: &Manifest) -> Result<CoverList, PipelineError> {
+    let mut covers: CoverList = BTreeMap::new();
+    for c in &m.inputs.covers {
+        let decimals = m
+            .funding
+            .iter()
+            .find(|f| f.id == c.source)
+            .and_then(|f| m.asset(&f.asset))
+            .map_or(0, |a| a.decimals);
+        let rows =
+            files::read_holders(&m.resolve(&c.path), HolderColumn::Amount, c.units, decimals)?;
+        let entry = covers.entry(c.source.clone()).or_default();
+        for r in rows {
+            entry.insert(r.account, r.amount);
+        }
+    }
+    Ok(covers)
+}
+
+/// The claim entries of one payout asset: every user paid a non-zero amount of it, in
+/// ascending account order.
+pub fn claim_entries(result: &PolicyResult, asset: &str) -> Vec<ClaimEntry> {
+    result
+        .users
+        .iter()
+        .filter_map(|u| {
+            u.payouts
+                .iter()
+                .find(|p| p.asset == asset && !p.amount.is_zero())
+                .map(|p| ClaimEntry {
+                    account: u.account,
+                    amount: p.amount,
+                })
+        })
+        .collect()
+}
+
+/// Puts entries in a tree's [`EntryOrder`]; `first_seen` ranks accounts by their first
+/// appearance in the inputs (accounts never seen rank last, by address).
+pub fn order_entries(
+    entries: &mut [ClaimEntry],
+    order: EntryOrder,
+    first_seen: &HashMap<Address, usize>,
+) {
+    let rank = |a: &Address| first_seen.get(a).copied().unwrap_or(usize::MAX);
+    match order {
+        EntryOrder::Account => entries.sort_by_key(|e| e.account),
+        EntryOrder::AmountDesc => entries.sort_by(|a, b| {
+            b.amount
+                .cmp(&a.amount)
+                .then(rank(&a.account).cmp(&rank(&b.account)))
+                .then(a.account.cmp(&b.account))
+        }),
+        EntryOrder::Input => entries.sort_by(|a, b| {
+            rank(&a.account)
+                .cmp(&rank(&b.account))
+                .then(a.account.cmp(&b.account))
+        }),
+    }
+}
+
+/// Rank of each account by first appearance: balances, loss lists, vault holders, wrapper
+/// holders, in manifest order.
+fn first_seen(inputs: &LossInputs) -> HashMap<Address, usize> {
+    let mut seen = HashMap::new();
+    let accounts = inputs
+        .balances
+        .iter()
+        .map(|r| r.account)
+        .chain(inputs.losses.iter().map(|r| r.account))
+        .chain(
+            inputs
+                .vaults
+                .iter()
+                .flat_map(|v| v.holders.iter().map(|h| h.account)),
+        )
+        .chain(
+            inputs
+                .wrappers
+                .iter()
+                .flat_map(|w| w.holders.iter().map(|h| h.account)),
+        );
+    for a in accounts {
+        let n = seen.len();
+        seen.entry(a).or_insert(n);
+    }
+    seen
+}
+
+/// Runs ingest → loss → policy → claims.
+///
+/// # Errors
+/// Any stage's error; [`PipelineError::is_check_failure`] tells a broken invariant apart.
+pub fn run(m: &Manifest) -> Result<RunOutput, PipelineError> {
+    let (id, inputs) = rayon::join(|| run_id(m), || load_inputs(m));
+    let (id, inputs) = (id?, inputs?);
+    let covers = load_covers(m)?;
+    let (ledger, loss_stats) = loss::compute(&inputs)?;
+    let needs_rank = m
+        .outputs
+        .trees
+        .iter()
+        .any(|t| t.order != EntryOrder::Account);
+    let ranks = if needs_rank {
+        first_seen(&inputs)
+    } else {
+        HashMap::new()
+    };
+    drop(inputs);
+    let assets: Vec<Asset> = m.assets.iter().map(|a| a.asset()).collect();
+    let prices: Prices = m
+        .assets
+        .iter()
+        .map(|a| (a.symbol.clone(), a.price))
+        .collect();
+    let result = policy::apply(&ledger, &m.funding, &m.policy, &covers, &assets, &prices)?;
+    let mut trees = Vec::with_capacity(m.outputs.trees.len());
+    for spec in &m.outputs.trees {
+        let asset = spec.asset.clone().unwrap_or_default();
+        let mut entries = claim_entries(&result, &asset);
+        order_entries(&mut entries, spec.order, &ranks);
+        let tree = build_tree(spec, &entries).map_err(|source| PipelineError::Claims {
+            file: spec.file.clone(),
+            asset: asset.clone(),
+            source,
+        })?;
+        if spec.sort_leaves {
+            // Sorted trees put their values in ascending account order whatever the input.
+            entries.sort_by_key(|e| e.account);
+        }
+        trees.push(TreeOutput {
+            spec: spec.clone(),
+            asset,
+            tree,
+            entries,
+        });
+    }
+    Ok(RunOutput {
+        run_id: id,
+        ledger,
+        loss_stats,
+        policy: result,
+        trees,
+    })
+}
+
+/// Σ of a user's payouts of `asset` over the whole result (for reports).
+pub fn total_payout(result: &PolicyResult, asset: &str) -> Amount {
+    result
+        .payouts
+        .iter()
+        .find(|p| p.asset == asset)
+        .map_or(Amount::ZERO, |p| p.amount)
+}

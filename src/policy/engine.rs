@@ -1,0 +1,843 @@
+//! The waterfall and the allocation: [`apply`].
+
+use super::config::{CoverList, FundingSource, PolicyConfig, Prices, Rounding, Scope, SourceKind};
+use super::error::PolicyError;
+use super::result::{
+    residual_value, AssetAmount, GroupTotals, PolicyResult, RowResult, RowStatus, SourcePayment,
+    SourceResult, TierTotals, UserResult,
+};
+use super::verify::verify;
+use crate::loss::{ExclusionMode, LossLedger, LossRow};
+use crate::primitives::{Amount, AmountError, Asset, Decimal, U256};
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// Index 0 of the interned pool and class tables stands for "none".
+const NONE: u32 = 0;
+
+fn ovf(what: impl Into<String>) -> impl FnOnce(AmountError) -> PolicyError {
+    let what = what.into();
+    move |source| PolicyError::Overflow { what, source }
+}
+
+/// A ledger row as the allocation sees it.
+struct Row {
+    /// Index into `ledger.rows`.
+    li: u32,
+    asset: u32,
+    pool: u32,
+    class: u32,
+    status: RowStatus,
+    /// 0 for tier rows (paid first), 1 for the others.
+    prio: u8,
+    claim: Amount,
+    /// Claim not yet settled (by payments or withheld allocations), row asset base units.
+    remaining: Amount,
+}
+
+struct User {
+    first: u32,
+    end: u32,
+    tier: Option<u32>,
+    value: Decimal,
+}
+
+/// One allocation: row `row` got `amount` (source units) from source `src`, settling
+/// `covered` of its claim (row units).
+struct Pay {
+    row: u32,
+    src: u32,
+    amount: Amount,
+    covered: Amount,
+}
+
+/// Conversion from a row's asset to a source's asset.
+#[derive(Clone, Copy)]
+enum Conv {
+    /// Same asset: base units are the same.
+    Same,
+    /// `units_src = floor(units_row × num / den)`.
+    Rate(U256, U256),
+    /// A price is missing: the symbol.
+    Missing(u32),
+}
+
+fn pow10(k: u32) -> Option<U256> {
+    U256::from(10u8).checked_pow(U256::from(k))
+}
+
+/// The exact rational rate between two priced assets:
+/// `units_s = units_r × (m_r × 10^(sc_s + dec_s)) / (m_s × 10^(sc_r + dec_r))`
+/// where price = m × 10^-sc numeraire per whole token.
+fn rate(pr: Decimal, dr: u8, ps: Decimal, ds: u8) -> Option<(U256, U256)> {
+    let mr = U256::from(pr.mantissa().unsigned_abs());
+    let ms = U256::from(ps.mantissa().unsigned_abs());
+    let num = mr.checked_mul(pow10(ps.scale() + u32::from(ds))?)?;
+    let den = ms.checked_mul(pow10(pr.scale() + u32::from(dr))?)?;
+    Some((num, den))
+}
+
+impl Conv {
+    /// A row amount in source units.
+    ///
+    /// # Rounding
+    /// Floor: a claim is never overstated.
+    fn fwd(self, units: Amount) -> Result<Amount, AmountError> {
+        match self {
+            Conv::Same => Ok(units),
+            Conv::Rate(n, d) => units.mul_div_floor(n, d),
+            Conv::Missing(_) => unreachable!("checked before use"),
+        }
+    }
+
+    /// What an allocation of `paid` source units settles, row units, at most `remaining`.
+    ///
+    /// # Rounding
+    /// Ceiling, capped at the remaining claim: since `paid <= floor(remaining × rate)`,
+    /// `ceil(paid / rate) <= remaining`, so the cap only guards; a sub-unit of the row's
+    /// asset is never left as a claim the source could not pay.
+    fn back(self, paid: Amount, remaining: Amount) -> Result<Amount, AmountError> {
+        match self {
+            Conv::Same => Ok(paid.min(remaining)),
+            Conv::Rate(n, d) => Ok(paid.mul_div_ceil(d, n)?.min(remaining)),
+            Conv::Missing(_) => unreachable!("checked before use"),
+        }
+    }
+}
+
+/// Pro-rata allocation of `avail` over `claims` (Σ = `total`).
+///
+/// When `avail >= total` every claim is paid in full. Otherwise each gets
+/// `floor(avail × claim / total)` (512-bit intermediate), and with
+/// [`Rounding::LargestRemainder`] the `avail − Σfloor` left-over units go one each to the
+/// largest remainders, ties to the lower index (the ledger's (account, asset, pool) order).
+///
+/// # Rounding
+/// As described: floor, or floor plus largest remainder. No share exceeds its claim.
+fn pro_rata(
+    avail: Amount,
+    claims: &[Amount],
+    total: Amount,
+    rounding: Rounding,
+) -> Result<Vec<Amount>, AmountError> {
+    if avail >= total {
+        return Ok(claims.to_vec());
+    }
+    let mut out = Vec::with_capacity(claims.len());
+    let mut rems: Vec<(U256, u32)> = Vec::new();
+    let mut sum = Amount::ZERO;
+    for (i, c) in claims.iter().enumerate() {
+        let (q, r) = avail.mul_div_rem(c.raw(), total.raw())?;
+        sum = sum.checked_add(q)?;
+        out.push(q);
+        if rounding == Rounding::LargestRemainder && !r.is_zero() {
+            rems.push((r, i as u32));
+        }
+    }
+    if rounding == Rounding::LargestRemainder {
+        let extra = avail.checked_sub(sum)?;
+        // extra = Σr / total < number of non-zero remainders, so it fits usize.
+        let k: usize = extra.raw().to();
+        if k > 0 {
+            let by = |a: &(U256, u32), b: &(U256, u32)| b.0.cmp(&a.0).then(a.1.cmp(&b.1));
+            if k < rems.len() {
+                rems.select_nth_unstable_by(k - 1, by);
+            }
+            for &(_, i) in &rems[..k] {
+                out[i as usize] = out[i as usize].checked_add(Amount::from(1u64))?;
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn row_cmp(a: &LossRow, b: &LossRow) -> Ordering {
+    a.account
+        .cmp(&b.account)
+        .then_with(|| a.asset.cmp(&b.asset))
+        .then_with(|| a.pool.cmp(&b.pool))
+}
+
+/// Interns names; id 0 is "none", ids follow name order.
+struct Names<'a> {
+    names: Vec<&'a str>,
+    ix: HashMap<&'a str, u32>,
+}
+
+impl<'a> Names<'a> {
+    fn new(set: BTreeSet<&'a str>) -> Self {
+        let names: Vec<&str> = set.into_iter().collect();
+        let ix = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (*n, i as u32 + 1))
+            .collect();
+        Self { names, ix }
+    }
+    fn id(&self, n: Option<&str>) -> u32 {
+        n.map_or(NONE, |n| self.ix[n])
+    }
+    fn name(&self, id: u32) -> Option<String> {
+        (id != NONE).then(|| self.names[id as usize - 1].to_owned())
+    }
+    fn known(&self) -> String {
+        if self.names.is_empty() {
+            "none".to_owned()
+        } else {
+            self.names.join(", ")
+        }
+    }
+}
+
+/// Applies a reimbursement policy to a loss ledger: the waterfall of `funding` in order,
+/// each source paying pro rata toward what remains of the claims it may pay, then checks
+/// conservation on the result.
+///
+/// - `ledger`: the loss stage's rows (any order; sorted here by (account, asset, pool),
+///   which must be unique).
+/// - `funding`: the `[[funding]]` sources, in waterfall order.
+/// - `config`: the `[policy]` table.
+/// - `covers`: per-user cover of insurance sources (see [`CoverList`]).
+/// - `assets`: the manifest's `[[assets]]` (symbols and decimals).
+/// - `prices`: numeraire per whole token; needed only for cross-asset payment.
+///
+/// Per source: `bounty = min(floor(funds × bounty_bps / 10000), bounty_cap)`; the rest is
+/// allocated in two priority rounds (tier users, then the others), each round paying its
+/// claims in full if it can, else pro rata with the configured rounding. Withheld rows
+/// (exclusions and dust in `withhold` mode) take their share like any row, but it is kept
+/// by the source; redistributed rows take no part. Insurance sources compute a claim per
+/// user: `min(cover, floor((unpaid − deductible)⁺ × (10000 − coinsurance_bps) / 10000))`
+/// over the user's eligible paid rows, pro rata over users when claims exceed capacity,
+/// and spread over the user's rows in (asset, pool) order.
+///
+/// # Rounding
+/// Pro-rata shares: see [`Rounding`]. Claims: `floor(loss × bps / 10000)`. Bounty: floor.
+/// Cross-asset claims: floor of the exact rational price ratio; the claim settled by a
+/// cross-asset payment: ceiling (see the module docs).
+///
+/// # Errors
+/// Configuration errors ([`PolicyError::InvalidField`], [`PolicyError::UnknownAsset`],
+/// [`PolicyError::UnknownGroup`], [`PolicyError::ScopeNeedsRestriction`],
+/// [`PolicyError::DuplicateSource`], [`PolicyError::MissingPrice`],
+/// [`PolicyError::CoverForNonInsurance`]), ledger errors ([`PolicyError::DuplicateRow`]),
+/// arithmetic overflow, and [`PolicyError::Invariant`] when a conservation check fails.
+pub fn apply(
+    ledger: &LossLedger,
+    funding: &[FundingSource],
+    config: &PolicyConfig,
+    covers: &CoverList,
+    assets: &[Asset],
+    prices: &Prices,
+) -> Result<PolicyResult, PolicyError> {
+    config.validate()?;
+    let lrows = &ledger.rows;
+    if lrows.len() >= u32::MAX as usize {
+        return Err(PolicyError::ValueOverflow(
+            "more than 2^32 - 1 loss rows".into(),
+        ));
+    }
+
+    // Assets, by symbol order.
+    let asset_map: BTreeMap<&str, &Asset> = assets.iter().map(|a| (a.symbol.as_str(), a)).collect();
+    let asset_syms: Vec<&str> = asset_map.keys().copied().collect();
+    let asset_ix: HashMap<&str, u32> = asset_syms
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (*s, i as u32))
+        .collect();
+    let decimals: Vec<u8> = asset_map.values().map(|a| a.decimals).collect();
+    let asset_id = |table: &str, field: &'static str, sym: &str| {
+        asset_ix
+            .get(sym)
+            .copied()
+            .ok_or_else(|| PolicyError::UnknownAsset {
+                table: table.to_owned(),
+                field,
+                asset: sym.to_owned(),
+            })
+    };
+    let mut price_of: Vec<Option<Decimal>> = vec![None; asset_syms.len()];
+    for (sym, p) in prices {
+        if p.is_sign_negative() || p.is_zero() {
+            return Err(PolicyError::InvalidField {
+                table: "prices".into(),
+                field: "price",
+                expected: format!("a price > 0 for {sym}"),
+                got: p.to_string(),
+            });
+        }
+        if let Some(&i) = asset_ix.get(sym.as_str()) {
+            price_of[i as usize] = Some(*p);
+        }
+    }
+
+    // Row order: (account, asset, pool), unique.
+    let sorted = lrows
+        .windows(2)
+        .all(|w| row_cmp(&w[0], &w[1]) == Ordering::Less);
+    let order: Vec<u32> = if sorted {
+        (0..lrows.len() as u32).collect()
+    } else {
+        let mut o: Vec<u32> = (0..lrows.len() as u32).collect();
+        o.sort_unstable_by(|&a, &b| row_cmp(&lrows[a as usize], &lrows[b as usize]));
+        if let Some(w) = o
+            .windows(2)
+            .find(|w| row_cmp(&lrows[w[0] as usize], &lrows[w[1] as usize]) == Ordering::Equal)
+        {
+            let r = &lrows[w[0] as usize];
+            return Err(PolicyError::DuplicateRow {
+                account: r.account,
+                asset: r.asset.clone(),
+                pool: r.pool.clone(),
+            });
+        }
+        o
+    };
+
+    let pools = Names::new(lrows.iter().filter_map(|r| r.pool.as_deref()).collect());
+    let classes = Names::new(lrows.iter().filter_map(|r| r.class.as_deref()).collect());
+
+    // Sources against the ledger and the assets.
+    let mut seen = BTreeSet::new();
+    for s in funding {
+        s.validate()?;
+        if !seen.insert(s.id.as_str()) {
+            return Err(PolicyError::DuplicateSource(s.id.clone()));
+        }
+        let t = format!("funding source `{}`", s.id);
+        asset_id(&t, "asset", &s.asset)?;
+        for a in s.assets.iter().flatten() {
+            asset_id(&t, "assets", a)?;
+        }
+        for (field, list, names) in [
+            ("pools", &s.pools, &pools),
+            ("classes", &s.classes, &classes),
+        ] {
+            for n in list.iter().flatten() {
+                if !names.ix.contains_key(n.as_str()) {
+                    return Err(PolicyError::UnknownGroup {
+                        source_id: s.id.clone(),
+                        field,
+                        name: n.clone(),
+                        known: names.known(),
+                    });
+                }
+            }
+        }
+        let need = match config.scope {
+            Scope::PerPool if s.pools.is_none() => Some(("per_pool", "pools")),
+            Scope::PerClass if s.classes.is_none() => Some(("per_class", "classes")),
+            _ => None,
+        };
+        if let Some((scope, field)) = need {
+            return Err(PolicyError::ScopeNeedsRestriction {
+                source_id: s.id.clone(),
+                scope,
+                field,
+            });
+        }
+    }
+    for id in covers.keys() {
+        if !funding
+            .iter()
+            .any(|s| &s.id == id && s.kind == SourceKind::Insurance)
+        {
+            return Err(PolicyError::CoverForNonInsurance(id.clone()));
+        }
+    }
+    let mut dust_min: Vec<Option<Amount>> = vec![None; asset_syms.len()];
+    if let Some(d) = &config.dust {
+        for (sym, m) in &d.min {
+            dust_min[asset_id("[policy.dust]", "min", sym)? as usize] = Some(*m);
+        }
+    }
+
+    // Rows and users.
+    let mut rows: Vec<Row> = Vec::with_capacity(lrows.len());
+    let mut users: Vec<User> = Vec::new();
+    for &li in &order {
+        let r = &lrows[li as usize];
+        let new_user = rows
+            .last()
+            .is_none_or(|x: &Row| lrows[x.li as usize].account != r.account);
+        if new_user {
+            users.push(User {
+                first: rows.len() as u32,
+                end: rows.len() as u32,
+                tier: None,
+                value: Decimal::ZERO,
+            });
+        }
+        let u = users.last_mut().expect("pushed above");
+        u.end += 1;
+        u.value = u
+            .value
+            .checked_add(r.value)
+            .ok_or_else(|| PolicyError::ValueOverflow(format!("loss value of {}", r.account)))?;
+        let asset = asset_id("loss ledger", "asset", &r.asset)?;
+        let status = match (&r.exclusion, config.dust.as_ref()) {
+            (Some(e), _) if e.mode == ExclusionMode::Withhold => RowStatus::ExcludedWithheld,
+            (Some(_), _) => RowStatus::ExcludedRedistributed,
+            (None, Some(d)) if dust_min[asset as usize].is_some_and(|m| r.amount < m) => {
+                match d.mode {
+                    ExclusionMode::Withhold => RowStatus::DustWithheld,
+                    ExclusionMode::Redistribute => RowStatus::DustRedistributed,
+                }
+            }
+            _ => RowStatus::Paid,
+        };
+        rows.push(Row {
+            li,
+            asset,
+            pool: pools.id(r.pool.as_deref()),
+            class: classes.id(r.class.as_deref()),
+            status,
+            prio: 1,
+            claim: Amount::ZERO,
+            remaining: Amount::ZERO,
+        });
+    }
+    // Tiers by the user's total loss value, then claims.
+    for u in &mut users {
+        u.tier = config
+            .tiers
+            .iter()
+            .position(|t| t.min_value <= u.value && u.value <= t.max_value)
+            .map(|i| i as u32);
+        let (bps, prio) = match u.tier {
+            Some(t) => (config.tiers[t as usize].pay_bps, 0),
+            None => (config.cap_bps, 1),
+        };
+        for row in &mut rows[u.first as usize..u.end as usize] {
+            row.prio = prio;
+            if row.status.in_denominator() {
+                let loss = lrows[row.li as usize].amount;
+                row.claim = loss
+                    .mul_div_floor(bps.numerator(), U256::from(10_000u32))
+                    .map_err(ovf("a claim"))?;
+                row.remaining = row.claim;
+            }
+        }
+    }
+
+    // The waterfall.
+    let mut pays: Vec<Pay> = Vec::new();
+    let mut src_out: Vec<SourceResult> = Vec::with_capacity(funding.len());
+    for (si, s) in funding.iter().enumerate() {
+        let sa = asset_ix[s.asset.as_str()];
+        let what = |w: &str| format!("{w} of funding source `{}`", s.id);
+        let bounty = match &s.bounty {
+            Some(b) => {
+                let x = s
+                    .funds
+                    .mul_div_floor(b.bps.numerator(), U256::from(10_000u32))
+                    .map_err(ovf(what("the bounty")))?;
+                b.cap.map_or(x, |c| x.min(c))
+            }
+            None => Amount::ZERO,
+        };
+        let mut avail = s
+            .funds
+            .checked_sub(bounty)
+            .map_err(ovf(what("the funds after bounty")))?;
+        let set = |list: &Option<Vec<String>>, n: usize, id: &dyn Fn(&str) -> u32| -> Vec<bool> {
+            match list {
+                None => vec![true; n],
+                Some(l) => {
+                    let mut v = vec![false; n];
+                    for x in l {
+                        v[id(x) as usize] = true;
+                    }
+                    v
+                }
+            }
+        };
+        let mut asset_ok = set(&s.assets, asset_syms.len(), &|x| asset_ix[x]);
+        if config.scope == Scope::PerAsset {
+            for (i, ok) in asset_ok.iter_mut().enumerate() {
+                *ok &= i as u32 == sa;
+            }
+        }
+        let pool_ok = set(&s.pools, pools.names.len() + 1, &|x| pools.ix[x]);
+        let class_ok = set(&s.classes, classes.names.len() + 1, &|x| classes.ix[x]);
+        if s.pools.is_some() {
+            // A row without a pool is in no named pool.
+            debug_assert!(!pool_ok[NONE as usize]);
+        }
+        let conv: Vec<Conv> = (0..asset_syms.len())
+            .map(|a| {
+                if a as u32 == sa {
+                    return Conv::Same;
+                }
+                match (price_of[a], price_of[sa as usize]) {
+                    (Some(pr), Some(ps)) => rate(pr, decimals[a], ps, decimals[sa as usize])
+                        .map_or(Conv::Missing(a as u32), |(n, d)| Conv::Rate(n, d)),
+                    (None, _) => Conv::Missing(a as u32),
+                    (Some(_), None) => Conv::Missing(sa),
+                }
+            })
+            .collect();
+        let eligible = |r: &Row| {
+            r.status.in_denominator()
+                && asset_ok[r.asset as usize]
+                && pool_ok[r.pool as usize]
+                && class_ok[r.class as usize]
+        };
+        let conv_of = |r: &Row| -> Result<Conv, PolicyError> {
+            match conv[r.asset as usize] {
+                Conv::Missing(m) => Err(PolicyError::MissingPrice {
+                    source_id: s.id.clone(),
+                    source_asset: s.asset.clone(),
+                    row_asset: asset_syms[r.asset as usize].to_owned(),
+                    missing: asset_syms[m as usize].to_owned(),
+                }),
+                c => Ok(c),
+            }
+        };
+        let mut paid = Amount::ZERO;
+        let mut withheld = Amount::ZERO;
+        let mut claims_seen = Amount::ZERO;
+        let mut book =
+            |row: &mut Row, amount: Amount, covered: Amount, ri: u32| -> Result<(), PolicyError> {
+                row.remaining = row
+                    .remaining
+                    .checked_sub(covered)
+                    .map_err(ovf(what("a remaining claim")))?;
+                if row.status == RowStatus::Paid {
+                    paid = paid
+                        .checked_add(amount)
+                        .map_err(ovf(what("the paid total")))?;
+                } else {
+                    withheld = withheld
+                        .checked_add(amount)
+                        .map_err(ovf(what("the withheld total")))?;
+                }
+                pays.push(Pay {
+                    row: ri,
+                    src: si as u32,
+                    amount,
+                    covered,
+                });
+                Ok(())
+            };
+
+        if let Some(terms) = &s.insurance {
+            let cover_of = covers.get(&s.id);
+            let mut uclaims: Vec<Amount> = Vec::new();
+            let mut uix: Vec<u32> = Vec::new();
+            let mut total = Amount::ZERO;
+            for (ui, u) in users.iter().enumerate() {
+                let mut r_u = Amount::ZERO;
+                for r in &rows[u.first as usize..u.end as usize] {
+                    if r.status == RowStatus::Paid && eligible(r) && !r.remaining.is_zero() {
+                        let c = conv_of(r)?.fwd(r.remaining).map_err(ovf(what("a claim")))?;
+                        r_u = r_u.checked_add(c).map_err(ovf(what("a user's claim")))?;
+                    }
+                }
+                if r_u.is_zero() {
+                    continue;
+                }
+                let cover = match cover_of {
+                    Some(m) => m
+                        .get(&lrows[rows[u.first as usize].li as usize].account)
+                        .copied()
+                        .unwrap_or(Amount::ZERO),
+                    None => Amount::MAX,
+                };
+                let above = r_u.saturating_sub(terms.deductible);
+                let keep = U256::from(10_000u32 - terms.coinsurance.0);
+                let c = above
+                    .mul_div_floor(keep, U256::from(10_000u32))
+                    .map_err(ovf(what("a claim")))?
+                    .min(cover);
+                if !c.is_zero() {
+                    total = total
+                        .checked_add(c)
+                        .map_err(ovf(what("the claims total")))?;
+                    uclaims.push(c);
+                    uix.push(ui as u32);
+                }
+            }
+            claims_seen = total;
+            if !total.is_zero() {
+                let alloc = pro_rata(avail, &uclaims, total, config.rounding)
+                    .map_err(ovf(what("the pro rata")))?;
+                for (k, p) in alloc.into_iter().enumerate() {
+                    let u = &users[uix[k] as usize];
+                    let mut left = p;
+                    for ri in u.first..u.end {
+                        if left.is_zero() {
+                            break;
+                        }
+                        let row = &mut rows[ri as usize];
+                        if !(row.status == RowStatus::Paid && eligible(row))
+                            || row.remaining.is_zero()
+                        {
+                            continue;
+                        }
+                        let cv = conv_of(row)?;
+                        let c = cv.fwd(row.remaining).map_err(ovf(what("a claim")))?;
+                        let t = left.min(c);
+                        if t.is_zero() {
+                            continue;
+                        }
+                        let covered = cv
+                            .back(t, row.remaining)
+                            .map_err(ovf(what("a settled claim")))?;
+                        left = left.checked_sub(t).map_err(ovf(what("a user's share")))?;
+                        avail = avail.checked_sub(t).map_err(ovf(what("the funds")))?;
+                        book(row, t, covered, ri)?;
+                    }
+                }
+            }
+        } else {
+            for prio in 0..=1u8 {
+                let mut idx: Vec<u32> = Vec::new();
+                let mut claims: Vec<Amount> = Vec::new();
+                let mut total = Amount::ZERO;
+                for (ri, r) in rows.iter().enumerate() {
+                    if r.prio != prio || r.remaining.is_zero() || !eligible(r) {
+                        continue;
+                    }
+                    let c = conv_of(r)?.fwd(r.remaining).map_err(ovf(what("a claim")))?;
+                    if !c.is_zero() {
+                        total = total
+                            .checked_add(c)
+                            .map_err(ovf(what("the claims total")))?;
+                        idx.push(ri as u32);
+                        claims.push(c);
+                    }
+                }
+                claims_seen = claims_seen
+                    .checked_add(total)
+                    .map_err(ovf(what("the claims total")))?;
+                if total.is_zero() || avail.is_zero() {
+                    continue;
+                }
+                let alloc = pro_rata(avail, &claims, total, config.rounding)
+                    .map_err(ovf(what("the pro rata")))?;
+                for (k, a) in alloc.into_iter().enumerate() {
+                    if a.is_zero() {
+                        continue;
+                    }
+                    let ri = idx[k];
+                    let row = &mut rows[ri as usize];
+                    let covered = conv[row.asset as usize]
+                        .back(a, row.remaining)
+                        .map_err(ovf(what("a settled claim")))?;
+                    avail = avail.checked_sub(a).map_err(ovf(what("the funds")))?;
+                    book(row, a, covered, ri)?;
+                }
+            }
+        }
+        let left_over = s
+            .funds
+            .checked_sub(bounty)
+            .and_then(|x| x.checked_sub(paid))
+            .map_err(ovf(what("the left-over")))?;
+        src_out.push(SourceResult {
+            id: s.id.clone(),
+            kind: s.kind,
+            asset: s.asset.clone(),
+            funds: s.funds,
+            bounty,
+            claims: claims_seen,
+            paid,
+            withheld,
+            left_over,
+        });
+    }
+
+    build(
+        lrows,
+        &rows,
+        &users,
+        pays,
+        src_out,
+        funding,
+        config,
+        &asset_syms,
+        &pools,
+        &classes,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build(
+    lrows: &[LossRow],
+    rows: &[Row],
+    users: &[User],
+    mut pays: Vec<Pay>,
+    sources: Vec<SourceResult>,
+    funding: &[FundingSource],
+    config: &PolicyConfig,
+    asset_syms: &[&str],
+    pools: &Names<'_>,
+    classes: &Names<'_>,
+) -> Result<PolicyResult, PolicyError> {
+    pays.sort_by_key(|p| p.row); // stable: waterfall order within a row
+    let src_asset: Vec<usize> = funding
+        .iter()
+        .map(|s| {
+            asset_syms
+                .iter()
+                .position(|a| *a == s.asset)
+                .expect("checked")
+        })
+        .collect();
+    let mut out_users = Vec::with_capacity(users.len());
+    let mut groups: BTreeMap<(u32, u32, u32), GroupTotals> = BTreeMap::new();
+    let mut tiers: Vec<TierTotals> = config
+        .tiers
+        .iter()
+        .map(|t| Some(t.name.clone()))
+        .chain([None])
+        .map(|tier| TierTotals {
+            tier,
+            users: 0,
+            loss_value: Decimal::ZERO,
+            residual_value: Decimal::ZERO,
+        })
+        .collect();
+    let mut totals: Vec<Amount> = vec![Amount::ZERO; asset_syms.len()];
+    let add = |a: &mut Amount, b: Amount, what: &str| -> Result<(), PolicyError> {
+        *a = a.checked_add(b).map_err(ovf(what.to_owned()))?;
+        Ok(())
+    };
+    let mut p = 0usize;
+    for u in users {
+        let mut upay_assets: Vec<(usize, Amount)> = Vec::new();
+        let mut out_rows = Vec::with_capacity((u.end - u.first) as usize);
+        let mut residual = Decimal::ZERO;
+        for ri in u.first..u.end {
+            let r = &rows[ri as usize];
+            let lr = &lrows[r.li as usize];
+            let mut settled = Amount::ZERO;
+            let mut sp = Vec::new();
+            while p < pays.len() && pays[p].row == ri {
+                let x = &pays[p];
+                add(&mut settled, x.covered, "a row's settled claim")?;
+                sp.push(SourcePayment {
+                    source: funding[x.src as usize].id.clone(),
+                    amount: x.amount,
+                    covered: x.covered,
+                });
+                if r.status == RowStatus::Paid {
+                    let a = src_asset[x.src as usize];
+                    match upay_assets.iter_mut().find(|(k, _)| *k == a) {
+                        Some((_, v)) => add(v, x.amount, "a user's payout")?,
+                        None => upay_assets.push((a, x.amount)),
+                    }
+                    add(&mut totals[a], x.amount, "a payout total")?;
+                }
+                p += 1;
+            }
+            // Engine-side check: the allocations settle exactly claim − remaining.
+            let expect = r
+                .claim
+                .checked_sub(r.remaining)
+                .map_err(ovf("a settled claim"))?;
+            if expect != settled {
+                return Err(PolicyError::Invariant {
+                    check: "allocations settle claim - remaining",
+                    subject: format!("{} {}", lr.account, lr.asset),
+                    expected: expect.to_string(),
+                    got: settled.to_string(),
+                });
+            }
+            let (covered, withheld) = if r.status == RowStatus::Paid {
+                (settled, Amount::ZERO)
+            } else {
+                (Amount::ZERO, settled)
+            };
+            let haircut = lr.amount.saturating_sub(covered);
+            let excess = covered.saturating_sub(lr.amount);
+            residual = residual
+                .checked_add(residual_value(lr.value, haircut, lr.amount).ok_or_else(|| {
+                    PolicyError::ValueOverflow(format!("residual value of {}", lr.account))
+                })?)
+                .ok_or_else(|| {
+                    PolicyError::ValueOverflow(format!("residual value of {}", lr.account))
+                })?;
+            let g = groups
+                .entry((r.asset, r.pool, r.class))
+                .or_insert_with(|| GroupTotals {
+                    asset: asset_syms[r.asset as usize].to_owned(),
+                    pool: pools.name(r.pool),
+                    class: classes.name(r.class),
+                    rows: 0,
+                    loss: Amount::ZERO,
+                    claim: Amount::ZERO,
+                    covered: Amount::ZERO,
+                    withheld: Amount::ZERO,
+                    haircut: Amount::ZERO,
+                    excess: Amount::ZERO,
+                });
+            g.rows += 1;
+            add(&mut g.loss, lr.amount, "a group's loss")?;
+            add(&mut g.claim, r.claim, "a group's claim")?;
+            add(&mut g.covered, covered, "a group's covered")?;
+            add(&mut g.withheld, withheld, "a group's withheld")?;
+            add(&mut g.haircut, haircut, "a group's haircut")?;
+            add(&mut g.excess, excess, "a group's excess")?;
+            out_rows.push(RowResult {
+                asset: lr.asset.clone(),
+                pool: lr.pool.clone(),
+                class: lr.class.clone(),
+                loss: lr.amount,
+                value: lr.value,
+                status: r.status,
+                claim: r.claim,
+                covered,
+                withheld,
+                haircut,
+                excess,
+                sources: sp,
+            });
+        }
+        upay_assets.retain(|(_, v)| !v.is_zero());
+        upay_assets.sort_by_key(|(a, _)| *a); // asset ids follow symbol order
+        let t = &mut tiers[u.tier.map_or(config.tiers.len(), |t| t as usize)];
+        t.users += 1;
+        t.loss_value = t
+            .loss_value
+            .checked_add(u.value)
+            .ok_or_else(|| PolicyError::ValueOverflow("a tier's loss value".into()))?;
+        t.residual_value = t
+            .residual_value
+            .checked_add(residual)
+            .ok_or_else(|| PolicyError::ValueOverflow("a tier's residual value".into()))?;
+        out_users.push(UserResult {
+            account: lrows[rows[u.first as usize].li as usize].account,
+            tier: u.tier.map(|t| config.tiers[t as usize].name.clone()),
+            loss_value: u.value,
+            residual_value: residual,
+            rows: out_rows,
+            payouts: upay_assets
+                .into_iter()
+                .map(|(a, amount)| AssetAmount {
+                    asset: asset_syms[a].to_owned(),
+                    amount,
+                })
+                .collect(),
+        });
+    }
+    let mut result = PolicyResult {
+        users: out_users,
+        sources,
+        groups: groups.into_values().collect(),
+        tiers,
+        payouts: totals
+            .into_iter()
+            .enumerate()
+            .filter(|(_, v)| !v.is_zero())
+            .map(|(a, amount)| AssetAmount {
+                asset: asset_syms[a].to_owned(),
+                amount,
+            })
+            .collect(),
+        checks: Vec::new(),
+    };
+    result.checks = verify(&result, lrows, funding, config)?;
+    Ok(result)
+}

@@ -1,0 +1,380 @@
+//! Conservation checks on a computed [`PolicyResult`], recomputed from its published rows.
+
+use super::config::{FundingSource, PolicyConfig};
+use super::error::PolicyError;
+use super::result::{Check, PolicyResult, RowStatus};
+use crate::loss::LossRow;
+use crate::primitives::{Amount, U256};
+use std::collections::{BTreeMap, HashMap};
+
+fn broken(
+    check: &'static str,
+    subject: impl Into<String>,
+    expected: impl ToString,
+    got: impl ToString,
+) -> PolicyError {
+    PolicyError::Invariant {
+        check,
+        subject: subject.into(),
+        expected: expected.to_string(),
+        got: got.to_string(),
+    }
+}
+
+fn sum(a: Amount, b: Amount) -> Result<Amount, PolicyError> {
+    a.checked_add(b).map_err(|source| PolicyError::Overflow {
+        what: "a conservation total".into(),
+        source,
+    })
+}
+
+/// Recomputes every total of `r` from its rows and checks, as errors:
+///
+/// - per source: Σ allocations to paid rows = `paid`, to withheld rows = `withheld`;
+///   `bounty + paid + left_over = funds`; `paid + withheld <= funds − bounty`;
+///   the bounty within `bounty_bps` and `bounty_cap`;
+/// - per row: Σ settled = covered (or withheld); `covered <= claim`;
+///   `claim <= floor(loss × max bps / 10000)`; redistributed rows have claim 0 and no
+///   allocation; unpaid rows receive nothing; in-kind allocations settle what they pay;
+///   `covered + haircut = loss + excess` with at most one of haircut and excess non-zero;
+/// - per user: payouts per asset = Σ allocations in that asset;
+/// - per (asset, pool, class): the group totals, and `Σcovered + Σhaircut = Σloss + Σexcess`;
+/// - per payout asset: Σ user payouts = Σ source `paid` ≤ Σ funds;
+/// - the rows are the ledger's: same count and Σ loss per asset.
+///
+/// # Errors
+/// [`PolicyError::Invariant`] naming the check, the subject, expected and got.
+pub(crate) fn verify(
+    r: &PolicyResult,
+    ledger: &[LossRow],
+    funding: &[FundingSource],
+    config: &PolicyConfig,
+) -> Result<Vec<Check>, PolicyError> {
+    let mut checks = Vec::new();
+    let src_ix: HashMap<&str, usize> = funding
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.id.as_str(), i))
+        .collect();
+    if r.sources.len() != funding.len() {
+        return Err(broken(
+            "one result per funding source",
+            "sources",
+            funding.len(),
+            r.sources.len(),
+        ));
+    }
+    let max_bps = config
+        .tiers
+        .iter()
+        .map(|t| t.pay_bps.0)
+        .chain([config.cap_bps.0])
+        .max()
+        .unwrap_or(10_000);
+    let mut paid = vec![Amount::ZERO; funding.len()];
+    let mut withheld = vec![Amount::ZERO; funding.len()];
+    let mut by_asset_users: BTreeMap<&str, Amount> = BTreeMap::new();
+    let mut loss_by_asset: BTreeMap<&str, Amount> = BTreeMap::new();
+    type G = (Amount, Amount, Amount, Amount, Amount, Amount, u64);
+    let mut groups: BTreeMap<(&str, Option<&str>, Option<&str>), G> = BTreeMap::new();
+    let mut nrows = 0usize;
+    for u in &r.users {
+        let mut upay: BTreeMap<&str, Amount> = BTreeMap::new();
+        for row in &u.rows {
+            nrows += 1;
+            let subj = || {
+                format!(
+                    "account {} asset {} pool {:?}",
+                    u.account, row.asset, row.pool
+                )
+            };
+            let mut settled = Amount::ZERO;
+            for p in &row.sources {
+                let si = *src_ix.get(p.source.as_str()).ok_or_else(|| {
+                    broken(
+                        "allocation from a known source",
+                        subj(),
+                        "a [[funding]] id",
+                        &p.source,
+                    )
+                })?;
+                settled = sum(settled, p.covered)?;
+                if funding[si].asset == row.asset && p.amount != p.covered {
+                    return Err(broken(
+                        "in-kind allocation settles what it pays",
+                        subj(),
+                        p.amount,
+                        p.covered,
+                    ));
+                }
+                if row.status == RowStatus::Paid {
+                    paid[si] = sum(paid[si], p.amount)?;
+                    let e = upay
+                        .entry(funding[si].asset.as_str())
+                        .or_insert(Amount::ZERO);
+                    *e = sum(*e, p.amount)?;
+                } else {
+                    withheld[si] = sum(withheld[si], p.amount)?;
+                }
+            }
+            let (cov, wh) = if row.status == RowStatus::Paid {
+                (settled, Amount::ZERO)
+            } else {
+                (Amount::ZERO, settled)
+            };
+            if row.covered != cov || row.withheld != wh {
+                return Err(broken(
+                    "settled = covered + withheld",
+                    subj(),
+                    format!("covered {cov} withheld {wh}"),
+                    format!("covered {} withheld {}", row.covered, row.withheld),
+                ));
+            }
+            if !row.status.in_denominator() && (!row.claim.is_zero() || !row.sources.is_empty()) {
+                return Err(broken(
+                    "redistributed row takes no part",
+                    subj(),
+                    "claim 0, no allocation",
+                    row.claim,
+                ));
+            }
+            let bound = row
+                .loss
+                .mul_div_floor(U256::from(max_bps), U256::from(10_000u32))
+                .map_err(|source| PolicyError::Overflow {
+                    what: "a claim bound".into(),
+                    source,
+                })?;
+            if row.claim > bound {
+                return Err(broken(
+                    "claim <= loss × cap",
+                    subj(),
+                    format!("<= {bound}"),
+                    row.claim,
+                ));
+            }
+            if sum(row.covered, row.withheld)? > row.claim {
+                return Err(broken(
+                    "payout <= claim",
+                    subj(),
+                    format!("<= {}", row.claim),
+                    sum(row.covered, row.withheld)?,
+                ));
+            }
+            if sum(row.covered, row.haircut)? != sum(row.loss, row.excess)?
+                || !(row.haircut.is_zero() || row.excess.is_zero())
+            {
+                return Err(broken(
+                    "covered + haircut = loss + excess",
+                    subj(),
+                    row.loss,
+                    format!(
+                        "covered {} haircut {} excess {}",
+                        row.covered, row.haircut, row.excess
+                    ),
+                ));
+            }
+            let l = loss_by_asset
+                .entry(row.asset.as_str())
+                .or_insert(Amount::ZERO);
+            *l = sum(*l, row.loss)?;
+            let g = groups
+                .entry((
+                    row.asset.as_str(),
+                    row.pool.as_deref(),
+                    row.class.as_deref(),
+                ))
+                .or_default();
+            g.0 = sum(g.0, row.loss)?;
+            g.1 = sum(g.1, row.claim)?;
+            g.2 = sum(g.2, row.covered)?;
+            g.3 = sum(g.3, row.withheld)?;
+            g.4 = sum(g.4, row.haircut)?;
+            g.5 = sum(g.5, row.excess)?;
+            g.6 += 1;
+        }
+        upay.retain(|_, v| !v.is_zero());
+        let got: Vec<(&str, Amount)> = u
+            .payouts
+            .iter()
+            .map(|a| (a.asset.as_str(), a.amount))
+            .collect();
+        let want: Vec<(&str, Amount)> = upay.iter().map(|(k, v)| (*k, *v)).collect();
+        if got != want {
+            return Err(broken(
+                "user payouts = Σ allocations",
+                format!("account {}", u.account),
+                format!("{want:?}"),
+                format!("{got:?}"),
+            ));
+        }
+        for (a, v) in upay {
+            let e = by_asset_users.entry(a).or_insert(Amount::ZERO);
+            *e = sum(*e, v)?;
+        }
+    }
+    checks.push(Check {
+        check: "rows: payout <= claim <= loss × cap, covered + haircut = loss + excess",
+        subject: "all rows".into(),
+        detail: format!("{nrows} rows"),
+    });
+
+    // The rows are the ledger's.
+    let mut ledger_loss: BTreeMap<&str, Amount> = BTreeMap::new();
+    for l in ledger {
+        let e = ledger_loss.entry(l.asset.as_str()).or_insert(Amount::ZERO);
+        *e = sum(*e, l.amount)?;
+    }
+    if nrows != ledger.len() || ledger_loss != loss_by_asset {
+        return Err(broken(
+            "result rows = ledger rows",
+            "ledger",
+            format!("{} rows {ledger_loss:?}", ledger.len()),
+            format!("{nrows} rows {loss_by_asset:?}"),
+        ));
+    }
+
+    // Sources.
+    let mut by_asset_sources: BTreeMap<&str, (Amount, Amount)> = BTreeMap::new();
+    for (i, (s, o)) in funding.iter().zip(&r.sources).enumerate() {
+        let subj = format!("funding source `{}`", s.id);
+        if o.id != s.id || o.asset != s.asset || o.funds != s.funds {
+            return Err(broken(
+                "source result matches its config",
+                subj,
+                &s.id,
+                &o.id,
+            ));
+        }
+        if o.paid != paid[i] || o.withheld != withheld[i] {
+            return Err(broken(
+                "source paid/withheld = Σ allocations",
+                subj,
+                format!("paid {} withheld {}", paid[i], withheld[i]),
+                format!("paid {} withheld {}", o.paid, o.withheld),
+            ));
+        }
+        let total = sum(sum(o.bounty, o.paid)?, o.left_over)?;
+        if total != s.funds {
+            return Err(broken(
+                "funds = bounty + paid + left_over",
+                subj,
+                s.funds,
+                total,
+            ));
+        }
+        let avail = s
+            .funds
+            .checked_sub(o.bounty)
+            .map_err(|_| broken("bounty <= funds", subj.clone(), s.funds, o.bounty))?;
+        if sum(o.paid, o.withheld)? > avail {
+            return Err(broken(
+                "paid + withheld <= funds - bounty",
+                subj,
+                avail,
+                sum(o.paid, o.withheld)?,
+            ));
+        }
+        let max_bounty = match &s.bounty {
+            Some(b) => {
+                let x = s
+                    .funds
+                    .mul_div_floor(b.bps.numerator(), U256::from(10_000u32))
+                    .map_err(|source| PolicyError::Overflow {
+                        what: "a bounty bound".into(),
+                        source,
+                    })?;
+                b.cap.map_or(x, |c| x.min(c))
+            }
+            None => Amount::ZERO,
+        };
+        if o.bounty > max_bounty {
+            return Err(broken(
+                "bounty <= funds × bounty_bps, <= bounty_cap",
+                subj,
+                max_bounty,
+                o.bounty,
+            ));
+        }
+        let e = by_asset_sources.entry(s.asset.as_str()).or_default();
+        e.0 = sum(e.0, o.paid)?;
+        e.1 = sum(e.1, s.funds)?;
+        checks.push(Check {
+            check: "funds = bounty + paid + left_over; paid + withheld <= funds - bounty; paid = Σ allocations",
+            subject: subj,
+            detail: format!("{} = {} + {} + {}; withheld {}", s.funds, o.bounty, o.paid, o.left_over, o.withheld),
+        });
+    }
+
+    // Payout assets.
+    let want: Vec<(&str, Amount)> = by_asset_sources
+        .iter()
+        .filter(|(_, v)| !v.0.is_zero())
+        .map(|(k, v)| (*k, v.0))
+        .collect();
+    let users: Vec<(&str, Amount)> = by_asset_users.iter().map(|(k, v)| (*k, *v)).collect();
+    let got: Vec<(&str, Amount)> = r
+        .payouts
+        .iter()
+        .map(|a| (a.asset.as_str(), a.amount))
+        .collect();
+    if users != want || got != want {
+        return Err(broken(
+            "Σ user payouts = Σ source paid per asset",
+            "payouts",
+            format!("{want:?}"),
+            format!("users {users:?}, totals {got:?}"),
+        ));
+    }
+    for (a, (p, f)) in &by_asset_sources {
+        if p > f {
+            return Err(broken("Σ paid <= Σ funds per asset", *a, f, p));
+        }
+        checks.push(Check {
+            check: "Σ user payouts = Σ source paid <= Σ funds",
+            subject: (*a).to_owned(),
+            detail: format!("{p} <= {f}"),
+        });
+    }
+
+    // Groups.
+    if r.groups.len() != groups.len() {
+        return Err(broken(
+            "one total per (asset, pool, class)",
+            "groups",
+            groups.len(),
+            r.groups.len(),
+        ));
+    }
+    for (g, ((asset, pool, class), t)) in r.groups.iter().zip(&groups) {
+        let subj = format!("group asset {asset} pool {pool:?} class {class:?}");
+        let same = g.asset == *asset && g.pool.as_deref() == *pool && g.class.as_deref() == *class;
+        let vals = (
+            g.loss, g.claim, g.covered, g.withheld, g.haircut, g.excess, g.rows,
+        );
+        if !same || vals != *t {
+            return Err(broken(
+                "group totals = Σ rows",
+                subj,
+                format!("{t:?}"),
+                format!("{vals:?}"),
+            ));
+        }
+        let lhs = sum(g.covered, g.haircut)?;
+        let rhs = sum(g.loss, g.excess)?;
+        if lhs != rhs {
+            return Err(broken(
+                "Σcovered + Σhaircut = Σloss + Σexcess",
+                subj,
+                rhs,
+                lhs,
+            ));
+        }
+        checks.push(Check {
+            check: "Σcovered + Σhaircut = Σloss + Σexcess",
+            subject: subj,
+            detail: format!("{} + {} = {} + {}", g.covered, g.haircut, g.loss, g.excess),
+        });
+    }
+    Ok(checks)
+}

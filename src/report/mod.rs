@@ -1,0 +1,402 @@
+//! Reports: the summary JSON, the claims and per-user CSVs, and the Markdown claim report
+//! a treasury team publishes (template `reports/claim-report.md.j2`).
+//!
+//! Rendering only: every function returns bytes; the CLI writes them atomically.
+
+use crate::manifest::Manifest;
+use crate::pipeline::RunOutput;
+use crate::policy::{Rounding, Scope};
+use crate::primitives::{format_address, format_units, value_of, Amount, Decimal};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// The Markdown template, embedded at build time.
+pub const CLAIM_REPORT_TEMPLATE: &str = include_str!("../../reports/claim-report.md.j2");
+
+/// A report could not be rendered.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReportError {
+    /// The template failed to render.
+    #[error("claim report template: {0}")]
+    Template(#[from] minijinja::Error),
+    /// CSV writing failed.
+    #[error("CSV output: {0}")]
+    Csv(#[from] csv::Error),
+    /// JSON writing failed.
+    #[error("JSON output: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// One tree in the summary.
+#[derive(Debug, Clone, Serialize)]
+pub struct TreeSummary {
+    /// File name in the output directory.
+    pub file: String,
+    /// Format.
+    pub format: String,
+    /// Payout asset.
+    pub asset: String,
+    /// 0x-prefixed root.
+    pub root: String,
+    /// Leaves.
+    pub leaves: usize,
+    /// Σ amounts, base units.
+    pub total: Amount,
+}
+
+/// The machine-readable summary of a run (`summary.json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary<'a> {
+    /// recoup version.
+    pub recoup_version: &'static str,
+    /// Run id.
+    pub run_id: String,
+    /// Incident id.
+    pub incident: &'a str,
+    /// Chain id.
+    pub chain_id: u64,
+    /// Snapshot block.
+    pub snapshot_block: u64,
+    /// Numeraire.
+    pub numeraire: &'a str,
+    /// Users with a loss.
+    pub users: usize,
+    /// Loss rows.
+    pub loss_rows: usize,
+    /// Σ loss value.
+    pub total_loss_value: Decimal,
+    /// Σ value not made good.
+    pub total_residual_value: Decimal,
+    /// Loss-stage totals (base units).
+    pub loss: &'a crate::loss::LossStats,
+    /// Sources after the waterfall.
+    pub sources: &'a [crate::policy::SourceResult],
+    /// Totals per (asset, pool, class).
+    pub groups: &'a [crate::policy::GroupTotals],
+    /// Totals per tier.
+    pub tiers: &'a [crate::policy::TierTotals],
+    /// Σ payouts per asset.
+    pub payouts: &'a [crate::policy::AssetAmount],
+    /// Conservation checks that passed.
+    pub checks: &'a [crate::policy::Check],
+    /// Claim trees.
+    pub trees: Vec<TreeSummary>,
+}
+
+/// Builds the summary.
+pub fn summary<'a>(m: &'a Manifest, out: &'a RunOutput) -> Summary<'a> {
+    let total_loss_value = out.policy.users.iter().map(|u| u.loss_value).sum();
+    let total_residual_value = out.policy.users.iter().map(|u| u.residual_value).sum();
+    Summary {
+        recoup_version: env!("CARGO_PKG_VERSION"),
+        run_id: out.run_id.to_string(),
+        incident: &m.incident.id,
+        chain_id: m.incident.chain_id,
+        snapshot_block: m.incident.snapshot_block,
+        numeraire: &m.incident.numeraire,
+        users: out.policy.users.len(),
+        loss_rows: out.ledger.rows.len(),
+        total_loss_value,
+        total_residual_value,
+        loss: &out.loss_stats,
+        sources: &out.policy.sources,
+        groups: &out.policy.groups,
+        tiers: &out.policy.tiers,
+        payouts: &out.policy.payouts,
+        checks: &out.policy.checks,
+        trees: out
+            .trees
+            .iter()
+            .map(|t| TreeSummary {
+                file: t.spec.file.clone(),
+                format: t.tree.format().to_string(),
+                asset: t.asset.clone(),
+                root: t.tree.root().to_string(),
+                leaves: t.tree.len(),
+                total: t.tree.total(),
+            })
+            .collect(),
+    }
+}
+
+/// `summary.json`: pretty-printed, keys in a fixed order, newline-terminated.
+///
+/// # Errors
+/// [`ReportError::Json`].
+pub fn summary_json(s: &Summary<'_>) -> Result<Vec<u8>, ReportError> {
+    let mut v = serde_json::to_vec_pretty(s)?;
+    v.push(b'\n');
+    Ok(v)
+}
+
+/// `claims.csv`: `account,asset,amount` — one row per user and payout asset, amount in
+/// base units, sorted by account then asset (the input of `recoup merkle build`).
+///
+/// # Errors
+/// [`ReportError::Csv`].
+pub fn claims_csv(out: &RunOutput) -> Result<Vec<u8>, ReportError> {
+    let mut w = csv::Writer::from_writer(Vec::with_capacity(out.policy.users.len() * 80));
+    w.write_record(["account", "asset", "amount"])?;
+    let mut amount = String::new();
+    for u in &out.policy.users {
+        let account = format_address(&u.account);
+        for p in &u.payouts {
+            amount.clear();
+            use std::fmt::Write as _;
+            let _ = write!(amount, "{}", p.amount);
+            w.write_record([account.as_str(), p.asset.as_str(), amount.as_str()])?;
+        }
+    }
+    w.into_inner()
+        .map_err(|e| ReportError::Csv(e.into_error().into()))
+}
+
+/// `user_results.csv`: one row per loss row with its policy outcome, base units:
+/// `account,asset,pool,class,tier,status,loss,value,claim,covered,withheld,haircut,excess,sources`
+/// where `sources` is `id:amount` pairs joined by `;`.
+///
+/// # Errors
+/// [`ReportError::Csv`].
+pub fn user_results_csv(out: &RunOutput) -> Result<Vec<u8>, ReportError> {
+    let mut w = csv::Writer::from_writer(Vec::with_capacity(out.ledger.rows.len() * 160));
+    w.write_record([
+        "account", "asset", "pool", "class", "tier", "status", "loss", "value", "claim", "covered",
+        "withheld", "haircut", "excess", "sources",
+    ])?;
+    for u in &out.policy.users {
+        let account = format_address(&u.account);
+        for r in &u.rows {
+            let sources: Vec<String> = r
+                .sources
+                .iter()
+                .map(|s| format!("{}:{}", s.source, s.amount))
+                .collect();
+            let status = serde_json::to_value(r.status)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            w.write_record([
+                account.as_str(),
+                &r.asset,
+                r.pool.as_deref().unwrap_or(""),
+                r.class.as_deref().unwrap_or(""),
+                u.tier.as_deref().unwrap_or(""),
+                &status,
+                &r.loss.to_string(),
+                &r.value.to_string(),
+                &r.claim.to_string(),
+                &r.covered.to_string(),
+                &r.withheld.to_string(),
+                &r.haircut.to_string(),
+                &r.excess.to_string(),
+                &sources.join(";"),
+            ])?;
+        }
+    }
+    w.into_inner()
+        .map_err(|e| ReportError::Csv(e.into_error().into()))
+}
+
+/// Formats base units of `asset` as whole tokens with the symbol, with thousands separators.
+fn tokens(m: &Manifest, asset: &str, a: Amount) -> String {
+    let d = m.asset(asset).map_or(0, |x| x.decimals);
+    let s = format_units(a, d);
+    let (int, frac) = s.split_once('.').map_or((s.as_str(), ""), |(i, f)| (i, f));
+    let mut grouped = String::new();
+    for (i, ch) in int.chars().enumerate() {
+        if i > 0 && (int.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(ch);
+    }
+    // At most 6 fractional digits in the report (exact values are in the CSV and JSON).
+    let frac: String = frac.chars().take(6).collect();
+    if frac.is_empty() {
+        format!("{grouped} {asset}")
+    } else {
+        format!("{grouped}.{frac} {asset}")
+    }
+}
+
+fn money(d: Decimal) -> String {
+    let r = d.round_dp(2);
+    let s = format!("{r:.2}");
+    let (int, frac) = s.split_once('.').unwrap_or((&s, "00"));
+    let neg = int.starts_with('-');
+    let int = int.trim_start_matches('-');
+    let mut grouped = String::new();
+    for (i, ch) in int.chars().enumerate() {
+        if i > 0 && (int.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(ch);
+    }
+    format!("{}{grouped}.{frac}", if neg { "-" } else { "" })
+}
+
+fn pct(part: Decimal, whole: Decimal) -> String {
+    if whole.is_zero() {
+        return "—".to_owned();
+    }
+    (part * Decimal::from(100) / whole).round_dp(2).to_string()
+}
+
+fn bps_pct(bps: u32) -> String {
+    (Decimal::from(bps) / Decimal::from(100))
+        .normalize()
+        .to_string()
+        + "%"
+}
+
+/// Renders the Markdown claim report.
+///
+/// # Errors
+/// [`ReportError::Template`].
+pub fn markdown(m: &Manifest, out: &RunOutput) -> Result<String, ReportError> {
+    use minijinja::context;
+    let s = summary(m, out);
+    let price = |sym: &str| m.asset(sym).map(|a| (a.asset(), a.price));
+    let value = |sym: &str, a: Amount| {
+        price(sym)
+            .and_then(|(asset, p)| value_of(a, &asset, p).ok())
+            .unwrap_or_default()
+    };
+    let paid_value: Decimal = out
+        .policy
+        .payouts
+        .iter()
+        .map(|p| value(&p.asset, p.amount))
+        .sum();
+
+    let assets: Vec<_> = m
+        .assets
+        .iter()
+        .map(|a| {
+            context! {
+                symbol => a.symbol, address => a.address.map(|x| format!("`{}`", format_address(&x))).unwrap_or_else(|| "native".into()),
+                decimals => a.decimals, price => a.price.to_string(), price_source => a.price_source.clone().unwrap_or_default(),
+                price_block => a.price_block.map(|b| b.to_string()).unwrap_or_default(),
+            }
+        })
+        .collect();
+    let get = |map: &BTreeMap<String, Amount>, k: &str| map.get(k).copied().unwrap_or_default();
+    let losses: Vec<_> = m
+        .assets
+        .iter()
+        .filter(|a| s.loss.gross.contains_key(&a.symbol) || s.loss.gains.contains_key(&a.symbol))
+        .map(|a| {
+            let k = a.symbol.as_str();
+            context! {
+                asset => k, gross => tokens(m, k, get(&s.loss.gross, k)), share_price => tokens(m, k, get(&s.loss.share_price, k)),
+                netted => tokens(m, k, get(&s.loss.netted, k)), net => tokens(m, k, get(&s.loss.net, k)), gains => tokens(m, k, get(&s.loss.gains, k)),
+            }
+        })
+        .collect();
+    let wrappers: Vec<_> = s
+        .loss
+        .looked_through
+        .iter()
+        .map(|(name, per)| context! { name => name, amounts => per.iter().map(|(a, v)| tokens(m, a, *v)).collect::<Vec<_>>().join(", ") })
+        .collect();
+    let exclusions: Vec<_> = m.exclusions.iter().map(|e| context! { account => format_address(&e.account), reason => e.reason, mode => format!("{:?}", e.mode).to_lowercase() }).collect();
+    let sources: Vec<_> = out
+        .policy
+        .sources
+        .iter()
+        .map(|x| {
+            let a = x.asset.as_str();
+            context! {
+                id => x.id, kind => format!("{:?}", x.kind).to_lowercase(), asset => a, funds => tokens(m, a, x.funds), bounty => tokens(m, a, x.bounty),
+                paid => tokens(m, a, x.paid), withheld => tokens(m, a, x.withheld), left_over => tokens(m, a, x.left_over),
+            }
+        })
+        .collect();
+    let p = &m.policy;
+    let scope = match p.scope {
+        Scope::Global => "global (socialised across every asset, pro rata to value)",
+        Scope::PerAsset => "per asset (in kind)",
+        Scope::PerPool => "per pool (non-socialised)",
+        Scope::PerClass => "per class",
+    };
+    let rounding = match p.rounding {
+        Rounding::Floor => "floor (dust stays with the source)",
+        Rounding::LargestRemainder => "largest remainder (dust handed out one unit each)",
+    };
+    let dust = p.dust.as_ref().map(|d| {
+        d.min
+            .iter()
+            .map(|(a, v)| format!("losses under {}", tokens(m, a, *v)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    });
+    let dust_mode = p
+        .dust
+        .as_ref()
+        .map(|d| format!("{:?}", d.mode).to_lowercase());
+    let tiers_cfg: Vec<_> = p.tiers.iter().map(|t| context! { name => t.name, min_value => money(t.min_value), max_value => money(t.max_value), pay => bps_pct(t.pay_bps.0) }).collect();
+    let tiers: Vec<_> = out
+        .policy
+        .tiers
+        .iter()
+        .map(|t| {
+            context! {
+                name => t.tier.clone().unwrap_or_else(|| "pro rata (no tier)".into()), users => t.users, loss_value => money(t.loss_value),
+                residual_value => money(t.residual_value), recovery_pct => pct(t.loss_value - t.residual_value, t.loss_value),
+            }
+        })
+        .collect();
+    let groups: Vec<_> = out
+        .policy
+        .groups
+        .iter()
+        .map(|g| {
+            let a = g.asset.as_str();
+            context! {
+                asset => a, pool => g.pool.clone().unwrap_or_else(|| "—".into()), class => g.class.clone().unwrap_or_else(|| "—".into()), rows => g.rows,
+                loss => tokens(m, a, g.loss), claim => tokens(m, a, g.claim), covered => tokens(m, a, g.covered), withheld => tokens(m, a, g.withheld), haircut => tokens(m, a, g.haircut),
+            }
+        })
+        .collect();
+    let payouts: Vec<_> = out
+        .policy
+        .payouts
+        .iter()
+        .map(|x| {
+            let claimants = out.policy.users.iter().filter(|u| u.payouts.iter().any(|q| q.asset == x.asset && !q.amount.is_zero())).count();
+            context! { asset => x.asset, amount => tokens(m, &x.asset, x.amount), claimants => claimants }
+        })
+        .collect();
+    let mut top: Vec<&crate::policy::UserResult> = out.policy.users.iter().collect();
+    top.sort_by(|a, b| {
+        b.loss_value
+            .cmp(&a.loss_value)
+            .then(a.account.cmp(&b.account))
+    });
+    let top: Vec<_> = top
+        .into_iter()
+        .take(10)
+        .map(|u| {
+            context! {
+                account => format_address(&u.account), loss_value => money(u.loss_value), residual_value => money(u.residual_value),
+                payouts => if u.payouts.is_empty() { "—".to_owned() } else { u.payouts.iter().map(|q| tokens(m, &q.asset, q.amount)).collect::<Vec<_>>().join(" + ") },
+            }
+        })
+        .collect();
+    let trees: Vec<_> = s.trees.iter().map(|t| context! { file => t.file, format => t.format, asset => t.asset, leaves => t.leaves, total => t.total.to_string(), root => t.root }).collect();
+
+    let mut env = minijinja::Environment::new();
+    env.add_template("claim-report", CLAIM_REPORT_TEMPLATE)?;
+    let ctx = context! {
+        title => m.incident.name.clone().unwrap_or_else(|| m.incident.id.clone()),
+        description => m.incident.description.clone(),
+        incident => context! { id => m.incident.id, chain_id => m.incident.chain_id, snapshot_block => m.incident.snapshot_block, post_block => m.incident.post_block },
+        numeraire => m.incident.numeraire, users => s.users, loss_rows => s.loss_rows,
+        total_loss_value => money(s.total_loss_value), total_paid_value => money(paid_value), total_residual_value => money(s.total_residual_value),
+        recovery_pct => pct(paid_value, s.total_loss_value), run_id => s.run_id, version => s.recoup_version,
+        assets => assets, losses => losses, wrappers => wrappers, exclusions => exclusions, sources => sources,
+        policy => context! { scope => scope, rounding => rounding, cap => bps_pct(p.cap_bps.0), dust => dust, dust_mode => dust_mode, tiers => tiers_cfg },
+        tiers => tiers, groups => groups, checks => out.policy.checks.len(), payouts => payouts, top => top, trees => trees,
+    };
+    Ok(env.get_template("claim-report")?.render(ctx)?)
+}

@@ -1,0 +1,402 @@
+//! Storage: SQLite (embedded, the default) or PostgreSQL, through sqlx.
+//!
+//! One code path over `sqlx::Any` with runtime queries (no database at build time), and
+//! one migration set per backend in `migrations/sqlite` and `migrations/postgres`,
+//! embedded by `sqlx::migrate!`. Amounts are stored as TEXT of base-unit digits (see the
+//! migrations for why). Every save is one transaction: an error leaves the database as it
+//! was. Runs are keyed by a hash of the manifest and its inputs, so saving the same run
+//! twice is a no-op.
+
+use sqlx::any::{AnyPoolOptions, AnyQueryResult};
+use sqlx::{AnyPool, Executor, Row};
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// A storage operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The URL names no supported backend.
+    #[error("unsupported database URL {0:?}: expected sqlite:PATH or postgres://…")]
+    Url(String),
+    /// Could not connect.
+    #[error("cannot open database {url}: {source}")]
+    Connect {
+        /// URL (without credentials).
+        url: String,
+        /// Cause.
+        source: sqlx::Error,
+    },
+    /// Migrations failed.
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A query failed; the transaction was rolled back.
+    #[error("database error while {context}: {source}")]
+    Query {
+        /// What was being done.
+        context: &'static str,
+        /// Cause.
+        source: sqlx::Error,
+    },
+    /// The run id exists for another incident (a hash collision or a tampered database).
+    #[error("run {run_id} is stored for incident {stored:?}, not {given:?}")]
+    RunMismatch {
+        /// Run id.
+        run_id: String,
+        /// Incident stored.
+        stored: String,
+        /// Incident given.
+        given: String,
+    },
+}
+
+/// Which database is behind a [`Store`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded SQLite file.
+    Sqlite,
+    /// PostgreSQL server.
+    Postgres,
+}
+
+/// An open, migrated database.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// The incident a run belongs to.
+#[derive(Debug, Clone)]
+pub struct IncidentRecord {
+    /// Incident id.
+    pub id: String,
+    /// Human name.
+    pub name: Option<String>,
+    /// EIP-155 chain id.
+    pub chain_id: u64,
+    /// Snapshot block.
+    pub snapshot_block: u64,
+}
+
+/// One claim leaf to store.
+#[derive(Debug, Clone)]
+pub struct ClaimRecord {
+    /// Tree name.
+    pub tree: String,
+    /// EIP-55 account.
+    pub account: String,
+    /// Amount, base-unit digits.
+    pub amount: String,
+    /// Leaf index in the tree's own ordering.
+    pub leaf_index: u64,
+}
+
+/// One root to store.
+#[derive(Debug, Clone)]
+pub struct RootRecord {
+    /// Tree name.
+    pub tree: String,
+    /// Tree format.
+    pub format: String,
+    /// Payout asset symbol.
+    pub asset: String,
+    /// 0x-prefixed root.
+    pub root: String,
+    /// Number of leaves.
+    pub leaves: u64,
+    /// Σ amounts, base-unit digits.
+    pub total: String,
+}
+
+/// Everything one run stores.
+#[derive(Debug, Clone)]
+pub struct RunRecord {
+    /// The incident.
+    pub incident: IncidentRecord,
+    /// 0x-prefixed keccak256 of the manifest and input bytes.
+    pub run_id: String,
+    /// The summary JSON.
+    pub summary_json: String,
+    /// Per user: (EIP-55 account, result JSON).
+    pub users: Vec<(String, String)>,
+    /// Claim leaves.
+    pub claims: Vec<ClaimRecord>,
+    /// Roots.
+    pub roots: Vec<RootRecord>,
+}
+
+/// Whether a save wrote anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Saved {
+    /// The run was new and is now stored.
+    Inserted,
+    /// The same run was already stored; nothing changed.
+    AlreadyStored,
+}
+
+fn q(context: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |source| StoreError::Query { context, source }
+}
+
+impl Store {
+    /// Opens (creating a SQLite file if needed) and migrates the database at `url`:
+    /// `sqlite:PATH` or `postgres://…`.
+    ///
+    /// # Errors
+    /// [`StoreError::Url`], [`StoreError::Connect`], [`StoreError::Migrate`].
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let (backend, url) = if let Some(rest) = url.strip_prefix("sqlite:") {
+            let rest = rest.trim_start_matches("//");
+            let sep = if rest.contains('?') { '&' } else { '?' };
+            let u = if rest.contains("mode=") {
+                format!("sqlite:{rest}")
+            } else {
+                format!("sqlite:{rest}{sep}mode=rwc")
+            };
+            (Backend::Sqlite, u)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (Backend::Postgres, url.to_owned())
+        } else {
+            return Err(StoreError::Url(url.to_owned()));
+        };
+        let shown = url.split('@').next_back().unwrap_or(&url).to_owned();
+        let mut opts = AnyPoolOptions::new();
+        if backend == Backend::Sqlite {
+            opts = opts.max_connections(1).after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute("PRAGMA foreign_keys = ON; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000;").await?;
+                    Ok(())
+                })
+            });
+        } else {
+            opts = opts.max_connections(4);
+        }
+        let pool = opts
+            .connect(&url)
+            .await
+            .map_err(|source| StoreError::Connect { url: shown, source })?;
+        match backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
+            Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
+        }
+        Ok(Self { pool, backend })
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The pool, for read queries in tests and reports.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Stores a run in one transaction. A run id already stored is left as it is.
+    ///
+    /// # Errors
+    /// [`StoreError::Query`] (the transaction is rolled back), [`StoreError::RunMismatch`].
+    pub async fn save_run(&self, run: &RunRecord) -> Result<Saved, StoreError> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(q("starting a transaction"))?;
+        if let Some(row) = sqlx::query("SELECT incident_id FROM runs WHERE run_id = $1")
+            .bind(&run.run_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(q("looking up the run"))?
+        {
+            let stored: String = row.try_get(0).map_err(q("reading the run"))?;
+            if stored != run.incident.id {
+                return Err(StoreError::RunMismatch {
+                    run_id: run.run_id.clone(),
+                    stored,
+                    given: run.incident.id.clone(),
+                });
+            }
+            return Ok(Saved::AlreadyStored);
+        }
+        let i = &run.incident;
+        sqlx::query("INSERT INTO incidents (id, name, chain_id, snapshot_block) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO UPDATE SET name = excluded.name, chain_id = excluded.chain_id, snapshot_block = excluded.snapshot_block")
+            .bind(&i.id)
+            .bind(i.name.clone())
+            .bind(i.chain_id as i64)
+            .bind(i.snapshot_block as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(q("saving the incident"))?;
+        sqlx::query("INSERT INTO runs (run_id, incident_id, recoup_version, summary_json) VALUES ($1, $2, $3, $4)")
+            .bind(&run.run_id)
+            .bind(&i.id)
+            .bind(env!("CARGO_PKG_VERSION"))
+            .bind(&run.summary_json)
+            .execute(&mut *tx)
+            .await
+            .map_err(q("saving the run"))?;
+        for chunk in run.users.chunks(2000) {
+            let sql = values_sql(
+                "INSERT INTO user_results (run_id, account, result_json) VALUES ",
+                chunk.len(),
+                3,
+            );
+            // Only placeholders are generated; values are bound.
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (account, json) in chunk {
+                query = query.bind(&run.run_id).bind(account).bind(json);
+            }
+            query
+                .execute(&mut *tx)
+                .await
+                .map_err(q("saving per-user results"))?;
+        }
+        for chunk in run.claims.chunks(2000) {
+            let sql = values_sql(
+                "INSERT INTO claims (run_id, tree, account, amount, leaf_index) VALUES ",
+                chunk.len(),
+                5,
+            );
+            // Only placeholders are generated; values are bound.
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for c in chunk {
+                query = query
+                    .bind(&run.run_id)
+                    .bind(&c.tree)
+                    .bind(&c.account)
+                    .bind(&c.amount)
+                    .bind(c.leaf_index as i64);
+            }
+            query.execute(&mut *tx).await.map_err(q("saving claims"))?;
+        }
+        for r in &run.roots {
+            let _: AnyQueryResult = sqlx::query("INSERT INTO roots (run_id, tree, format, asset, root, leaves, total) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+                .bind(&run.run_id)
+                .bind(&r.tree)
+                .bind(&r.format)
+                .bind(&r.asset)
+                .bind(&r.root)
+                .bind(r.leaves as i64)
+                .bind(&r.total)
+                .execute(&mut *tx)
+                .await
+                .map_err(q("saving roots"))?;
+        }
+        tx.commit().await.map_err(q("committing the run"))?;
+        Ok(Saved::Inserted)
+    }
+
+    /// Stores a simulation report keyed by its model hash (a repeat is a no-op).
+    ///
+    /// # Errors
+    /// [`StoreError::Query`].
+    pub async fn save_simulation(
+        &self,
+        model_hash: &str,
+        model_name: &str,
+        seed: u64,
+        trials: u64,
+        report_json: &str,
+    ) -> Result<Saved, StoreError> {
+        let r = sqlx::query("INSERT INTO simulations (model_hash, model_name, seed, trials, report_json) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (model_hash) DO NOTHING")
+            .bind(model_hash)
+            .bind(model_name)
+            .bind(seed as i64)
+            .bind(trials as i64)
+            .bind(report_json)
+            .execute(&self.pool)
+            .await
+            .map_err(q("saving the simulation"))?;
+        Ok(if r.rows_affected() == 0 {
+            Saved::AlreadyStored
+        } else {
+            Saved::Inserted
+        })
+    }
+
+    /// Counts rows of a table (for checks and tests).
+    ///
+    /// # Errors
+    /// [`StoreError::Query`].
+    pub async fn count(&self, table: StoredTable) -> Result<i64, StoreError> {
+        let sql = format!("SELECT COUNT(*) FROM {}", table.name());
+        // `table.name()` is one of a fixed set of identifiers.
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(q("counting rows"))?;
+        row.try_get::<i64, _>(0).map_err(q("counting rows"))
+    }
+
+    /// The stored root of `tree` in `run_id`, if any.
+    ///
+    /// # Errors
+    /// [`StoreError::Query`].
+    pub async fn root(&self, run_id: &str, tree: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT root FROM roots WHERE run_id = $1 AND tree = $2")
+            .bind(run_id)
+            .bind(tree)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(q("reading a root"))?;
+        row.map(|r| r.try_get::<String, _>(0))
+            .transpose()
+            .map_err(q("reading a root"))
+    }
+}
+
+/// Tables whose rows can be counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoredTable {
+    /// `incidents`.
+    Incidents,
+    /// `runs`.
+    Runs,
+    /// `user_results`.
+    UserResults,
+    /// `claims`.
+    Claims,
+    /// `roots`.
+    Roots,
+    /// `simulations`.
+    Simulations,
+}
+
+impl StoredTable {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Incidents => "incidents",
+            Self::Runs => "runs",
+            Self::UserResults => "user_results",
+            Self::Claims => "claims",
+            Self::Roots => "roots",
+            Self::Simulations => "simulations",
+        }
+    }
+}
+
+/// `prefix ($1, $2, $3), ($4, $5, $6), …` for `rows` rows of `cols` columns.
+fn values_sql(prefix: &str, rows: usize, cols: usize) -> String {
+    let mut s = String::with_capacity(prefix.len() + rows * cols * 7);
+    s.push_str(prefix);
+    let mut n = 1;
+    for r in 0..rows {
+        if r > 0 {
+            s.push_str(", ");
+        }
+        s.push('(');
+        for c in 0..cols {
+            if c > 0 {
+                s.push_str(", ");
+            }
+            s.push('$');
+            s.push_str(&n.to_string());
+            n += 1;
+        }
+        s.push(')');
+    }
+    s
+}
