@@ -203,6 +203,7 @@ fn build(a: BuildArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
         sort_leaves: !a.no_sort_leaves,
         asset: None,
         file: a.out.display().to_string(),
+        order: crate::claims::EntryOrder::Input, // the CSV's own order
     };
     let tree = build_tree(&spec, &entries)
         .with_context(|| format!("building the {} tree from {}", a.format, a.claims.display()))?;
