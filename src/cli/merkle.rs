@@ -250,7 +250,7 @@ fn proof(a: ProofArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
                 t.len()
             ),
             (None, Some(acc)) => (0..t.len())
-                .find(|&i| t.value(i).iter().any(|v| *v == LeafValue::Address(acc)))
+                .find(|&i| t.value(i).contains(&LeafValue::Address(acc)))
                 .with_context(|| {
                     format!(
                         "{}: no value holds {}",
