@@ -279,7 +279,7 @@ impl StandardMerkleTree {
             }
             picked.push((self.tree_index(i), i));
         }
-        picked.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        picked.sort_unstable_by_key(|p| std::cmp::Reverse(p.0));
         if picked.windows(2).any(|w| w[0].0 == w[1].0) {
             return Err(ClaimsError::InvalidMultiproof(
                 "cannot prove a duplicated index".into(),

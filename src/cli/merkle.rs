@@ -203,6 +203,7 @@ fn build(a: BuildArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
         sort_leaves: !a.no_sort_leaves,
         asset: None,
         file: a.out.display().to_string(),
+        order: crate::claims::EntryOrder::Input, // the CSV's own order
     };
     let tree = build_tree(&spec, &entries)
         .with_context(|| format!("building the {} tree from {}", a.format, a.claims.display()))?;
@@ -249,7 +250,7 @@ fn proof(a: ProofArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
                 t.len()
             ),
             (None, Some(acc)) => (0..t.len())
-                .find(|&i| t.value(i).iter().any(|v| *v == LeafValue::Address(acc)))
+                .find(|&i| t.value(i).contains(&LeafValue::Address(acc)))
                 .with_context(|| {
                     format!(
                         "{}: no value holds {}",
