@@ -250,12 +250,25 @@ pub fn claim_entries(result: &PolicyResult, asset: &str) -> Vec<ClaimEntry> {
 
 /// Puts entries in a tree's [`EntryOrder`]; `first_seen` ranks accounts by their first
 /// appearance in the inputs (accounts never seen rank last, by address).
-pub fn order_entries(entries: &mut [ClaimEntry], order: EntryOrder, first_seen: &HashMap<Address, usize>) {
+pub fn order_entries(
+    entries: &mut [ClaimEntry],
+    order: EntryOrder,
+    first_seen: &HashMap<Address, usize>,
+) {
     let rank = |a: &Address| first_seen.get(a).copied().unwrap_or(usize::MAX);
     match order {
         EntryOrder::Account => entries.sort_by_key(|e| e.account),
-        EntryOrder::AmountDesc => entries.sort_by(|a, b| b.amount.cmp(&a.amount).then(rank(&a.account).cmp(&rank(&b.account))).then(a.account.cmp(&b.account))),
-        EntryOrder::Input => entries.sort_by(|a, b| rank(&a.account).cmp(&rank(&b.account)).then(a.account.cmp(&b.account))),
+        EntryOrder::AmountDesc => entries.sort_by(|a, b| {
+            b.amount
+                .cmp(&a.amount)
+                .then(rank(&a.account).cmp(&rank(&b.account)))
+                .then(a.account.cmp(&b.account))
+        }),
+        EntryOrder::Input => entries.sort_by(|a, b| {
+            rank(&a.account)
+                .cmp(&rank(&b.account))
+                .then(a.account.cmp(&b.account))
+        }),
     }
 }
 
@@ -268,8 +281,18 @@ fn first_seen(inputs: &LossInputs) -> HashMap<Address, usize> {
         .iter()
         .map(|r| r.account)
         .chain(inputs.losses.iter().map(|r| r.account))
-        .chain(inputs.vaults.iter().flat_map(|v| v.holders.iter().map(|h| h.account)))
-        .chain(inputs.wrappers.iter().flat_map(|w| w.holders.iter().map(|h| h.account)));
+        .chain(
+            inputs
+                .vaults
+                .iter()
+                .flat_map(|v| v.holders.iter().map(|h| h.account)),
+        )
+        .chain(
+            inputs
+                .wrappers
+                .iter()
+                .flat_map(|w| w.holders.iter().map(|h| h.account)),
+        );
     for a in accounts {
         let n = seen.len();
         seen.entry(a).or_insert(n);
@@ -286,8 +309,16 @@ pub fn run(m: &Manifest) -> Result<RunOutput, PipelineError> {
     let (id, inputs) = (id?, inputs?);
     let covers = load_covers(m)?;
     let (ledger, loss_stats) = loss::compute(&inputs)?;
-    let needs_rank = m.outputs.trees.iter().any(|t| t.order != EntryOrder::Account);
-    let ranks = if needs_rank { first_seen(&inputs) } else { HashMap::new() };
+    let needs_rank = m
+        .outputs
+        .trees
+        .iter()
+        .any(|t| t.order != EntryOrder::Account);
+    let ranks = if needs_rank {
+        first_seen(&inputs)
+    } else {
+        HashMap::new()
+    };
     drop(inputs);
     let assets: Vec<Asset> = m.assets.iter().map(|a| a.asset()).collect();
     let prices: Prices = m
@@ -310,7 +341,12 @@ pub fn run(m: &Manifest) -> Result<RunOutput, PipelineError> {
             // Sorted trees put their values in ascending account order whatever the input.
             entries.sort_by_key(|e| e.account);
         }
-        trees.push(TreeOutput { spec: spec.clone(), asset, tree, entries });
+        trees.push(TreeOutput {
+            spec: spec.clone(),
+            asset,
+            tree,
+            entries,
+        });
     }
     Ok(RunOutput {
         run_id: id,
