@@ -3,3 +3,4 @@
 pub mod cli;
 pub mod loss;
 pub mod primitives;
+pub mod sim;
