@@ -509,7 +509,7 @@ fn compile_vote(v: &TokenVote, steps: u32, step_days: f64) -> VoteChan {
 }
 
 /// Cost of corruption of a governor: the cheapest way to hold enough votes to pass one proposal
-/// against the 95th percentile of honest turnout, using free holdings first, then flash loans
+/// against the median honest turnout (an even chance per proposal; an attacker can retry), using free holdings first, then flash loans
 /// (fee), then borrowing (interest over delay + vote + one day), then spot buying (with
 /// slippage). `None` when the votes cannot be had at all.
 ///
@@ -518,10 +518,10 @@ fn compile_vote(v: &TokenVote, steps: u32, step_days: f64) -> VoteChan {
 fn vote_cost_of_corruption(v: &TokenVote) -> Option<Decimal> {
     let pos = VotePosition::new(v);
     let f = v.pass_fraction;
-    let t95 = Beta::new(v.honest_turnout_beta[0], v.honest_turnout_beta[1])
-        .map(|b| b.inverse_cdf(0.95))
+    let t50 = Beta::new(v.honest_turnout_beta[0], v.honest_turnout_beta[1])
+        .map(|b| b.inverse_cdf(0.5))
         .unwrap_or(1.0);
-    let need = (v.quorum.max(v.proposal_threshold).max(f / (1.0 - f) * t95)) * v.supply;
+    let need = (v.quorum.max(v.proposal_threshold).max(f / (1.0 - f) * t50)) * v.supply;
     let mut rem = (need - pos.own0).max(0.0);
     let mut cost = 0.0;
     if !v.snapshot {
