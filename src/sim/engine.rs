@@ -739,11 +739,8 @@ mod tests {
         for &(n, p) in &[(11usize, 0.05), (9, 0.3), (5, 0.999), (1, 0.5), (0, 0.2)] {
             binomial_pmf_into(n, p, &mut out[..=n]);
             let b = Binomial::new(p, n as u64).unwrap();
-            for k in 0..=n {
-                assert!(
-                    (out[k] - b.pmf(k as u64)).abs() < 1e-13,
-                    "n={n} p={p} k={k}"
-                );
+            for (k, &got) in out[..=n].iter().enumerate() {
+                assert!((got - b.pmf(k as u64)).abs() < 1e-13, "n={n} p={p} k={k}");
             }
         }
     }

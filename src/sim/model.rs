@@ -580,9 +580,7 @@ impl Model {
             "value_at_risk.coverage_pool_usd".into(),
             self.value_at_risk.coverage_pool_usd,
         )?;
-        if self.multisig.is_empty() && self.admin_key.is_empty() && self.token_vote.is_empty() {
-            // A model with no channel is legal: P(capture) = 0. Nothing to check.
-        }
+        // A model with no channel is legal: P(capture) = 0.
         for (name, m) in &self.multisig {
             let k = |f: &str| format!("multisig.{name}.{f}");
             if m.signers == 0 || m.signers > 64 {
