@@ -4,5 +4,6 @@ mod bad_input;
 mod claims;
 mod conformance;
 mod pipeline;
+mod sim;
 mod store;
 mod support;
