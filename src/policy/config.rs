@@ -135,18 +135,39 @@ fn source_table(id: &str) -> String {
     format!("funding source `{id}`")
 }
 
-fn field_err(table: &str, field: &'static str, expected: impl Into<String>, got: impl Into<String>) -> PolicyError {
-    PolicyError::InvalidField { table: table.to_owned(), field, expected: expected.into(), got: got.into() }
+fn field_err(
+    table: &str,
+    field: &'static str,
+    expected: impl Into<String>,
+    got: impl Into<String>,
+) -> PolicyError {
+    PolicyError::InvalidField {
+        table: table.to_owned(),
+        field,
+        expected: expected.into(),
+        got: got.into(),
+    }
 }
 
 fn parse_amount(table: &str, field: &'static str, s: &str) -> Result<Amount, PolicyError> {
-    s.parse::<Amount>()
-        .map_err(|_| field_err(table, field, "a non-negative integer of base units as a decimal string", format!("{s:?}")))
+    s.parse::<Amount>().map_err(|_| {
+        field_err(
+            table,
+            field,
+            "a non-negative integer of base units as a decimal string",
+            format!("{s:?}"),
+        )
+    })
 }
 
 fn parse_bps(table: &str, field: &'static str, v: i64, max: u32) -> Result<Bps, PolicyError> {
     if v < 0 || v > i64::from(max) {
-        return Err(field_err(table, field, format!("basis points in 0..={max}"), v.to_string()));
+        return Err(field_err(
+            table,
+            field,
+            format!("basis points in 0..={max}"),
+            v.to_string(),
+        ));
     }
     Ok(Bps(v as u32))
 }
@@ -162,39 +183,94 @@ impl TryFrom<RawFundingSource> for FundingSource {
         let insurance = r.kind == SourceKind::Insurance;
         let funds = if insurance {
             if r.amount.is_some() {
-                return Err(field_err(&t, "amount", "no `amount` on an insurance source (its funds are `capacity`)", "amount"));
+                return Err(field_err(
+                    &t,
+                    "amount",
+                    "no `amount` on an insurance source (its funds are `capacity`)",
+                    "amount",
+                ));
             }
-            let c = r.capacity.as_deref().ok_or_else(|| field_err(&t, "capacity", "a capacity in base units", "nothing"))?;
+            let c = r
+                .capacity
+                .as_deref()
+                .ok_or_else(|| field_err(&t, "capacity", "a capacity in base units", "nothing"))?;
             parse_amount(&t, "capacity", c)?
         } else {
             if r.capacity.is_some() {
-                return Err(field_err(&t, "capacity", format!("no `capacity` on a {} source (only insurance has one)", r.kind.name()), "capacity"));
+                return Err(field_err(
+                    &t,
+                    "capacity",
+                    format!(
+                        "no `capacity` on a {} source (only insurance has one)",
+                        r.kind.name()
+                    ),
+                    "capacity",
+                ));
             }
-            let a = r.amount.as_deref().ok_or_else(|| field_err(&t, "amount", "an amount in base units", "nothing"))?;
+            let a = r
+                .amount
+                .as_deref()
+                .ok_or_else(|| field_err(&t, "amount", "an amount in base units", "nothing"))?;
             parse_amount(&t, "amount", a)?
         };
         let bounty = match (r.bounty_bps, r.bounty_cap) {
             (None, None) => None,
-            (None, Some(_)) => return Err(field_err(&t, "bounty_cap", "`bounty_bps` with `bounty_cap`", "bounty_cap alone")),
+            (None, Some(_)) => {
+                return Err(field_err(
+                    &t,
+                    "bounty_cap",
+                    "`bounty_bps` with `bounty_cap`",
+                    "bounty_cap alone",
+                ))
+            }
             (Some(bps), cap) => {
                 if r.kind != SourceKind::Recovered {
-                    return Err(field_err(&t, "bounty_bps", "a bounty only on kind = \"recovered\"", r.kind.name()));
+                    return Err(field_err(
+                        &t,
+                        "bounty_bps",
+                        "a bounty only on kind = \"recovered\"",
+                        r.kind.name(),
+                    ));
                 }
                 let bps = parse_bps(&t, "bounty_bps", bps, 10_000)?;
-                let cap = cap.map(|c| parse_amount(&t, "bounty_cap", &c)).transpose()?;
+                let cap = cap
+                    .map(|c| parse_amount(&t, "bounty_cap", &c))
+                    .transpose()?;
                 Some(Bounty { bps, cap })
             }
         };
         let terms = if insurance {
-            let deductible = r.deductible.map(|d| parse_amount(&t, "deductible", &d)).transpose()?.unwrap_or(Amount::ZERO);
-            let coinsurance = parse_bps(&t, "coinsurance_bps", r.coinsurance_bps.unwrap_or(0), 10_000)?;
-            Some(InsuranceTerms { deductible, coinsurance })
+            let deductible = r
+                .deductible
+                .map(|d| parse_amount(&t, "deductible", &d))
+                .transpose()?
+                .unwrap_or(Amount::ZERO);
+            let coinsurance = parse_bps(
+                &t,
+                "coinsurance_bps",
+                r.coinsurance_bps.unwrap_or(0),
+                10_000,
+            )?;
+            Some(InsuranceTerms {
+                deductible,
+                coinsurance,
+            })
         } else {
             if r.deductible.is_some() {
-                return Err(field_err(&t, "deductible", "a deductible only on kind = \"insurance\"", r.kind.name()));
+                return Err(field_err(
+                    &t,
+                    "deductible",
+                    "a deductible only on kind = \"insurance\"",
+                    r.kind.name(),
+                ));
             }
             if r.coinsurance_bps.is_some() {
-                return Err(field_err(&t, "coinsurance_bps", "coinsurance only on kind = \"insurance\"", r.kind.name()));
+                return Err(field_err(
+                    &t,
+                    "coinsurance_bps",
+                    "coinsurance only on kind = \"insurance\"",
+                    r.kind.name(),
+                ));
             }
             None
         };
@@ -224,27 +300,63 @@ impl FundingSource {
         let t = source_table(&self.id);
         if let Some(b) = &self.bounty {
             if self.kind != SourceKind::Recovered {
-                return Err(field_err(&t, "bounty_bps", "a bounty only on kind = \"recovered\"", self.kind.name()));
+                return Err(field_err(
+                    &t,
+                    "bounty_bps",
+                    "a bounty only on kind = \"recovered\"",
+                    self.kind.name(),
+                ));
             }
             if b.bps.0 > 10_000 {
-                return Err(field_err(&t, "bounty_bps", "basis points in 0..=10000", b.bps.0.to_string()));
+                return Err(field_err(
+                    &t,
+                    "bounty_bps",
+                    "basis points in 0..=10000",
+                    b.bps.0.to_string(),
+                ));
             }
         }
         match (&self.insurance, self.kind) {
             (Some(i), SourceKind::Insurance) => {
                 if i.coinsurance.0 > 10_000 {
-                    return Err(field_err(&t, "coinsurance_bps", "basis points in 0..=10000", i.coinsurance.0.to_string()));
+                    return Err(field_err(
+                        &t,
+                        "coinsurance_bps",
+                        "basis points in 0..=10000",
+                        i.coinsurance.0.to_string(),
+                    ));
                 }
             }
             (None, SourceKind::Insurance) => {
-                return Err(field_err(&t, "deductible", "insurance terms on an insurance source", "none"))
+                return Err(field_err(
+                    &t,
+                    "deductible",
+                    "insurance terms on an insurance source",
+                    "none",
+                ))
             }
-            (Some(_), k) => return Err(field_err(&t, "deductible", "insurance terms only on kind = \"insurance\"", k.name())),
+            (Some(_), k) => {
+                return Err(field_err(
+                    &t,
+                    "deductible",
+                    "insurance terms only on kind = \"insurance\"",
+                    k.name(),
+                ))
+            }
             (None, _) => {}
         }
-        for (field, list) in [("pools", &self.pools), ("assets", &self.assets), ("classes", &self.classes)] {
+        for (field, list) in [
+            ("pools", &self.pools),
+            ("assets", &self.assets),
+            ("classes", &self.classes),
+        ] {
             if list.as_ref().is_some_and(Vec::is_empty) {
-                return Err(field_err(&t, field, "a non-empty list (or no key at all)", "[]"));
+                return Err(field_err(
+                    &t,
+                    field,
+                    "a non-empty list (or no key at all)",
+                    "[]",
+                ));
             }
         }
         Ok(())
@@ -352,7 +464,13 @@ fn default_cap() -> Bps {
 impl PolicyConfig {
     /// A plain policy: given scope, floor rounding, claim = loss, no dust rule, no tiers.
     pub fn new(scope: Scope) -> Self {
-        Self { scope, rounding: Rounding::Floor, cap_bps: Bps::ONE, dust: None, tiers: Vec::new() }
+        Self {
+            scope,
+            rounding: Rounding::Floor,
+            cap_bps: Bps::ONE,
+            dust: None,
+            tiers: Vec::new(),
+        }
     }
 
     /// Checks ranges: `cap_bps` in 1..=100,000, tiers with `0 <= min_value <= max_value`,
@@ -362,20 +480,40 @@ impl PolicyConfig {
     /// [`PolicyError::InvalidField`] naming the table and field.
     pub fn validate(&self) -> Result<(), PolicyError> {
         if self.cap_bps.0 == 0 || self.cap_bps.0 > MAX_PAY_BPS {
-            return Err(field_err("[policy]", "cap_bps", format!("basis points in 1..={MAX_PAY_BPS}"), self.cap_bps.0.to_string()));
+            return Err(field_err(
+                "[policy]",
+                "cap_bps",
+                format!("basis points in 1..={MAX_PAY_BPS}"),
+                self.cap_bps.0.to_string(),
+            ));
         }
         let mut tiers: Vec<&Tier> = self.tiers.iter().collect();
         tiers.sort_by(|a, b| a.min_value.cmp(&b.min_value));
         for t in &tiers {
             let table = format!("[[policy.tiers]] `{}`", t.name);
             if t.pay_bps.0 > MAX_PAY_BPS {
-                return Err(field_err(&table, "pay_bps", format!("basis points in 0..={MAX_PAY_BPS}"), t.pay_bps.0.to_string()));
+                return Err(field_err(
+                    &table,
+                    "pay_bps",
+                    format!("basis points in 0..={MAX_PAY_BPS}"),
+                    t.pay_bps.0.to_string(),
+                ));
             }
             if t.min_value.is_sign_negative() {
-                return Err(field_err(&table, "min_value", "a value >= 0", t.min_value.to_string()));
+                return Err(field_err(
+                    &table,
+                    "min_value",
+                    "a value >= 0",
+                    t.min_value.to_string(),
+                ));
             }
             if t.max_value < t.min_value {
-                return Err(field_err(&table, "max_value", format!("a value >= min_value {}", t.min_value), t.max_value.to_string()));
+                return Err(field_err(
+                    &table,
+                    "max_value",
+                    format!("a value >= min_value {}", t.min_value),
+                    t.max_value.to_string(),
+                ));
             }
         }
         for w in tiers.windows(2) {
@@ -383,7 +521,10 @@ impl PolicyConfig {
                 return Err(field_err(
                     &format!("[[policy.tiers]] `{}`", w[1].name),
                     "min_value",
-                    format!("a range that does not overlap tier `{}` (up to {})", w[0].name, w[0].max_value),
+                    format!(
+                        "a range that does not overlap tier `{}` (up to {})",
+                        w[0].name, w[0].max_value
+                    ),
                     w[1].min_value.to_string(),
                 ));
             }
@@ -391,7 +532,12 @@ impl PolicyConfig {
         let mut names: Vec<&str> = self.tiers.iter().map(|t| t.name.as_str()).collect();
         names.sort_unstable();
         if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
-            return Err(field_err("[[policy.tiers]]", "name", "unique tier names", w[0]));
+            return Err(field_err(
+                "[[policy.tiers]]",
+                "name",
+                "unique tier names",
+                w[0],
+            ));
         }
         Ok(())
     }

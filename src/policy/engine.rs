@@ -3,8 +3,8 @@
 use super::config::{CoverList, FundingSource, PolicyConfig, Prices, Rounding, Scope, SourceKind};
 use super::error::PolicyError;
 use super::result::{
-    residual_value, AssetAmount, GroupTotals, PolicyResult, RowResult, RowStatus, SourcePayment, SourceResult, TierTotals,
-    UserResult,
+    residual_value, AssetAmount, GroupTotals, PolicyResult, RowResult, RowStatus, SourcePayment,
+    SourceResult, TierTotals, UserResult,
 };
 use super::verify::verify;
 use crate::loss::{ExclusionMode, LossLedger, LossRow};
@@ -114,7 +114,12 @@ impl Conv {
 ///
 /// # Rounding
 /// As described: floor, or floor plus largest remainder. No share exceeds its claim.
-fn pro_rata(avail: Amount, claims: &[Amount], total: Amount, rounding: Rounding) -> Result<Vec<Amount>, AmountError> {
+fn pro_rata(
+    avail: Amount,
+    claims: &[Amount],
+    total: Amount,
+    rounding: Rounding,
+) -> Result<Vec<Amount>, AmountError> {
     if avail >= total {
         return Ok(claims.to_vec());
     }
@@ -147,7 +152,10 @@ fn pro_rata(avail: Amount, claims: &[Amount], total: Amount, rounding: Rounding)
 }
 
 fn row_cmp(a: &LossRow, b: &LossRow) -> Ordering {
-    a.account.cmp(&b.account).then_with(|| a.asset.cmp(&b.asset)).then_with(|| a.pool.cmp(&b.pool))
+    a.account
+        .cmp(&b.account)
+        .then_with(|| a.asset.cmp(&b.asset))
+        .then_with(|| a.pool.cmp(&b.pool))
 }
 
 /// Interns names; id 0 is "none", ids follow name order.
@@ -159,7 +167,11 @@ struct Names<'a> {
 impl<'a> Names<'a> {
     fn new(set: BTreeSet<&'a str>) -> Self {
         let names: Vec<&str> = set.into_iter().collect();
-        let ix = names.iter().enumerate().map(|(i, n)| (*n, i as u32 + 1)).collect();
+        let ix = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (*n, i as u32 + 1))
+            .collect();
         Self { names, ix }
     }
     fn id(&self, n: Option<&str>) -> u32 {
@@ -220,20 +232,29 @@ pub fn apply(
     config.validate()?;
     let lrows = &ledger.rows;
     if lrows.len() >= u32::MAX as usize {
-        return Err(PolicyError::ValueOverflow("more than 2^32 - 1 loss rows".into()));
+        return Err(PolicyError::ValueOverflow(
+            "more than 2^32 - 1 loss rows".into(),
+        ));
     }
 
     // Assets, by symbol order.
     let asset_map: BTreeMap<&str, &Asset> = assets.iter().map(|a| (a.symbol.as_str(), a)).collect();
     let asset_syms: Vec<&str> = asset_map.keys().copied().collect();
-    let asset_ix: HashMap<&str, u32> = asset_syms.iter().enumerate().map(|(i, s)| (*s, i as u32)).collect();
+    let asset_ix: HashMap<&str, u32> = asset_syms
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (*s, i as u32))
+        .collect();
     let decimals: Vec<u8> = asset_map.values().map(|a| a.decimals).collect();
     let asset_id = |table: &str, field: &'static str, sym: &str| {
-        asset_ix.get(sym).copied().ok_or_else(|| PolicyError::UnknownAsset {
-            table: table.to_owned(),
-            field,
-            asset: sym.to_owned(),
-        })
+        asset_ix
+            .get(sym)
+            .copied()
+            .ok_or_else(|| PolicyError::UnknownAsset {
+                table: table.to_owned(),
+                field,
+                asset: sym.to_owned(),
+            })
     };
     let mut price_of: Vec<Option<Decimal>> = vec![None; asset_syms.len()];
     for (sym, p) in prices {
@@ -251,15 +272,24 @@ pub fn apply(
     }
 
     // Row order: (account, asset, pool), unique.
-    let sorted = lrows.windows(2).all(|w| row_cmp(&w[0], &w[1]) == Ordering::Less);
+    let sorted = lrows
+        .windows(2)
+        .all(|w| row_cmp(&w[0], &w[1]) == Ordering::Less);
     let order: Vec<u32> = if sorted {
         (0..lrows.len() as u32).collect()
     } else {
         let mut o: Vec<u32> = (0..lrows.len() as u32).collect();
         o.sort_unstable_by(|&a, &b| row_cmp(&lrows[a as usize], &lrows[b as usize]));
-        if let Some(w) = o.windows(2).find(|w| row_cmp(&lrows[w[0] as usize], &lrows[w[1] as usize]) == Ordering::Equal) {
+        if let Some(w) = o
+            .windows(2)
+            .find(|w| row_cmp(&lrows[w[0] as usize], &lrows[w[1] as usize]) == Ordering::Equal)
+        {
             let r = &lrows[w[0] as usize];
-            return Err(PolicyError::DuplicateRow { account: r.account, asset: r.asset.clone(), pool: r.pool.clone() });
+            return Err(PolicyError::DuplicateRow {
+                account: r.account,
+                asset: r.asset.clone(),
+                pool: r.pool.clone(),
+            });
         }
         o
     };
@@ -279,7 +309,10 @@ pub fn apply(
         for a in s.assets.iter().flatten() {
             asset_id(&t, "assets", a)?;
         }
-        for (field, list, names) in [("pools", &s.pools, &pools), ("classes", &s.classes, &classes)] {
+        for (field, list, names) in [
+            ("pools", &s.pools, &pools),
+            ("classes", &s.classes, &classes),
+        ] {
             for n in list.iter().flatten() {
                 if !names.ix.contains_key(n.as_str()) {
                     return Err(PolicyError::UnknownGroup {
@@ -297,11 +330,18 @@ pub fn apply(
             _ => None,
         };
         if let Some((scope, field)) = need {
-            return Err(PolicyError::ScopeNeedsRestriction { source_id: s.id.clone(), scope, field });
+            return Err(PolicyError::ScopeNeedsRestriction {
+                source_id: s.id.clone(),
+                scope,
+                field,
+            });
         }
     }
     for id in covers.keys() {
-        if !funding.iter().any(|s| &s.id == id && s.kind == SourceKind::Insurance) {
+        if !funding
+            .iter()
+            .any(|s| &s.id == id && s.kind == SourceKind::Insurance)
+        {
             return Err(PolicyError::CoverForNonInsurance(id.clone()));
         }
     }
@@ -317,21 +357,33 @@ pub fn apply(
     let mut users: Vec<User> = Vec::new();
     for &li in &order {
         let r = &lrows[li as usize];
-        let new_user = rows.last().is_none_or(|x: &Row| lrows[x.li as usize].account != r.account);
+        let new_user = rows
+            .last()
+            .is_none_or(|x: &Row| lrows[x.li as usize].account != r.account);
         if new_user {
-            users.push(User { first: rows.len() as u32, end: rows.len() as u32, tier: None, value: Decimal::ZERO });
+            users.push(User {
+                first: rows.len() as u32,
+                end: rows.len() as u32,
+                tier: None,
+                value: Decimal::ZERO,
+            });
         }
         let u = users.last_mut().expect("pushed above");
         u.end += 1;
-        u.value = u.value.checked_add(r.value).ok_or_else(|| PolicyError::ValueOverflow(format!("loss value of {}", r.account)))?;
+        u.value = u
+            .value
+            .checked_add(r.value)
+            .ok_or_else(|| PolicyError::ValueOverflow(format!("loss value of {}", r.account)))?;
         let asset = asset_id("loss ledger", "asset", &r.asset)?;
         let status = match (&r.exclusion, config.dust.as_ref()) {
             (Some(e), _) if e.mode == ExclusionMode::Withhold => RowStatus::ExcludedWithheld,
             (Some(_), _) => RowStatus::ExcludedRedistributed,
-            (None, Some(d)) if dust_min[asset as usize].is_some_and(|m| r.amount < m) => match d.mode {
-                ExclusionMode::Withhold => RowStatus::DustWithheld,
-                ExclusionMode::Redistribute => RowStatus::DustRedistributed,
-            },
+            (None, Some(d)) if dust_min[asset as usize].is_some_and(|m| r.amount < m) => {
+                match d.mode {
+                    ExclusionMode::Withhold => RowStatus::DustWithheld,
+                    ExclusionMode::Redistribute => RowStatus::DustRedistributed,
+                }
+            }
             _ => RowStatus::Paid,
         };
         rows.push(Row {
@@ -347,7 +399,11 @@ pub fn apply(
     }
     // Tiers by the user's total loss value, then claims.
     for u in &mut users {
-        u.tier = config.tiers.iter().position(|t| t.min_value <= u.value && u.value <= t.max_value).map(|i| i as u32);
+        u.tier = config
+            .tiers
+            .iter()
+            .position(|t| t.min_value <= u.value && u.value <= t.max_value)
+            .map(|i| i as u32);
         let (bps, prio) = match u.tier {
             Some(t) => (config.tiers[t as usize].pay_bps, 0),
             None => (config.cap_bps, 1),
@@ -356,7 +412,9 @@ pub fn apply(
             row.prio = prio;
             if row.status.in_denominator() {
                 let loss = lrows[row.li as usize].amount;
-                row.claim = loss.mul_div_floor(bps.numerator(), U256::from(10_000u32)).map_err(ovf("a claim"))?;
+                row.claim = loss
+                    .mul_div_floor(bps.numerator(), U256::from(10_000u32))
+                    .map_err(ovf("a claim"))?;
                 row.remaining = row.claim;
             }
         }
@@ -370,12 +428,18 @@ pub fn apply(
         let what = |w: &str| format!("{w} of funding source `{}`", s.id);
         let bounty = match &s.bounty {
             Some(b) => {
-                let x = s.funds.mul_div_floor(b.bps.numerator(), U256::from(10_000u32)).map_err(ovf(what("the bounty")))?;
+                let x = s
+                    .funds
+                    .mul_div_floor(b.bps.numerator(), U256::from(10_000u32))
+                    .map_err(ovf(what("the bounty")))?;
                 b.cap.map_or(x, |c| x.min(c))
             }
             None => Amount::ZERO,
         };
-        let mut avail = s.funds.checked_sub(bounty).map_err(ovf(what("the funds after bounty")))?;
+        let mut avail = s
+            .funds
+            .checked_sub(bounty)
+            .map_err(ovf(what("the funds after bounty")))?;
         let set = |list: &Option<Vec<String>>, n: usize, id: &dyn Fn(&str) -> u32| -> Vec<bool> {
             match list {
                 None => vec![true; n],
@@ -406,13 +470,19 @@ pub fn apply(
                     return Conv::Same;
                 }
                 match (price_of[a], price_of[sa as usize]) {
-                    (Some(pr), Some(ps)) => rate(pr, decimals[a], ps, decimals[sa as usize]).map_or(Conv::Missing(a as u32), |(n, d)| Conv::Rate(n, d)),
+                    (Some(pr), Some(ps)) => rate(pr, decimals[a], ps, decimals[sa as usize])
+                        .map_or(Conv::Missing(a as u32), |(n, d)| Conv::Rate(n, d)),
                     (None, _) => Conv::Missing(a as u32),
                     (Some(_), None) => Conv::Missing(sa),
                 }
             })
             .collect();
-        let eligible = |r: &Row| r.status.in_denominator() && asset_ok[r.asset as usize] && pool_ok[r.pool as usize] && class_ok[r.class as usize];
+        let eligible = |r: &Row| {
+            r.status.in_denominator()
+                && asset_ok[r.asset as usize]
+                && pool_ok[r.pool as usize]
+                && class_ok[r.class as usize]
+        };
         let conv_of = |r: &Row| -> Result<Conv, PolicyError> {
             match conv[r.asset as usize] {
                 Conv::Missing(m) => Err(PolicyError::MissingPrice {
@@ -427,16 +497,29 @@ pub fn apply(
         let mut paid = Amount::ZERO;
         let mut withheld = Amount::ZERO;
         let mut claims_seen = Amount::ZERO;
-        let mut book = |row: &mut Row, amount: Amount, covered: Amount, ri: u32| -> Result<(), PolicyError> {
-            row.remaining = row.remaining.checked_sub(covered).map_err(ovf(what("a remaining claim")))?;
-            if row.status == RowStatus::Paid {
-                paid = paid.checked_add(amount).map_err(ovf(what("the paid total")))?;
-            } else {
-                withheld = withheld.checked_add(amount).map_err(ovf(what("the withheld total")))?;
-            }
-            pays.push(Pay { row: ri, src: si as u32, amount, covered });
-            Ok(())
-        };
+        let mut book =
+            |row: &mut Row, amount: Amount, covered: Amount, ri: u32| -> Result<(), PolicyError> {
+                row.remaining = row
+                    .remaining
+                    .checked_sub(covered)
+                    .map_err(ovf(what("a remaining claim")))?;
+                if row.status == RowStatus::Paid {
+                    paid = paid
+                        .checked_add(amount)
+                        .map_err(ovf(what("the paid total")))?;
+                } else {
+                    withheld = withheld
+                        .checked_add(amount)
+                        .map_err(ovf(what("the withheld total")))?;
+                }
+                pays.push(Pay {
+                    row: ri,
+                    src: si as u32,
+                    amount,
+                    covered,
+                });
+                Ok(())
+            };
 
         if let Some(terms) = &s.insurance {
             let cover_of = covers.get(&s.id);
@@ -455,21 +538,30 @@ pub fn apply(
                     continue;
                 }
                 let cover = match cover_of {
-                    Some(m) => m.get(&lrows[rows[u.first as usize].li as usize].account).copied().unwrap_or(Amount::ZERO),
+                    Some(m) => m
+                        .get(&lrows[rows[u.first as usize].li as usize].account)
+                        .copied()
+                        .unwrap_or(Amount::ZERO),
                     None => Amount::MAX,
                 };
                 let above = r_u.saturating_sub(terms.deductible);
                 let keep = U256::from(10_000u32 - terms.coinsurance.0);
-                let c = above.mul_div_floor(keep, U256::from(10_000u32)).map_err(ovf(what("a claim")))?.min(cover);
+                let c = above
+                    .mul_div_floor(keep, U256::from(10_000u32))
+                    .map_err(ovf(what("a claim")))?
+                    .min(cover);
                 if !c.is_zero() {
-                    total = total.checked_add(c).map_err(ovf(what("the claims total")))?;
+                    total = total
+                        .checked_add(c)
+                        .map_err(ovf(what("the claims total")))?;
                     uclaims.push(c);
                     uix.push(ui as u32);
                 }
             }
             claims_seen = total;
             if !total.is_zero() {
-                let alloc = pro_rata(avail, &uclaims, total, config.rounding).map_err(ovf(what("the pro rata")))?;
+                let alloc = pro_rata(avail, &uclaims, total, config.rounding)
+                    .map_err(ovf(what("the pro rata")))?;
                 for (k, p) in alloc.into_iter().enumerate() {
                     let u = &users[uix[k] as usize];
                     let mut left = p;
@@ -478,7 +570,9 @@ pub fn apply(
                             break;
                         }
                         let row = &mut rows[ri as usize];
-                        if !(row.status == RowStatus::Paid && eligible(row)) || row.remaining.is_zero() {
+                        if !(row.status == RowStatus::Paid && eligible(row))
+                            || row.remaining.is_zero()
+                        {
                             continue;
                         }
                         let cv = conv_of(row)?;
@@ -487,7 +581,9 @@ pub fn apply(
                         if t.is_zero() {
                             continue;
                         }
-                        let covered = cv.back(t, row.remaining).map_err(ovf(what("a settled claim")))?;
+                        let covered = cv
+                            .back(t, row.remaining)
+                            .map_err(ovf(what("a settled claim")))?;
                         left = left.checked_sub(t).map_err(ovf(what("a user's share")))?;
                         avail = avail.checked_sub(t).map_err(ovf(what("the funds")))?;
                         book(row, t, covered, ri)?;
@@ -505,25 +601,38 @@ pub fn apply(
                     }
                     let c = conv_of(r)?.fwd(r.remaining).map_err(ovf(what("a claim")))?;
                     if !c.is_zero() {
-                        total = total.checked_add(c).map_err(ovf(what("the claims total")))?;
+                        total = total
+                            .checked_add(c)
+                            .map_err(ovf(what("the claims total")))?;
                         idx.push(ri as u32);
                         claims.push(c);
                     }
                 }
-                claims_seen = claims_seen.checked_add(total).map_err(ovf(what("the claims total")))?;
+                claims_seen = claims_seen
+                    .checked_add(total)
+                    .map_err(ovf(what("the claims total")))?;
                 if total.is_zero() || avail.is_zero() {
                     continue;
                 }
-                let alloc = pro_rata(avail, &claims, total, config.rounding).map_err(ovf(what("the pro rata")))?;
+                // A round the funds cannot pay in full ends the source: the junior round
+                // gets nothing, not even the senior round's floor dust.
+                let last = avail < total;
+                let alloc = pro_rata(avail, &claims, total, config.rounding)
+                    .map_err(ovf(what("the pro rata")))?;
                 for (k, a) in alloc.into_iter().enumerate() {
                     if a.is_zero() {
                         continue;
                     }
                     let ri = idx[k];
                     let row = &mut rows[ri as usize];
-                    let covered = conv[row.asset as usize].back(a, row.remaining).map_err(ovf(what("a settled claim")))?;
+                    let covered = conv[row.asset as usize]
+                        .back(a, row.remaining)
+                        .map_err(ovf(what("a settled claim")))?;
                     avail = avail.checked_sub(a).map_err(ovf(what("the funds")))?;
                     book(row, a, covered, ri)?;
+                }
+                if last {
+                    break;
                 }
             }
         }
@@ -545,7 +654,18 @@ pub fn apply(
         });
     }
 
-    build(lrows, &rows, &users, pays, src_out, funding, config, &asset_syms, &pools, &classes)
+    build(
+        lrows,
+        &rows,
+        &users,
+        pays,
+        src_out,
+        funding,
+        config,
+        &asset_syms,
+        &pools,
+        &classes,
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -562,7 +682,15 @@ fn build(
     classes: &Names<'_>,
 ) -> Result<PolicyResult, PolicyError> {
     pays.sort_by_key(|p| p.row); // stable: waterfall order within a row
-    let src_asset: Vec<usize> = funding.iter().map(|s| asset_syms.iter().position(|a| *a == s.asset).expect("checked")).collect();
+    let src_asset: Vec<usize> = funding
+        .iter()
+        .map(|s| {
+            asset_syms
+                .iter()
+                .position(|a| *a == s.asset)
+                .expect("checked")
+        })
+        .collect();
     let mut out_users = Vec::with_capacity(users.len());
     let mut groups: BTreeMap<(u32, u32, u32), GroupTotals> = BTreeMap::new();
     let mut tiers: Vec<TierTotals> = config
@@ -570,7 +698,12 @@ fn build(
         .iter()
         .map(|t| Some(t.name.clone()))
         .chain([None])
-        .map(|tier| TierTotals { tier, users: 0, loss_value: Decimal::ZERO, residual_value: Decimal::ZERO })
+        .map(|tier| TierTotals {
+            tier,
+            users: 0,
+            loss_value: Decimal::ZERO,
+            residual_value: Decimal::ZERO,
+        })
         .collect();
     let mut totals: Vec<Amount> = vec![Amount::ZERO; asset_syms.len()];
     let add = |a: &mut Amount, b: Amount, what: &str| -> Result<(), PolicyError> {
@@ -590,7 +723,11 @@ fn build(
             while p < pays.len() && pays[p].row == ri {
                 let x = &pays[p];
                 add(&mut settled, x.covered, "a row's settled claim")?;
-                sp.push(SourcePayment { source: funding[x.src as usize].id.clone(), amount: x.amount, covered: x.covered });
+                sp.push(SourcePayment {
+                    source: funding[x.src as usize].id.clone(),
+                    amount: x.amount,
+                    covered: x.covered,
+                });
                 if r.status == RowStatus::Paid {
                     let a = src_asset[x.src as usize];
                     match upay_assets.iter_mut().find(|(k, _)| *k == a) {
@@ -602,7 +739,10 @@ fn build(
                 p += 1;
             }
             // Engine-side check: the allocations settle exactly claim − remaining.
-            let expect = r.claim.checked_sub(r.remaining).map_err(ovf("a settled claim"))?;
+            let expect = r
+                .claim
+                .checked_sub(r.remaining)
+                .map_err(ovf("a settled claim"))?;
             if expect != settled {
                 return Err(PolicyError::Invariant {
                     check: "allocations settle claim - remaining",
@@ -611,24 +751,34 @@ fn build(
                     got: settled.to_string(),
                 });
             }
-            let (covered, withheld) = if r.status == RowStatus::Paid { (settled, Amount::ZERO) } else { (Amount::ZERO, settled) };
+            let (covered, withheld) = if r.status == RowStatus::Paid {
+                (settled, Amount::ZERO)
+            } else {
+                (Amount::ZERO, settled)
+            };
             let haircut = lr.amount.saturating_sub(covered);
             let excess = covered.saturating_sub(lr.amount);
             residual = residual
-                .checked_add(residual_value(lr.value, haircut, lr.amount).ok_or_else(|| PolicyError::ValueOverflow(format!("residual value of {}", lr.account)))?)
-                .ok_or_else(|| PolicyError::ValueOverflow(format!("residual value of {}", lr.account)))?;
-            let g = groups.entry((r.asset, r.pool, r.class)).or_insert_with(|| GroupTotals {
-                asset: asset_syms[r.asset as usize].to_owned(),
-                pool: pools.name(r.pool),
-                class: classes.name(r.class),
-                rows: 0,
-                loss: Amount::ZERO,
-                claim: Amount::ZERO,
-                covered: Amount::ZERO,
-                withheld: Amount::ZERO,
-                haircut: Amount::ZERO,
-                excess: Amount::ZERO,
-            });
+                .checked_add(residual_value(lr.value, haircut, lr.amount).ok_or_else(|| {
+                    PolicyError::ValueOverflow(format!("residual value of {}", lr.account))
+                })?)
+                .ok_or_else(|| {
+                    PolicyError::ValueOverflow(format!("residual value of {}", lr.account))
+                })?;
+            let g = groups
+                .entry((r.asset, r.pool, r.class))
+                .or_insert_with(|| GroupTotals {
+                    asset: asset_syms[r.asset as usize].to_owned(),
+                    pool: pools.name(r.pool),
+                    class: classes.name(r.class),
+                    rows: 0,
+                    loss: Amount::ZERO,
+                    claim: Amount::ZERO,
+                    covered: Amount::ZERO,
+                    withheld: Amount::ZERO,
+                    haircut: Amount::ZERO,
+                    excess: Amount::ZERO,
+                });
             g.rows += 1;
             add(&mut g.loss, lr.amount, "a group's loss")?;
             add(&mut g.claim, r.claim, "a group's claim")?;
@@ -655,15 +805,27 @@ fn build(
         upay_assets.sort_by_key(|(a, _)| *a); // asset ids follow symbol order
         let t = &mut tiers[u.tier.map_or(config.tiers.len(), |t| t as usize)];
         t.users += 1;
-        t.loss_value = t.loss_value.checked_add(u.value).ok_or_else(|| PolicyError::ValueOverflow("a tier's loss value".into()))?;
-        t.residual_value = t.residual_value.checked_add(residual).ok_or_else(|| PolicyError::ValueOverflow("a tier's residual value".into()))?;
+        t.loss_value = t
+            .loss_value
+            .checked_add(u.value)
+            .ok_or_else(|| PolicyError::ValueOverflow("a tier's loss value".into()))?;
+        t.residual_value = t
+            .residual_value
+            .checked_add(residual)
+            .ok_or_else(|| PolicyError::ValueOverflow("a tier's residual value".into()))?;
         out_users.push(UserResult {
             account: lrows[rows[u.first as usize].li as usize].account,
             tier: u.tier.map(|t| config.tiers[t as usize].name.clone()),
             loss_value: u.value,
             residual_value: residual,
             rows: out_rows,
-            payouts: upay_assets.into_iter().map(|(a, amount)| AssetAmount { asset: asset_syms[a].to_owned(), amount }).collect(),
+            payouts: upay_assets
+                .into_iter()
+                .map(|(a, amount)| AssetAmount {
+                    asset: asset_syms[a].to_owned(),
+                    amount,
+                })
+                .collect(),
         });
     }
     let mut result = PolicyResult {
@@ -675,7 +837,10 @@ fn build(
             .into_iter()
             .enumerate()
             .filter(|(_, v)| !v.is_zero())
-            .map(|(a, amount)| AssetAmount { asset: asset_syms[a].to_owned(), amount })
+            .map(|(a, amount)| AssetAmount {
+                asset: asset_syms[a].to_owned(),
+                amount,
+            })
             .collect(),
         checks: Vec::new(),
     };

@@ -31,14 +31,14 @@ mod result;
 mod verify;
 
 pub use config::{
-    Bounty, CoverList, DustRule, FundingSource, InsuranceTerms, PolicyConfig, Prices, Rounding, Scope, SourceKind, Tier,
-    MAX_PAY_BPS,
+    Bounty, CoverList, DustRule, FundingSource, InsuranceTerms, PolicyConfig, Prices, Rounding,
+    Scope, SourceKind, Tier, MAX_PAY_BPS,
 };
 pub use engine::apply;
 pub use error::PolicyError;
 pub use result::{
-    residual_value, AssetAmount, Check, GroupTotals, PolicyResult, RowResult, RowStatus, SourcePayment, SourceResult,
-    TierTotals, UserResult,
+    residual_value, AssetAmount, Check, GroupTotals, PolicyResult, RowResult, RowStatus,
+    SourcePayment, SourceResult, TierTotals, UserResult,
 };
 
 #[cfg(test)]

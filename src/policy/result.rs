@@ -27,7 +27,10 @@ impl RowStatus {
     }
     /// True when the row stays in the denominators (paid or withheld).
     pub fn in_denominator(self) -> bool {
-        matches!(self, Self::Paid | Self::ExcludedWithheld | Self::DustWithheld)
+        matches!(
+            self,
+            Self::Paid | Self::ExcludedWithheld | Self::DustWithheld
+        )
     }
 }
 

@@ -7,12 +7,25 @@ use crate::loss::LossRow;
 use crate::primitives::{Amount, U256};
 use std::collections::{BTreeMap, HashMap};
 
-fn broken(check: &'static str, subject: impl Into<String>, expected: impl ToString, got: impl ToString) -> PolicyError {
-    PolicyError::Invariant { check, subject: subject.into(), expected: expected.to_string(), got: got.to_string() }
+fn broken(
+    check: &'static str,
+    subject: impl Into<String>,
+    expected: impl ToString,
+    got: impl ToString,
+) -> PolicyError {
+    PolicyError::Invariant {
+        check,
+        subject: subject.into(),
+        expected: expected.to_string(),
+        got: got.to_string(),
+    }
 }
 
 fn sum(a: Amount, b: Amount) -> Result<Amount, PolicyError> {
-    a.checked_add(b).map_err(|source| PolicyError::Overflow { what: "a conservation total".into(), source })
+    a.checked_add(b).map_err(|source| PolicyError::Overflow {
+        what: "a conservation total".into(),
+        source,
+    })
 }
 
 /// Recomputes every total of `r` from its rows and checks, as errors:
@@ -31,13 +44,33 @@ fn sum(a: Amount, b: Amount) -> Result<Amount, PolicyError> {
 ///
 /// # Errors
 /// [`PolicyError::Invariant`] naming the check, the subject, expected and got.
-pub(crate) fn verify(r: &PolicyResult, ledger: &[LossRow], funding: &[FundingSource], config: &PolicyConfig) -> Result<Vec<Check>, PolicyError> {
+pub(crate) fn verify(
+    r: &PolicyResult,
+    ledger: &[LossRow],
+    funding: &[FundingSource],
+    config: &PolicyConfig,
+) -> Result<Vec<Check>, PolicyError> {
     let mut checks = Vec::new();
-    let src_ix: HashMap<&str, usize> = funding.iter().enumerate().map(|(i, s)| (s.id.as_str(), i)).collect();
+    let src_ix: HashMap<&str, usize> = funding
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.id.as_str(), i))
+        .collect();
     if r.sources.len() != funding.len() {
-        return Err(broken("one result per funding source", "sources", funding.len(), r.sources.len()));
+        return Err(broken(
+            "one result per funding source",
+            "sources",
+            funding.len(),
+            r.sources.len(),
+        ));
     }
-    let max_bps = config.tiers.iter().map(|t| t.pay_bps.0).chain([config.cap_bps.0]).max().unwrap_or(10_000);
+    let max_bps = config
+        .tiers
+        .iter()
+        .map(|t| t.pay_bps.0)
+        .chain([config.cap_bps.0])
+        .max()
+        .unwrap_or(10_000);
     let mut paid = vec![Amount::ZERO; funding.len()];
     let mut withheld = vec![Amount::ZERO; funding.len()];
     let mut by_asset_users: BTreeMap<&str, Amount> = BTreeMap::new();
@@ -49,42 +82,109 @@ pub(crate) fn verify(r: &PolicyResult, ledger: &[LossRow], funding: &[FundingSou
         let mut upay: BTreeMap<&str, Amount> = BTreeMap::new();
         for row in &u.rows {
             nrows += 1;
-            let subj = || format!("account {} asset {} pool {:?}", u.account, row.asset, row.pool);
+            let subj = || {
+                format!(
+                    "account {} asset {} pool {:?}",
+                    u.account, row.asset, row.pool
+                )
+            };
             let mut settled = Amount::ZERO;
             for p in &row.sources {
-                let si = *src_ix.get(p.source.as_str()).ok_or_else(|| broken("allocation from a known source", subj(), "a [[funding]] id", &p.source))?;
+                let si = *src_ix.get(p.source.as_str()).ok_or_else(|| {
+                    broken(
+                        "allocation from a known source",
+                        subj(),
+                        "a [[funding]] id",
+                        &p.source,
+                    )
+                })?;
                 settled = sum(settled, p.covered)?;
                 if funding[si].asset == row.asset && p.amount != p.covered {
-                    return Err(broken("in-kind allocation settles what it pays", subj(), p.amount, p.covered));
+                    return Err(broken(
+                        "in-kind allocation settles what it pays",
+                        subj(),
+                        p.amount,
+                        p.covered,
+                    ));
                 }
                 if row.status == RowStatus::Paid {
                     paid[si] = sum(paid[si], p.amount)?;
-                    let e = upay.entry(funding[si].asset.as_str()).or_insert(Amount::ZERO);
+                    let e = upay
+                        .entry(funding[si].asset.as_str())
+                        .or_insert(Amount::ZERO);
                     *e = sum(*e, p.amount)?;
                 } else {
                     withheld[si] = sum(withheld[si], p.amount)?;
                 }
             }
-            let (cov, wh) = if row.status == RowStatus::Paid { (settled, Amount::ZERO) } else { (Amount::ZERO, settled) };
+            let (cov, wh) = if row.status == RowStatus::Paid {
+                (settled, Amount::ZERO)
+            } else {
+                (Amount::ZERO, settled)
+            };
             if row.covered != cov || row.withheld != wh {
-                return Err(broken("settled = covered + withheld", subj(), format!("covered {cov} withheld {wh}"), format!("covered {} withheld {}", row.covered, row.withheld)));
+                return Err(broken(
+                    "settled = covered + withheld",
+                    subj(),
+                    format!("covered {cov} withheld {wh}"),
+                    format!("covered {} withheld {}", row.covered, row.withheld),
+                ));
             }
             if !row.status.in_denominator() && (!row.claim.is_zero() || !row.sources.is_empty()) {
-                return Err(broken("redistributed row takes no part", subj(), "claim 0, no allocation", row.claim));
+                return Err(broken(
+                    "redistributed row takes no part",
+                    subj(),
+                    "claim 0, no allocation",
+                    row.claim,
+                ));
             }
-            let bound = row.loss.mul_div_floor(U256::from(max_bps), U256::from(10_000u32)).map_err(|source| PolicyError::Overflow { what: "a claim bound".into(), source })?;
+            let bound = row
+                .loss
+                .mul_div_floor(U256::from(max_bps), U256::from(10_000u32))
+                .map_err(|source| PolicyError::Overflow {
+                    what: "a claim bound".into(),
+                    source,
+                })?;
             if row.claim > bound {
-                return Err(broken("claim <= loss × cap", subj(), format!("<= {bound}"), row.claim));
+                return Err(broken(
+                    "claim <= loss × cap",
+                    subj(),
+                    format!("<= {bound}"),
+                    row.claim,
+                ));
             }
             if sum(row.covered, row.withheld)? > row.claim {
-                return Err(broken("payout <= claim", subj(), format!("<= {}", row.claim), sum(row.covered, row.withheld)?));
+                return Err(broken(
+                    "payout <= claim",
+                    subj(),
+                    format!("<= {}", row.claim),
+                    sum(row.covered, row.withheld)?,
+                ));
             }
-            if sum(row.covered, row.haircut)? != sum(row.loss, row.excess)? || !(row.haircut.is_zero() || row.excess.is_zero()) {
-                return Err(broken("covered + haircut = loss + excess", subj(), row.loss, format!("covered {} haircut {} excess {}", row.covered, row.haircut, row.excess)));
+            if sum(row.covered, row.haircut)? != sum(row.loss, row.excess)?
+                || !(row.haircut.is_zero() || row.excess.is_zero())
+            {
+                return Err(broken(
+                    "covered + haircut = loss + excess",
+                    subj(),
+                    row.loss,
+                    format!(
+                        "covered {} haircut {} excess {}",
+                        row.covered, row.haircut, row.excess
+                    ),
+                ));
             }
-            let l = loss_by_asset.entry(row.asset.as_str()).or_insert(Amount::ZERO);
+            let l = loss_by_asset
+                .entry(row.asset.as_str())
+                .or_insert(Amount::ZERO);
             *l = sum(*l, row.loss)?;
-            let g = groups.entry((row.asset.as_str(), row.pool.as_deref(), row.class.as_deref())).or_default();
+            let g = groups
+                .entry((
+                    row.asset.as_str(),
+                    row.pool.as_deref(),
+                    row.class.as_deref(),
+                ))
+                .or_default();
             g.0 = sum(g.0, row.loss)?;
             g.1 = sum(g.1, row.claim)?;
             g.2 = sum(g.2, row.covered)?;
@@ -94,10 +194,19 @@ pub(crate) fn verify(r: &PolicyResult, ledger: &[LossRow], funding: &[FundingSou
             g.6 += 1;
         }
         upay.retain(|_, v| !v.is_zero());
-        let got: Vec<(&str, Amount)> = u.payouts.iter().map(|a| (a.asset.as_str(), a.amount)).collect();
+        let got: Vec<(&str, Amount)> = u
+            .payouts
+            .iter()
+            .map(|a| (a.asset.as_str(), a.amount))
+            .collect();
         let want: Vec<(&str, Amount)> = upay.iter().map(|(k, v)| (*k, *v)).collect();
         if got != want {
-            return Err(broken("user payouts = Σ allocations", format!("account {}", u.account), format!("{want:?}"), format!("{got:?}")));
+            return Err(broken(
+                "user payouts = Σ allocations",
+                format!("account {}", u.account),
+                format!("{want:?}"),
+                format!("{got:?}"),
+            ));
         }
         for (a, v) in upay {
             let e = by_asset_users.entry(a).or_insert(Amount::ZERO);
@@ -117,7 +226,12 @@ pub(crate) fn verify(r: &PolicyResult, ledger: &[LossRow], funding: &[FundingSou
         *e = sum(*e, l.amount)?;
     }
     if nrows != ledger.len() || ledger_loss != loss_by_asset {
-        return Err(broken("result rows = ledger rows", "ledger", format!("{} rows {ledger_loss:?}", ledger.len()), format!("{nrows} rows {loss_by_asset:?}")));
+        return Err(broken(
+            "result rows = ledger rows",
+            "ledger",
+            format!("{} rows {ledger_loss:?}", ledger.len()),
+            format!("{nrows} rows {loss_by_asset:?}"),
+        ));
     }
 
     // Sources.
@@ -125,28 +239,62 @@ pub(crate) fn verify(r: &PolicyResult, ledger: &[LossRow], funding: &[FundingSou
     for (i, (s, o)) in funding.iter().zip(&r.sources).enumerate() {
         let subj = format!("funding source `{}`", s.id);
         if o.id != s.id || o.asset != s.asset || o.funds != s.funds {
-            return Err(broken("source result matches its config", subj, &s.id, &o.id));
+            return Err(broken(
+                "source result matches its config",
+                subj,
+                &s.id,
+                &o.id,
+            ));
         }
         if o.paid != paid[i] || o.withheld != withheld[i] {
-            return Err(broken("source paid/withheld = Σ allocations", subj, format!("paid {} withheld {}", paid[i], withheld[i]), format!("paid {} withheld {}", o.paid, o.withheld)));
+            return Err(broken(
+                "source paid/withheld = Σ allocations",
+                subj,
+                format!("paid {} withheld {}", paid[i], withheld[i]),
+                format!("paid {} withheld {}", o.paid, o.withheld),
+            ));
         }
         let total = sum(sum(o.bounty, o.paid)?, o.left_over)?;
         if total != s.funds {
-            return Err(broken("funds = bounty + paid + left_over", subj, s.funds, total));
+            return Err(broken(
+                "funds = bounty + paid + left_over",
+                subj,
+                s.funds,
+                total,
+            ));
         }
-        let avail = s.funds.checked_sub(o.bounty).map_err(|_| broken("bounty <= funds", subj.clone(), s.funds, o.bounty))?;
+        let avail = s
+            .funds
+            .checked_sub(o.bounty)
+            .map_err(|_| broken("bounty <= funds", subj.clone(), s.funds, o.bounty))?;
         if sum(o.paid, o.withheld)? > avail {
-            return Err(broken("paid + withheld <= funds - bounty", subj, avail, sum(o.paid, o.withheld)?));
+            return Err(broken(
+                "paid + withheld <= funds - bounty",
+                subj,
+                avail,
+                sum(o.paid, o.withheld)?,
+            ));
         }
         let max_bounty = match &s.bounty {
             Some(b) => {
-                let x = s.funds.mul_div_floor(b.bps.numerator(), U256::from(10_000u32)).map_err(|source| PolicyError::Overflow { what: "a bounty bound".into(), source })?;
+                let x = s
+                    .funds
+                    .mul_div_floor(b.bps.numerator(), U256::from(10_000u32))
+                    .map_err(|source| PolicyError::Overflow {
+                        what: "a bounty bound".into(),
+                        source,
+                    })?;
                 b.cap.map_or(x, |c| x.min(c))
             }
             None => Amount::ZERO,
         };
         if o.bounty > max_bounty {
-            return Err(broken("bounty <= funds × bounty_bps, <= bounty_cap", subj, max_bounty, o.bounty));
+            return Err(broken(
+                "bounty <= funds × bounty_bps, <= bounty_cap",
+                subj,
+                max_bounty,
+                o.bounty,
+            ));
         }
         let e = by_asset_sources.entry(s.asset.as_str()).or_default();
         e.0 = sum(e.0, o.paid)?;
@@ -159,36 +307,74 @@ pub(crate) fn verify(r: &PolicyResult, ledger: &[LossRow], funding: &[FundingSou
     }
 
     // Payout assets.
-    let want: Vec<(&str, Amount)> = by_asset_sources.iter().filter(|(_, v)| !v.0.is_zero()).map(|(k, v)| (*k, v.0)).collect();
+    let want: Vec<(&str, Amount)> = by_asset_sources
+        .iter()
+        .filter(|(_, v)| !v.0.is_zero())
+        .map(|(k, v)| (*k, v.0))
+        .collect();
     let users: Vec<(&str, Amount)> = by_asset_users.iter().map(|(k, v)| (*k, *v)).collect();
-    let got: Vec<(&str, Amount)> = r.payouts.iter().map(|a| (a.asset.as_str(), a.amount)).collect();
+    let got: Vec<(&str, Amount)> = r
+        .payouts
+        .iter()
+        .map(|a| (a.asset.as_str(), a.amount))
+        .collect();
     if users != want || got != want {
-        return Err(broken("Σ user payouts = Σ source paid per asset", "payouts", format!("{want:?}"), format!("users {users:?}, totals {got:?}")));
+        return Err(broken(
+            "Σ user payouts = Σ source paid per asset",
+            "payouts",
+            format!("{want:?}"),
+            format!("users {users:?}, totals {got:?}"),
+        ));
     }
     for (a, (p, f)) in &by_asset_sources {
         if p > f {
             return Err(broken("Σ paid <= Σ funds per asset", *a, f, p));
         }
-        checks.push(Check { check: "Σ user payouts = Σ source paid <= Σ funds", subject: (*a).to_owned(), detail: format!("{p} <= {f}") });
+        checks.push(Check {
+            check: "Σ user payouts = Σ source paid <= Σ funds",
+            subject: (*a).to_owned(),
+            detail: format!("{p} <= {f}"),
+        });
     }
 
     // Groups.
     if r.groups.len() != groups.len() {
-        return Err(broken("one total per (asset, pool, class)", "groups", groups.len(), r.groups.len()));
+        return Err(broken(
+            "one total per (asset, pool, class)",
+            "groups",
+            groups.len(),
+            r.groups.len(),
+        ));
     }
     for (g, ((asset, pool, class), t)) in r.groups.iter().zip(&groups) {
         let subj = format!("group asset {asset} pool {pool:?} class {class:?}");
         let same = g.asset == *asset && g.pool.as_deref() == *pool && g.class.as_deref() == *class;
-        let vals = (g.loss, g.claim, g.covered, g.withheld, g.haircut, g.excess, g.rows);
+        let vals = (
+            g.loss, g.claim, g.covered, g.withheld, g.haircut, g.excess, g.rows,
+        );
         if !same || vals != *t {
-            return Err(broken("group totals = Σ rows", subj, format!("{t:?}"), format!("{vals:?}")));
+            return Err(broken(
+                "group totals = Σ rows",
+                subj,
+                format!("{t:?}"),
+                format!("{vals:?}"),
+            ));
         }
         let lhs = sum(g.covered, g.haircut)?;
         let rhs = sum(g.loss, g.excess)?;
         if lhs != rhs {
-            return Err(broken("Σcovered + Σhaircut = Σloss + Σexcess", subj, rhs, lhs));
+            return Err(broken(
+                "Σcovered + Σhaircut = Σloss + Σexcess",
+                subj,
+                rhs,
+                lhs,
+            ));
         }
-        checks.push(Check { check: "Σcovered + Σhaircut = Σloss + Σexcess", subject: subj, detail: format!("{} + {} = {} + {}", g.covered, g.haircut, g.loss, g.excess) });
+        checks.push(Check {
+            check: "Σcovered + Σhaircut = Σloss + Σexcess",
+            subject: subj,
+            detail: format!("{} + {} = {} + {}", g.covered, g.haircut, g.loss, g.excess),
+        });
     }
     Ok(checks)
 }

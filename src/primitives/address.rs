@@ -25,17 +25,24 @@ pub enum AddressError {
 /// # Errors
 /// [`AddressError::Malformed`], [`AddressError::BadChecksum`].
 pub fn parse_address(s: &str) -> Result<Address, AddressError> {
-    let hex = s.strip_prefix("0x").ok_or_else(|| AddressError::Malformed(s.to_owned()))?;
+    let hex = s
+        .strip_prefix("0x")
+        .ok_or_else(|| AddressError::Malformed(s.to_owned()))?;
     if hex.len() != 40 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(AddressError::Malformed(s.to_owned()));
     }
-    let addr: Address = hex.parse().map_err(|_| AddressError::Malformed(s.to_owned()))?;
+    let addr: Address = hex
+        .parse()
+        .map_err(|_| AddressError::Malformed(s.to_owned()))?;
     let has_lower = hex.bytes().any(|b| b.is_ascii_lowercase());
     let has_upper = hex.bytes().any(|b| b.is_ascii_uppercase());
     if has_lower && has_upper {
         let expected = addr.to_checksum(None);
         if expected != s {
-            return Err(AddressError::BadChecksum { got: s.to_owned(), expected });
+            return Err(AddressError::BadChecksum {
+                got: s.to_owned(),
+                expected,
+            });
         }
     }
     Ok(addr)
@@ -57,8 +64,17 @@ mod tests {
         assert!(parse_address(&good.to_lowercase()).is_ok());
         assert!(parse_address(&format!("0x{}", good[2..].to_uppercase())).is_ok());
         let bad = "0x5AAeb6053F3E94C9b9A09f33669435E7Ef1BeAed";
-        assert!(matches!(parse_address(bad), Err(AddressError::BadChecksum { .. })));
-        assert!(matches!(parse_address("0x1234"), Err(AddressError::Malformed(_))));
-        assert!(matches!(parse_address("5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"), Err(AddressError::Malformed(_))));
+        assert!(matches!(
+            parse_address(bad),
+            Err(AddressError::BadChecksum { .. })
+        ));
+        assert!(matches!(
+            parse_address("0x1234"),
+            Err(AddressError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_address("5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"),
+            Err(AddressError::Malformed(_))
+        ));
     }
 }

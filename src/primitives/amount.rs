@@ -81,7 +81,10 @@ impl Amount {
     /// # Errors
     /// [`AmountError::Overflow`] above 2^256 − 1.
     pub fn checked_add(self, rhs: Self) -> Result<Self, AmountError> {
-        self.0.checked_add(rhs.0).map(Self).ok_or(AmountError::Overflow)
+        self.0
+            .checked_add(rhs.0)
+            .map(Self)
+            .ok_or(AmountError::Overflow)
     }
 
     /// `self − rhs`.
@@ -89,7 +92,13 @@ impl Amount {
     /// # Errors
     /// [`AmountError::Underflow`] when `rhs > self`.
     pub fn checked_sub(self, rhs: Self) -> Result<Self, AmountError> {
-        self.0.checked_sub(rhs.0).map(Self).ok_or(AmountError::Underflow { a: self.0, b: rhs.0 })
+        self.0
+            .checked_sub(rhs.0)
+            .map(Self)
+            .ok_or(AmountError::Underflow {
+                a: self.0,
+                b: rhs.0,
+            })
     }
 
     /// `max(0, self − rhs)`: for losses, where a gain is not a negative loss.
@@ -102,7 +111,10 @@ impl Amount {
     /// # Errors
     /// [`AmountError::Overflow`] above 2^256 − 1.
     pub fn checked_mul(self, rhs: U256) -> Result<Self, AmountError> {
-        self.0.checked_mul(rhs).map(Self).ok_or(AmountError::Overflow)
+        self.0
+            .checked_mul(rhs)
+            .map(Self)
+            .ok_or(AmountError::Overflow)
     }
 
     /// Sums amounts, checked.
@@ -229,19 +241,29 @@ pub fn parse_units(s: &str, decimals: u8) -> Result<Amount, AmountError> {
         None => (s, ""),
     };
     let digits_ok = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
-    if (int.is_empty() && frac.is_empty()) || !digits_ok(int) || !digits_ok(frac) || (s.contains('.') && frac.is_empty() && int.is_empty()) {
+    if (int.is_empty() && frac.is_empty())
+        || !digits_ok(int)
+        || !digits_ok(frac)
+        || (s.contains('.') && frac.is_empty() && int.is_empty())
+    {
         return Err(AmountError::Invalid(s.to_owned()));
     }
     let frac_trim = frac.trim_end_matches('0');
     if frac_trim.len() > decimals as usize {
-        return Err(AmountError::TooManyDecimals { got: s.to_owned(), decimals });
+        return Err(AmountError::TooManyDecimals {
+            got: s.to_owned(),
+            decimals,
+        });
     }
     let too_large = || AmountError::TooLarge(s.to_owned());
     let mut v = U256::ZERO;
     let ten = U256::from(10u8);
     let pad = decimals as usize - frac_trim.len();
     for b in int.bytes().chain(frac_trim.bytes()) {
-        v = v.checked_mul(ten).and_then(|v| v.checked_add(U256::from(b - b'0'))).ok_or_else(too_large)?;
+        v = v
+            .checked_mul(ten)
+            .and_then(|v| v.checked_add(U256::from(b - b'0')))
+            .ok_or_else(too_large)?;
     }
     for _ in 0..pad {
         v = v.checked_mul(ten).ok_or_else(too_large)?;
@@ -286,24 +308,52 @@ mod tests {
 
     #[test]
     fn parse_rejects_bad_text() {
-        assert!(matches!(parse_units("-1", 18), Err(AmountError::Negative(_))));
-        assert!(matches!(parse_units("1.05", 1), Err(AmountError::TooManyDecimals { .. })));
-        assert!(matches!(parse_units("1e5", 18), Err(AmountError::Invalid(_))));
+        assert!(matches!(
+            parse_units("-1", 18),
+            Err(AmountError::Negative(_))
+        ));
+        assert!(matches!(
+            parse_units("1.05", 1),
+            Err(AmountError::TooManyDecimals { .. })
+        ));
+        assert!(matches!(
+            parse_units("1e5", 18),
+            Err(AmountError::Invalid(_))
+        ));
         assert!(matches!(parse_units("", 18), Err(AmountError::Invalid(_))));
         assert!(matches!(parse_units(".", 18), Err(AmountError::Invalid(_))));
         let max = U256::MAX.to_string();
         assert_eq!(parse_units(&max, 0).unwrap(), Amount::MAX);
         let over = "115792089237316195423570985008687907853269984665640564039457584007913129639936";
-        assert!(matches!(parse_units(over, 0), Err(AmountError::TooLarge(_))));
+        assert!(matches!(
+            parse_units(over, 0),
+            Err(AmountError::TooLarge(_))
+        ));
     }
 
     #[test]
     fn checked_ops_do_not_wrap() {
-        assert_eq!(Amount::MAX.checked_add(Amount::from(1u64)), Err(AmountError::Overflow));
+        assert_eq!(
+            Amount::MAX.checked_add(Amount::from(1u64)),
+            Err(AmountError::Overflow)
+        );
         assert!(Amount::ZERO.checked_sub(Amount::from(1u64)).is_err());
         // MAX * MAX / MAX needs the 512-bit intermediate.
-        assert_eq!(Amount::MAX.mul_div_floor(U256::MAX, U256::MAX).unwrap(), Amount::MAX);
-        assert_eq!(Amount::from(10u64).mul_div_rem(U256::from(1u8), U256::from(3u8)).unwrap(), (Amount::from(3u64), U256::from(1u8)));
-        assert_eq!(Amount::from(10u64).mul_div_ceil(U256::from(1u8), U256::from(3u8)).unwrap(), Amount::from(4u64));
+        assert_eq!(
+            Amount::MAX.mul_div_floor(U256::MAX, U256::MAX).unwrap(),
+            Amount::MAX
+        );
+        assert_eq!(
+            Amount::from(10u64)
+                .mul_div_rem(U256::from(1u8), U256::from(3u8))
+                .unwrap(),
+            (Amount::from(3u64), U256::from(1u8))
+        );
+        assert_eq!(
+            Amount::from(10u64)
+                .mul_div_ceil(U256::from(1u8), U256::from(3u8))
+                .unwrap(),
+            Amount::from(4u64)
+        );
     }
 }

@@ -6,7 +6,9 @@ use rust_decimal::Decimal;
 
 /// A value could not be represented.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("value of {amount} base units of {asset} at price {price} overflows Decimal (max about 7.9e28)")]
+#[error(
+    "value of {amount} base units of {asset} at price {price} overflows Decimal (max about 7.9e28)"
+)]
 pub struct ValueError {
     /// Asset symbol.
     pub asset: String,
@@ -27,7 +29,11 @@ pub struct ValueError {
 /// # Errors
 /// [`ValueError`] when the product exceeds `Decimal::MAX`.
 pub fn value_of(amount: Amount, asset: &Asset, price: Decimal) -> Result<Decimal, ValueError> {
-    let err = || ValueError { asset: asset.symbol.clone(), amount, price };
+    let err = || ValueError {
+        asset: asset.symbol.clone(),
+        amount,
+        price,
+    };
     let mut raw = amount.raw();
     let mut scale = asset.decimals as u32;
     let limit = U256::from(u128::from(u64::MAX) << 32 | u128::from(u32::MAX)); // 2^96 - 1
@@ -52,8 +58,17 @@ mod tests {
 
     #[test]
     fn values_large_and_small() {
-        let dai = Asset { symbol: "DAI".into(), address: None, decimals: 18 };
-        let v = value_of(Amount::from(1_500_000_000_000_000_000u64), &dai, Decimal::from_str("2").unwrap()).unwrap();
+        let dai = Asset {
+            symbol: "DAI".into(),
+            address: None,
+            decimals: 18,
+        };
+        let v = value_of(
+            Amount::from(1_500_000_000_000_000_000u64),
+            &dai,
+            Decimal::from_str("2").unwrap(),
+        )
+        .unwrap();
         assert_eq!(v, Decimal::from(3));
         // SHIB-like: 1e33 base units does not fit Decimal directly, still valued.
         let big = Amount::new(U256::from(10u8).pow(U256::from(33u8)));
