@@ -85,7 +85,7 @@ fn paid(r: &PolicyResult, a: u8, asset: &str) -> u128 {
     r.users
         .iter()
         .find(|u| u.account == acct(a))
-        .and_then(|u| u.payouts.iter().find(|p| p.asset == asset))
+        .and_then(|u| u.payouts.iter().find(|p| &*p.asset == asset))
         .map_or(0, |p| p.amount.raw().to())
 }
 

@@ -127,7 +127,7 @@ fn check_eminence(r: &PolicyResult, expected: &BTreeMap<Address, u128>, n: usize
                 dust += 1;
             }
             [p] => {
-                assert_eq!(p.asset, "DAI");
+                assert_eq!(&*p.asset, "DAI");
                 paid.insert(u.account, p.amount.raw().to());
             }
             more => panic!("{}: {} payout assets", u.account, more.len()),
@@ -474,7 +474,7 @@ fn payouts(r: &PolicyResult) -> BTreeMap<(Address, String), U256> {
         .flat_map(|u| {
             u.payouts
                 .iter()
-                .map(move |p| ((u.account, p.asset.clone()), p.amount.raw()))
+                .map(move |p| ((u.account, p.asset.to_string()), p.amount.raw()))
         })
         .collect()
 }
@@ -507,10 +507,10 @@ proptest! {
                 prop_assert!(row.covered.raw() + row.withheld.raw() <= row.claim.raw());
                 prop_assert!(row.claim.raw() * U256::from(10_000u32) <= row.loss.raw() * U256::from(max_bps));
                 if row.status != policy::RowStatus::Paid { prop_assert!(row.covered.is_zero()); }
-                let g = loss_by_group.entry((row.asset.clone(), row.pool.clone())).or_default();
+                let g = loss_by_group.entry((row.asset.to_string(), row.pool.as_deref().map(str::to_owned))).or_default();
                 g.0 += row.loss.raw(); g.1 += row.covered.raw(); g.2 += row.haircut.raw(); g.3 += row.excess.raw();
             }
-            for p in &u.payouts { *paid_per_asset.entry(p.asset.clone()).or_default() += p.amount.raw(); }
+            for p in &u.payouts { *paid_per_asset.entry(p.asset.to_string()).or_default() += p.amount.raw(); }
         }
         for (k, (loss, cov, hc, ex)) in &loss_by_group {
             prop_assert_eq!(*cov + *hc, *loss + *ex, "group {:?}", k);
