@@ -206,6 +206,16 @@ const ASSETS: [(&str, u8, i64); 2] = [("A", 6, 1), ("B", 18, 2000)];
 const POOLS: [Option<&str>; 3] = [None, Some("p1"), Some("p2")];
 const CLASSES: [Option<&str>; 2] = [None, Some("c1")];
 
+/// Checked U256 sum for test bookkeeping (U256 `+` wraps silently).
+fn add(a: U256, b: U256) -> U256 {
+    a.checked_add(b).expect("test totals fit 256 bits")
+}
+
+/// Checked U256 product for test bookkeeping.
+fn mul(a: U256, b: U256) -> U256 {
+    a.checked_mul(b).expect("test products fit 256 bits")
+}
+
 fn assets() -> Vec<Asset> {
     ASSETS
         .iter()
@@ -493,34 +503,35 @@ proptest! {
             prop_assert!(o.paid.checked_add(o.withheld).unwrap() <= avail, "source {} pays beyond its funds", s.id);
             prop_assert_eq!(o.bounty.checked_add(o.paid).unwrap().checked_add(o.left_over).unwrap(), s.funds);
             if let Some(bounty) = &s.bounty {
-                prop_assert!(o.bounty.raw() * U256::from(10_000u32) <= s.funds.raw() * U256::from(bounty.bps.0));
+                prop_assert!(mul(o.bounty.raw(), U256::from(10_000u32)) <= mul(s.funds.raw(), U256::from(bounty.bps.0)));
                 if let Some(cap) = bounty.cap { prop_assert!(o.bounty <= cap); }
             }
-            *per_asset_funds.entry(s.asset.as_str()).or_default() += s.funds.raw();
+            let e = per_asset_funds.entry(s.asset.as_str()).or_default(); *e = add(*e, s.funds.raw());
         }
         let max_bps = c.cap_bps.max(c.tier.map_or(0, |t| t.1));
         let mut paid_per_asset: BTreeMap<String, U256> = BTreeMap::new();
-        let mut loss_by_group: BTreeMap<(String, Option<String>), (U256, U256, U256, U256)> = BTreeMap::new();
+        type Totals = (U256, U256, U256, U256); // loss, covered, haircut, excess
+        let mut loss_by_group: BTreeMap<(String, Option<String>), Totals> = BTreeMap::new();
         for u in &r.users {
             for row in &u.rows {
                 // payout <= claim <= loss × max cap; unpaid rows get nothing.
-                prop_assert!(row.covered.raw() + row.withheld.raw() <= row.claim.raw());
-                prop_assert!(row.claim.raw() * U256::from(10_000u32) <= row.loss.raw() * U256::from(max_bps));
+                prop_assert!(add(row.covered.raw(), row.withheld.raw()) <= row.claim.raw());
+                prop_assert!(mul(row.claim.raw(), U256::from(10_000u32)) <= mul(row.loss.raw(), U256::from(max_bps)));
                 if row.status != policy::RowStatus::Paid { prop_assert!(row.covered.is_zero()); }
                 let g = loss_by_group.entry((row.asset.to_string(), row.pool.as_deref().map(str::to_owned))).or_default();
-                g.0 += row.loss.raw(); g.1 += row.covered.raw(); g.2 += row.haircut.raw(); g.3 += row.excess.raw();
+                *g = (add(g.0, row.loss.raw()), add(g.1, row.covered.raw()), add(g.2, row.haircut.raw()), add(g.3, row.excess.raw()));
             }
-            for p in &u.payouts { *paid_per_asset.entry(p.asset.to_string()).or_default() += p.amount.raw(); }
+            for p in &u.payouts { let e = paid_per_asset.entry(p.asset.to_string()).or_default(); *e = add(*e, p.amount.raw()); }
         }
         for (k, (loss, cov, hc, ex)) in &loss_by_group {
-            prop_assert_eq!(*cov + *hc, *loss + *ex, "group {:?}", k);
+            prop_assert_eq!(add(*cov, *hc), add(*loss, *ex), "group {:?}", k);
         }
         for (a, p) in &paid_per_asset {
             prop_assert!(*p <= per_asset_funds[a.as_str()], "asset {} paid beyond funds", a);
         }
         let mut ledger_loss = U256::ZERO;
-        for l in &b.ledger.rows { ledger_loss += l.amount.raw(); }
-        let result_loss = loss_by_group.values().fold(U256::ZERO, |s, g| s + g.0);
+        for l in &b.ledger.rows { ledger_loss = add(ledger_loss, l.amount.raw()); }
+        let result_loss = loss_by_group.values().fold(U256::ZERO, |s, g| add(s, g.0));
         prop_assert_eq!(ledger_loss, result_loss);
     }
 
@@ -551,7 +562,7 @@ proptest! {
         let slack = if c.rounding == Rounding::Floor { U256::ZERO } else { U256::from(b.funding.len()) };
         for (key, v) in &before {
             let a = after.get(key).copied().unwrap_or_default();
-            prop_assert!(a + slack >= *v, "{:?}: {} before, {} with more funds", key, v, a);
+            prop_assert!(add(a, slack) >= *v, "{:?}: {} before, {} with more funds", key, v, a);
         }
     }
 
@@ -568,8 +579,8 @@ proptest! {
         for (acct, v) in &before {
             let a = after.get(acct).copied().unwrap_or_default();
             let rounding = if c.rounding == Rounding::Floor { 0 } else { 1 };
-            let slack = U256::from(b.funding.len() * (rows_per_user[acct] + rounding)) * U256::from(10u64.pow(12));
-            prop_assert!(a + slack >= *v, "{}: value {} before, {} with more funds", acct, v, a);
+            let slack = mul(U256::from(b.funding.len() * (rows_per_user[acct] + rounding)), U256::from(10u64.pow(12)));
+            prop_assert!(add(a, slack) >= *v, "{}: value {} before, {} with more funds", acct, v, a);
         }
     }
 
@@ -597,7 +608,7 @@ proptest! {
             for (rf, rl) in uf.rows.iter().zip(&ul.rows) {
                 let af = rf.sources.first().map_or(U256::ZERO, |p| p.amount.raw());
                 let al = rl.sources.first().map_or(U256::ZERO, |p| p.amount.raw());
-                prop_assert!(al == af || al == af + U256::from(1u8), "{} {}: floor {} LR {}", uf.account, rf.asset, af, al);
+                prop_assert!(al == af || al == add(af, U256::from(1u8)), "{} {}: floor {} LR {}", uf.account, rf.asset, af, al);
             }
         }
     }
@@ -628,7 +639,8 @@ fn values(r: &PolicyResult) -> BTreeMap<Address, U256> {
         } else {
             U256::from(2000u32)
         };
-        *m.entry(a).or_default() += v * w;
+        let e = m.entry(a).or_default();
+        *e = add(*e, mul(v, w));
     }
     m
 }
