@@ -4,6 +4,7 @@ mod bad_input;
 mod claims;
 mod conformance;
 mod pipeline;
+mod policy;
 mod sim;
 mod store;
 mod support;
