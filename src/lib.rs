@@ -9,4 +9,5 @@ pub mod pipeline;
 pub mod policy;
 pub mod primitives;
 pub mod report;
+pub mod sim;
 pub mod store;

@@ -203,6 +203,14 @@ pub struct ClaimTreeSpec {
     /// is false); [`build_tree`] does not read it.
     #[serde(default, skip_serializing_if = "EntryOrder::is_default")]
     pub order: EntryOrder,
+    /// `uniswap` only: how amounts are written, `even-length` (today's parseBalanceMap,
+    /// the default) or `minimal` (the 2020 script behind Eminence's file).
+    #[serde(default, skip_serializing_if = "is_even_length")]
+    pub hex: uniswap::HexStyle,
+}
+
+fn is_even_length(h: &uniswap::HexStyle) -> bool {
+    *h == uniswap::HexStyle::EvenLength
 }
 
 /// The order of a tree's entries, which fixes leaf indices when `sort_leaves = false`.
@@ -238,6 +246,7 @@ impl ClaimTreeSpec {
             asset: None,
             file: file.into(),
             order: EntryOrder::Account,
+            hex: uniswap::HexStyle::EvenLength,
         }
     }
 }
@@ -392,7 +401,7 @@ pub fn build_tree(spec: &ClaimTreeSpec, entries: &[ClaimEntry]) -> Result<BuiltT
             };
             let opts = UniswapOptions {
                 index_order,
-                ..UniswapOptions::default()
+                hex: spec.hex,
             };
             Inner::Uniswap(UniswapDistribution::parse_balance_map_with(&rows, opts)?)
         }

@@ -119,8 +119,9 @@ pub enum IndexOrder {
     Input,
 }
 
-/// How amounts are written in hex.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// How amounts are written in hex (`[[outputs.trees]] hex = "even-length" | "minimal"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum HexStyle {
     /// ethers v5 `BigNumber.toHexString()`: even number of digits (`0x02ee`), current

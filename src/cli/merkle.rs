@@ -204,6 +204,7 @@ fn build(a: BuildArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
         asset: None,
         file: a.out.display().to_string(),
         order: crate::claims::EntryOrder::Input, // the CSV's own order
+        hex: Default::default(),
     };
     let tree = build_tree(&spec, &entries)
         .with_context(|| format!("building the {} tree from {}", a.format, a.claims.display()))?;

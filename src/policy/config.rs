@@ -488,7 +488,7 @@ impl PolicyConfig {
             ));
         }
         let mut tiers: Vec<&Tier> = self.tiers.iter().collect();
-        tiers.sort_by(|a, b| a.min_value.cmp(&b.min_value));
+        tiers.sort_by_key(|t| t.min_value);
         for t in &tiers {
             let table = format!("[[policy.tiers]] `{}`", t.name);
             if t.pay_bps.0 > MAX_PAY_BPS {

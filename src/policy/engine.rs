@@ -3,8 +3,8 @@
 use super::config::{CoverList, FundingSource, PolicyConfig, Prices, Rounding, Scope, SourceKind};
 use super::error::PolicyError;
 use super::result::{
-    residual_value, AssetAmount, GroupTotals, PolicyResult, RowResult, RowStatus, SourcePayment,
-    SourceResult, TierTotals, UserResult,
+    residual_value, AssetAmount, GroupTotals, Name, PolicyResult, RowResult, RowStatus,
+    SourcePayment, SourceResult, TierTotals, UserResult,
 };
 use super::verify::verify;
 use crate::loss::{ExclusionMode, LossLedger, LossRow};
@@ -15,9 +15,18 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 /// Index 0 of the interned pool and class tables stands for "none".
 const NONE: u32 = 0;
 
-fn ovf(what: impl Into<String>) -> impl FnOnce(AmountError) -> PolicyError {
-    let what = what.into();
-    move |source| PolicyError::Overflow { what, source }
+/// An overflow error, its message built only when it happens (never in the hot loops).
+fn ovf<'a>(
+    what: &'static str,
+    source_id: Option<&'a str>,
+) -> impl FnOnce(AmountError) -> PolicyError + 'a {
+    move |source| PolicyError::Overflow {
+        what: match source_id {
+            Some(id) => format!("{what} of funding source `{id}`"),
+            None => what.to_owned(),
+        },
+        source,
+    }
 }
 
 /// A ledger row as the allocation sees it.
@@ -161,6 +170,7 @@ fn row_cmp(a: &LossRow, b: &LossRow) -> Ordering {
 /// Interns names; id 0 is "none", ids follow name order.
 struct Names<'a> {
     names: Vec<&'a str>,
+    shared: Vec<Name>,
     ix: HashMap<&'a str, u32>,
 }
 
@@ -172,7 +182,11 @@ impl<'a> Names<'a> {
             .enumerate()
             .map(|(i, n)| (*n, i as u32 + 1))
             .collect();
-        Self { names, ix }
+        let shared = names.iter().map(|n| Name::from(*n)).collect();
+        Self { names, shared, ix }
+    }
+    fn shared(&self, id: u32) -> Option<Name> {
+        (id != NONE).then(|| self.shared[id as usize - 1].clone())
     }
     fn id(&self, n: Option<&str>) -> u32 {
         n.map_or(NONE, |n| self.ix[n])
@@ -414,7 +428,7 @@ pub fn apply(
                 let loss = lrows[row.li as usize].amount;
                 row.claim = loss
                     .mul_div_floor(bps.numerator(), U256::from(10_000u32))
-                    .map_err(ovf("a claim"))?;
+                    .map_err(ovf("a claim", None))?;
                 row.remaining = row.claim;
             }
         }
@@ -425,13 +439,13 @@ pub fn apply(
     let mut src_out: Vec<SourceResult> = Vec::with_capacity(funding.len());
     for (si, s) in funding.iter().enumerate() {
         let sa = asset_ix[s.asset.as_str()];
-        let what = |w: &str| format!("{w} of funding source `{}`", s.id);
+        let sid = s.id.as_str();
         let bounty = match &s.bounty {
             Some(b) => {
                 let x = s
                     .funds
                     .mul_div_floor(b.bps.numerator(), U256::from(10_000u32))
-                    .map_err(ovf(what("the bounty")))?;
+                    .map_err(ovf("the bounty", Some(sid)))?;
                 b.cap.map_or(x, |c| x.min(c))
             }
             None => Amount::ZERO,
@@ -439,7 +453,7 @@ pub fn apply(
         let mut avail = s
             .funds
             .checked_sub(bounty)
-            .map_err(ovf(what("the funds after bounty")))?;
+            .map_err(ovf("the funds after bounty", Some(sid)))?;
         let set = |list: &Option<Vec<String>>, n: usize, id: &dyn Fn(&str) -> u32| -> Vec<bool> {
             match list {
                 None => vec![true; n],
@@ -502,15 +516,15 @@ pub fn apply(
                 row.remaining = row
                     .remaining
                     .checked_sub(covered)
-                    .map_err(ovf(what("a remaining claim")))?;
+                    .map_err(ovf("a remaining claim", Some(sid)))?;
                 if row.status == RowStatus::Paid {
                     paid = paid
                         .checked_add(amount)
-                        .map_err(ovf(what("the paid total")))?;
+                        .map_err(ovf("the paid total", Some(sid)))?;
                 } else {
                     withheld = withheld
                         .checked_add(amount)
-                        .map_err(ovf(what("the withheld total")))?;
+                        .map_err(ovf("the withheld total", Some(sid)))?;
                 }
                 pays.push(Pay {
                     row: ri,
@@ -530,8 +544,12 @@ pub fn apply(
                 let mut r_u = Amount::ZERO;
                 for r in &rows[u.first as usize..u.end as usize] {
                     if r.status == RowStatus::Paid && eligible(r) && !r.remaining.is_zero() {
-                        let c = conv_of(r)?.fwd(r.remaining).map_err(ovf(what("a claim")))?;
-                        r_u = r_u.checked_add(c).map_err(ovf(what("a user's claim")))?;
+                        let c = conv_of(r)?
+                            .fwd(r.remaining)
+                            .map_err(ovf("a claim", Some(sid)))?;
+                        r_u = r_u
+                            .checked_add(c)
+                            .map_err(ovf("a user's claim", Some(sid)))?;
                     }
                 }
                 if r_u.is_zero() {
@@ -548,12 +566,12 @@ pub fn apply(
                 let keep = U256::from(10_000u32 - terms.coinsurance.0);
                 let c = above
                     .mul_div_floor(keep, U256::from(10_000u32))
-                    .map_err(ovf(what("a claim")))?
+                    .map_err(ovf("a claim", Some(sid)))?
                     .min(cover);
                 if !c.is_zero() {
                     total = total
                         .checked_add(c)
-                        .map_err(ovf(what("the claims total")))?;
+                        .map_err(ovf("the claims total", Some(sid)))?;
                     uclaims.push(c);
                     uix.push(ui as u32);
                 }
@@ -561,7 +579,7 @@ pub fn apply(
             claims_seen = total;
             if !total.is_zero() {
                 let alloc = pro_rata(avail, &uclaims, total, config.rounding)
-                    .map_err(ovf(what("the pro rata")))?;
+                    .map_err(ovf("the pro rata", Some(sid)))?;
                 for (k, p) in alloc.into_iter().enumerate() {
                     let u = &users[uix[k] as usize];
                     let mut left = p;
@@ -576,16 +594,18 @@ pub fn apply(
                             continue;
                         }
                         let cv = conv_of(row)?;
-                        let c = cv.fwd(row.remaining).map_err(ovf(what("a claim")))?;
+                        let c = cv.fwd(row.remaining).map_err(ovf("a claim", Some(sid)))?;
                         let t = left.min(c);
                         if t.is_zero() {
                             continue;
                         }
                         let covered = cv
                             .back(t, row.remaining)
-                            .map_err(ovf(what("a settled claim")))?;
-                        left = left.checked_sub(t).map_err(ovf(what("a user's share")))?;
-                        avail = avail.checked_sub(t).map_err(ovf(what("the funds")))?;
+                            .map_err(ovf("a settled claim", Some(sid)))?;
+                        left = left
+                            .checked_sub(t)
+                            .map_err(ovf("a user's share", Some(sid)))?;
+                        avail = avail.checked_sub(t).map_err(ovf("the funds", Some(sid)))?;
                         book(row, t, covered, ri)?;
                     }
                 }
@@ -599,23 +619,28 @@ pub fn apply(
                     if r.prio != prio || r.remaining.is_zero() || !eligible(r) {
                         continue;
                     }
-                    let c = conv_of(r)?.fwd(r.remaining).map_err(ovf(what("a claim")))?;
+                    let c = conv_of(r)?
+                        .fwd(r.remaining)
+                        .map_err(ovf("a claim", Some(sid)))?;
                     if !c.is_zero() {
                         total = total
                             .checked_add(c)
-                            .map_err(ovf(what("the claims total")))?;
+                            .map_err(ovf("the claims total", Some(sid)))?;
                         idx.push(ri as u32);
                         claims.push(c);
                     }
                 }
                 claims_seen = claims_seen
                     .checked_add(total)
-                    .map_err(ovf(what("the claims total")))?;
+                    .map_err(ovf("the claims total", Some(sid)))?;
                 if total.is_zero() || avail.is_zero() {
                     continue;
                 }
+                // A round the funds cannot pay in full ends the source: the junior round
+                // gets nothing, not even the senior round's floor dust.
+                let last = avail < total;
                 let alloc = pro_rata(avail, &claims, total, config.rounding)
-                    .map_err(ovf(what("the pro rata")))?;
+                    .map_err(ovf("the pro rata", Some(sid)))?;
                 for (k, a) in alloc.into_iter().enumerate() {
                     if a.is_zero() {
                         continue;
@@ -624,9 +649,12 @@ pub fn apply(
                     let row = &mut rows[ri as usize];
                     let covered = conv[row.asset as usize]
                         .back(a, row.remaining)
-                        .map_err(ovf(what("a settled claim")))?;
-                    avail = avail.checked_sub(a).map_err(ovf(what("the funds")))?;
+                        .map_err(ovf("a settled claim", Some(sid)))?;
+                    avail = avail.checked_sub(a).map_err(ovf("the funds", Some(sid)))?;
                     book(row, a, covered, ri)?;
+                }
+                if last {
+                    break;
                 }
             }
         }
@@ -634,7 +662,7 @@ pub fn apply(
             .funds
             .checked_sub(bounty)
             .and_then(|x| x.checked_sub(paid))
-            .map_err(ovf(what("the left-over")))?;
+            .map_err(ovf("the left-over", Some(sid)))?;
         src_out.push(SourceResult {
             id: s.id.clone(),
             kind: s.kind,
@@ -667,7 +695,7 @@ fn build(
     lrows: &[LossRow],
     rows: &[Row],
     users: &[User],
-    mut pays: Vec<Pay>,
+    pays: Vec<Pay>,
     sources: Vec<SourceResult>,
     funding: &[FundingSource],
     config: &PolicyConfig,
@@ -675,7 +703,32 @@ fn build(
     pools: &Names<'_>,
     classes: &Names<'_>,
 ) -> Result<PolicyResult, PolicyError> {
-    pays.sort_by_key(|p| p.row); // stable: waterfall order within a row
+    // Counting sort by row, stable: waterfall order within a row.
+    let mut start = vec![0u32; rows.len() + 1];
+    for x in &pays {
+        start[x.row as usize + 1] += 1;
+    }
+    for i in 0..rows.len() {
+        start[i + 1] += start[i];
+    }
+    let mut slot: Vec<Option<Pay>> = Vec::with_capacity(pays.len());
+    slot.resize_with(pays.len(), || None);
+    for x in pays {
+        let at = &mut start[x.row as usize];
+        slot[*at as usize] = Some(x);
+        *at += 1;
+    }
+    let pays: Vec<Pay> = slot
+        .into_iter()
+        .map(|x| x.expect("every slot filled once"))
+        .collect();
+    let asset_names: Vec<Name> = asset_syms.iter().map(|s| Name::from(*s)).collect();
+    let src_names: Vec<Name> = funding.iter().map(|s| Name::from(s.id.as_str())).collect();
+    let tier_names: Vec<Name> = config
+        .tiers
+        .iter()
+        .map(|t| Name::from(t.name.as_str()))
+        .collect();
     let src_asset: Vec<usize> = funding
         .iter()
         .map(|s| {
@@ -700,8 +753,8 @@ fn build(
         })
         .collect();
     let mut totals: Vec<Amount> = vec![Amount::ZERO; asset_syms.len()];
-    let add = |a: &mut Amount, b: Amount, what: &str| -> Result<(), PolicyError> {
-        *a = a.checked_add(b).map_err(ovf(what.to_owned()))?;
+    let add = |a: &mut Amount, b: Amount, what: &'static str| -> Result<(), PolicyError> {
+        *a = a.checked_add(b).map_err(ovf(what, None))?;
         Ok(())
     };
     let mut p = 0usize;
@@ -718,7 +771,7 @@ fn build(
                 let x = &pays[p];
                 add(&mut settled, x.covered, "a row's settled claim")?;
                 sp.push(SourcePayment {
-                    source: funding[x.src as usize].id.clone(),
+                    source: src_names[x.src as usize].clone(),
                     amount: x.amount,
                     covered: x.covered,
                 });
@@ -736,7 +789,7 @@ fn build(
             let expect = r
                 .claim
                 .checked_sub(r.remaining)
-                .map_err(ovf("a settled claim"))?;
+                .map_err(ovf("a settled claim", None))?;
             if expect != settled {
                 return Err(PolicyError::Invariant {
                     check: "allocations settle claim - remaining",
@@ -781,9 +834,9 @@ fn build(
             add(&mut g.haircut, haircut, "a group's haircut")?;
             add(&mut g.excess, excess, "a group's excess")?;
             out_rows.push(RowResult {
-                asset: lr.asset.clone(),
-                pool: lr.pool.clone(),
-                class: lr.class.clone(),
+                asset: asset_names[r.asset as usize].clone(),
+                pool: pools.shared(r.pool),
+                class: classes.shared(r.class),
                 loss: lr.amount,
                 value: lr.value,
                 status: r.status,
@@ -809,14 +862,14 @@ fn build(
             .ok_or_else(|| PolicyError::ValueOverflow("a tier's residual value".into()))?;
         out_users.push(UserResult {
             account: lrows[rows[u.first as usize].li as usize].account,
-            tier: u.tier.map(|t| config.tiers[t as usize].name.clone()),
+            tier: u.tier.map(|t| tier_names[t as usize].clone()),
             loss_value: u.value,
             residual_value: residual,
             rows: out_rows,
             payouts: upay_assets
                 .into_iter()
                 .map(|(a, amount)| AssetAmount {
-                    asset: asset_syms[a].to_owned(),
+                    asset: asset_names[a].clone(),
                     amount,
                 })
                 .collect(),
@@ -832,7 +885,7 @@ fn build(
             .enumerate()
             .filter(|(_, v)| !v.is_zero())
             .map(|(a, amount)| AssetAmount {
-                asset: asset_syms[a].to_owned(),
+                asset: asset_names[a].clone(),
                 amount,
             })
             .collect(),

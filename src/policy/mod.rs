@@ -37,7 +37,7 @@ pub use config::{
 pub use engine::apply;
 pub use error::PolicyError;
 pub use result::{
-    residual_value, AssetAmount, Check, GroupTotals, PolicyResult, RowResult, RowStatus,
+    residual_value, AssetAmount, Check, GroupTotals, Name, PolicyResult, RowResult, RowStatus,
     SourcePayment, SourceResult, TierTotals, UserResult,
 };
 

@@ -3,6 +3,11 @@
 use super::config::SourceKind;
 use crate::primitives::{Address, Amount, Decimal};
 use serde::Serialize;
+use std::sync::Arc;
+
+/// A shared name (asset symbol, pool, class, source id, tier): one allocation per distinct
+/// name however many rows carry it. Serialises as a plain string.
+pub type Name = Arc<str>;
 
 /// What the policy did with a loss row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -38,7 +43,7 @@ impl RowStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SourcePayment {
     /// The source's id.
-    pub source: String,
+    pub source: Name,
     /// Allocated amount, base units of the source's asset. Paid to the user unless the
     /// row is withheld, in which case it stays with the source (its `withheld`).
     pub amount: Amount,
@@ -51,11 +56,11 @@ pub struct SourcePayment {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RowResult {
     /// Asset symbol of the loss.
-    pub asset: String,
+    pub asset: Name,
     /// Pool, if any.
-    pub pool: Option<String>,
+    pub pool: Option<Name>,
     /// Class, if any.
-    pub class: Option<String>,
+    pub class: Option<Name>,
     /// Loss, base units of `asset`.
     pub loss: Amount,
     /// Loss value, numeraire (from the ledger).
@@ -81,7 +86,7 @@ pub struct RowResult {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AssetAmount {
     /// Asset symbol.
-    pub asset: String,
+    pub asset: Name,
     /// Base units.
     pub amount: Amount,
 }
@@ -92,7 +97,7 @@ pub struct UserResult {
     /// The account.
     pub account: Address,
     /// Convenience class, if the user's total loss value fell in one.
-    pub tier: Option<String>,
+    pub tier: Option<Name>,
     /// Σ value of the user's rows, numeraire.
     pub loss_value: Decimal,
     /// Value of what is not made good: Σ value × haircut / loss (see [`residual_value`]).

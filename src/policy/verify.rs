@@ -2,10 +2,11 @@
 
 use super::config::{FundingSource, PolicyConfig};
 use super::error::PolicyError;
-use super::result::{Check, PolicyResult, RowStatus};
+use super::result::{Check, Name, PolicyResult, RowStatus};
 use crate::loss::LossRow;
 use crate::primitives::{Amount, U256};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 fn broken(
     check: &'static str,
@@ -51,11 +52,6 @@ pub(crate) fn verify(
     config: &PolicyConfig,
 ) -> Result<Vec<Check>, PolicyError> {
     let mut checks = Vec::new();
-    let src_ix: HashMap<&str, usize> = funding
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.id.as_str(), i))
-        .collect();
     if r.sources.len() != funding.len() {
         return Err(broken(
             "one result per funding source",
@@ -76,10 +72,11 @@ pub(crate) fn verify(
     let mut by_asset_users: BTreeMap<&str, Amount> = BTreeMap::new();
     let mut loss_by_asset: BTreeMap<&str, Amount> = BTreeMap::new();
     type G = (Amount, Amount, Amount, Amount, Amount, Amount, u64);
-    let mut groups: BTreeMap<(&str, Option<&str>, Option<&str>), G> = BTreeMap::new();
+    type K<'r> = (&'r str, Option<&'r str>, Option<&'r str>);
+    let mut by_ptr: HashMap<(usize, usize, usize), (K<'_>, G)> = HashMap::new();
     let mut nrows = 0usize;
     for u in &r.users {
-        let mut upay: BTreeMap<&str, Amount> = BTreeMap::new();
+        let mut upay: Vec<(&str, Amount)> = Vec::new();
         for row in &u.rows {
             nrows += 1;
             let subj = || {
@@ -89,17 +86,23 @@ pub(crate) fn verify(
                 )
             };
             let mut settled = Amount::ZERO;
+            let mut next = 0usize; // allocations come in waterfall order
             for p in &row.sources {
-                let si = *src_ix.get(p.source.as_str()).ok_or_else(|| {
-                    broken(
-                        "allocation from a known source",
-                        subj(),
-                        "a [[funding]] id",
-                        &p.source,
-                    )
-                })?;
+                let si = next
+                    + funding[next..]
+                        .iter()
+                        .position(|s| *s.id == *p.source)
+                        .ok_or_else(|| {
+                            broken(
+                                "allocations from known sources, in waterfall order",
+                                subj(),
+                                "a [[funding]] id",
+                                &p.source,
+                            )
+                        })?;
+                next = si + 1;
                 settled = sum(settled, p.covered)?;
-                if funding[si].asset == row.asset && p.amount != p.covered {
+                if *funding[si].asset == *row.asset && p.amount != p.covered {
                     return Err(broken(
                         "in-kind allocation settles what it pays",
                         subj(),
@@ -109,10 +112,11 @@ pub(crate) fn verify(
                 }
                 if row.status == RowStatus::Paid {
                     paid[si] = sum(paid[si], p.amount)?;
-                    let e = upay
-                        .entry(funding[si].asset.as_str())
-                        .or_insert(Amount::ZERO);
-                    *e = sum(*e, p.amount)?;
+                    let a = funding[si].asset.as_str();
+                    match upay.iter_mut().find(|(k, _)| *k == a) {
+                        Some((_, v)) => *v = sum(*v, p.amount)?,
+                        None => upay.push((a, p.amount)),
+                    }
                 } else {
                     withheld[si] = sum(withheld[si], p.amount)?;
                 }
@@ -174,17 +178,20 @@ pub(crate) fn verify(
                     ),
                 ));
             }
-            let l = loss_by_asset
-                .entry(row.asset.as_str())
-                .or_insert(Amount::ZERO);
-            *l = sum(*l, row.loss)?;
-            let g = groups
-                .entry((
-                    row.asset.as_str(),
-                    row.pool.as_deref(),
-                    row.class.as_deref(),
-                ))
-                .or_default();
+            // Keyed by the shared names' addresses (cheap to hash); merged by name below,
+            // so equal names in distinct allocations still land in one group.
+            let ptr = |n: &Name| Arc::as_ptr(n) as *const u8 as usize;
+            let key = (
+                ptr(&row.asset),
+                row.pool.as_ref().map_or(0, ptr),
+                row.class.as_ref().map_or(0, ptr),
+            );
+            let (_, g) = by_ptr.entry(key).or_insert_with(|| {
+                (
+                    (&*row.asset, row.pool.as_deref(), row.class.as_deref()),
+                    G::default(),
+                )
+            });
             g.0 = sum(g.0, row.loss)?;
             g.1 = sum(g.1, row.claim)?;
             g.2 = sum(g.2, row.covered)?;
@@ -193,14 +200,17 @@ pub(crate) fn verify(
             g.5 = sum(g.5, row.excess)?;
             g.6 += 1;
         }
-        upay.retain(|_, v| !v.is_zero());
-        let got: Vec<(&str, Amount)> = u
-            .payouts
-            .iter()
-            .map(|a| (a.asset.as_str(), a.amount))
-            .collect();
-        let want: Vec<(&str, Amount)> = upay.iter().map(|(k, v)| (*k, *v)).collect();
-        if got != want {
+        upay.retain(|(_, v)| !v.is_zero());
+        upay.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let same = upay.len() == u.payouts.len()
+            && upay
+                .iter()
+                .zip(&u.payouts)
+                .all(|(w, g)| *w.0 == *g.asset && w.1 == g.amount);
+        if !same {
+            let got: Vec<(&str, Amount)> =
+                u.payouts.iter().map(|a| (&*a.asset, a.amount)).collect();
+            let want = &upay;
             return Err(broken(
                 "user payouts = Σ allocations",
                 format!("account {}", u.account),
@@ -218,6 +228,22 @@ pub(crate) fn verify(
         subject: "all rows".into(),
         detail: format!("{nrows} rows"),
     });
+
+    let mut groups: BTreeMap<K<'_>, G> = BTreeMap::new();
+    for (k, v) in by_ptr.into_values() {
+        let g = groups.entry(k).or_default();
+        *g = (
+            sum(g.0, v.0)?,
+            sum(g.1, v.1)?,
+            sum(g.2, v.2)?,
+            sum(g.3, v.3)?,
+            sum(g.4, v.4)?,
+            sum(g.5, v.5)?,
+            g.6 + v.6,
+        );
+        let l = loss_by_asset.entry(k.0).or_insert(Amount::ZERO);
+        *l = sum(*l, v.0)?;
+    }
 
     // The rows are the ledger's.
     let mut ledger_loss: BTreeMap<&str, Amount> = BTreeMap::new();
@@ -313,11 +339,7 @@ pub(crate) fn verify(
         .map(|(k, v)| (*k, v.0))
         .collect();
     let users: Vec<(&str, Amount)> = by_asset_users.iter().map(|(k, v)| (*k, *v)).collect();
-    let got: Vec<(&str, Amount)> = r
-        .payouts
-        .iter()
-        .map(|a| (a.asset.as_str(), a.amount))
-        .collect();
+    let got: Vec<(&str, Amount)> = r.payouts.iter().map(|a| (&*a.asset, a.amount)).collect();
     if users != want || got != want {
         return Err(broken(
             "Σ user payouts = Σ source paid per asset",

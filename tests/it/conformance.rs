@@ -77,25 +77,37 @@ fn eminence_2020_run_output_is_independent_of_row_order() {
         return;
     };
     let tmp = support::tempdir();
-    // Reverse the loss file's lines and point a copy of the manifest at it.
-    let text = std::fs::read_to_string(dir.join("05-dai-with-lp.toml")).unwrap();
-    let reversed: Vec<&str> = text.lines().rev().collect();
-    std::fs::write(tmp.path().join("losses.toml"), reversed.join("\n")).unwrap();
+    // The published file numbers ties in input order; with the default order (ascending
+    // account) the output must not depend on row order at all.
+    let published = dir.join("05-dai-with-lp.toml");
     let manifest = std::fs::read_to_string(project("models/incidents/eminence-2020.toml"))
         .unwrap()
-        .replace(
-            "../../../shared/data/incidents/eminence-2020/05-dai-with-lp.toml",
-            "losses.toml",
-        );
-    let mpath = tmp.path().join("incident.toml");
-    std::fs::write(&mpath, manifest).unwrap();
-    let a =
-        pipeline::run(&Manifest::load(&project("models/incidents/eminence-2020.toml")).unwrap())
-            .unwrap();
-    let b = pipeline::run(&Manifest::load(&mpath).unwrap()).unwrap();
-    assert_eq!(a.trees[0].tree.to_json(), b.trees[0].tree.to_json());
-    assert_eq!(
-        serde_json::to_string(&a.policy).unwrap(),
-        serde_json::to_string(&b.policy).unwrap()
+        .replace("sort_leaves = false", "")
+        .replace("order = \"amount-desc\"", "");
+    assert!(!manifest.contains("amount-desc"));
+    let text = std::fs::read_to_string(&published).unwrap();
+    let reversed: Vec<&str> = text.lines().rev().collect();
+    std::fs::write(tmp.path().join("losses.toml"), reversed.join("\n")).unwrap();
+    let rel = "../../../shared/data/incidents/eminence-2020/05-dai-with-lp.toml";
+    std::fs::write(
+        tmp.path().join("original.toml"),
+        manifest.replace(rel, published.to_str().unwrap()),
+    )
+    .unwrap();
+    std::fs::write(
+        tmp.path().join("reversed.toml"),
+        manifest.replace(rel, "losses.toml"),
+    )
+    .unwrap();
+    let a = pipeline::run(&Manifest::load(&tmp.path().join("original.toml")).unwrap()).unwrap();
+    let b = pipeline::run(&Manifest::load(&tmp.path().join("reversed.toml")).unwrap()).unwrap();
+    assert_eq!(a.trees[0].tree.root(), b.trees[0].tree.root());
+    assert!(
+        a.trees[0].tree.to_json() == b.trees[0].tree.to_json(),
+        "tree file depends on row order"
+    );
+    assert!(
+        serde_json::to_string(&a.policy).unwrap() == serde_json::to_string(&b.policy).unwrap(),
+        "policy result depends on row order"
     );
 }

@@ -5,6 +5,8 @@ mod chain;
 mod claims;
 mod conformance;
 mod pipeline;
+mod policy;
+mod sim;
 mod store;
 mod support;
 mod trace;
