@@ -239,7 +239,7 @@ pub fn claim_entries(result: &PolicyResult, asset: &str) -> Vec<ClaimEntry> {
         .filter_map(|u| {
             u.payouts
                 .iter()
-                .find(|p| p.asset == asset && !p.amount.is_zero())
+                .find(|p| &*p.asset == asset && !p.amount.is_zero())
                 .map(|p| ClaimEntry {
                     account: u.account,
                     amount: p.amount,
@@ -362,6 +362,6 @@ pub fn total_payout(result: &PolicyResult, asset: &str) -> Amount {
     result
         .payouts
         .iter()
-        .find(|p| p.asset == asset)
+        .find(|p| &*p.asset == asset)
         .map_or(Amount::ZERO, |p| p.amount)
 }

@@ -145,7 +145,7 @@ pub fn claims_csv(out: &RunOutput) -> Result<Vec<u8>, ReportError> {
             amount.clear();
             use std::fmt::Write as _;
             let _ = write!(amount, "{}", p.amount);
-            w.write_record([account.as_str(), p.asset.as_str(), amount.as_str()])?;
+            w.write_record([account.as_str(), &p.asset, amount.as_str()])?;
         }
     }
     w.into_inner()

@@ -45,7 +45,7 @@ fn eminence_2020_reproduces_payouts_and_merkle_distribution_byte_for_byte() {
         .filter_map(|u| {
             u.payouts
                 .iter()
-                .find(|p| p.asset == "DAI")
+                .find(|p| &*p.asset == "DAI")
                 .map(|p| (u.account, p.amount))
         })
         .collect();

@@ -128,7 +128,7 @@ fn example_satisfies_the_published_plan_invariants() {
             .policy
             .payouts
             .iter()
-            .find(|p| p.asset == t.asset)
+            .find(|p| *p.asset == *t.asset)
             .unwrap()
             .amount;
         assert_eq!(t.tree.total(), paid, "tree {} total", t.spec.file);
@@ -139,7 +139,7 @@ fn example_satisfies_the_published_plan_invariants() {
             .filter(|u| {
                 u.payouts
                     .iter()
-                    .any(|p| p.asset == t.asset && !p.amount.is_zero())
+                    .any(|p| *p.asset == *t.asset && !p.amount.is_zero())
             })
             .count();
         assert_eq!(t.tree.len(), n);
