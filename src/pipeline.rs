@@ -300,15 +300,52 @@ fn first_seen(inputs: &LossInputs) -> HashMap<Address, usize> {
     seen
 }
 
+/// Prints stage timings to stderr when `RECOUP_TIMINGS` is set (for benchmarking).
+pub struct StageTimer {
+    on: bool,
+    last: std::cell::Cell<std::time::Instant>,
+}
+
+impl StageTimer {
+    /// Starts timing.
+    pub fn new() -> Self {
+        Self {
+            on: std::env::var_os("RECOUP_TIMINGS").is_some(),
+            last: std::cell::Cell::new(std::time::Instant::now()),
+        }
+    }
+
+    /// Prints the time since the previous lap.
+    pub fn lap(&self, stage: &str) {
+        if self.on {
+            let now = std::time::Instant::now();
+            eprintln!(
+                "timing {stage:<12} {:>8.3} s",
+                (now - self.last.get()).as_secs_f64()
+            );
+            self.last.set(now);
+        }
+    }
+}
+
+impl Default for StageTimer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// Runs ingest → loss → policy → claims.
 ///
 /// # Errors
 /// Any stage's error; [`PipelineError::is_check_failure`] tells a broken invariant apart.
 pub fn run(m: &Manifest) -> Result<RunOutput, PipelineError> {
+    let t = StageTimer::new();
     let (id, inputs) = rayon::join(|| run_id(m), || load_inputs(m));
     let (id, inputs) = (id?, inputs?);
     let covers = load_covers(m)?;
+    t.lap("ingest");
     let (ledger, loss_stats) = loss::compute(&inputs)?;
+    t.lap("loss");
     let needs_rank = m
         .outputs
         .trees
@@ -327,6 +364,7 @@ pub fn run(m: &Manifest) -> Result<RunOutput, PipelineError> {
         .map(|a| (a.symbol.clone(), a.price))
         .collect();
     let result = policy::apply(&ledger, &m.funding, &m.policy, &covers, &assets, &prices)?;
+    t.lap("policy");
     let mut trees = Vec::with_capacity(m.outputs.trees.len());
     for spec in &m.outputs.trees {
         let asset = spec.asset.clone().unwrap_or_default();
@@ -348,6 +386,7 @@ pub fn run(m: &Manifest) -> Result<RunOutput, PipelineError> {
             entries,
         });
     }
+    t.lap("claim trees");
     Ok(RunOutput {
         run_id: id,
         ledger,

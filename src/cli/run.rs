@@ -181,17 +181,22 @@ pub async fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
         }
         Err(e) => return Err(e.into()),
     };
+    let timer = pipeline::StageTimer::new();
     steps.step("rendering outputs");
     let files = tokio::task::block_in_place(|| render(&m, &out))?;
+    timer.lap("render");
     let dir = args.out.clone().unwrap_or_else(|| m.outputs.dir.clone());
     let tmp = stage(&dir, &files)?;
+    timer.lap("write");
     let mut stored = None;
     if !args.no_store {
         steps.step("storing the run");
         let url = global.db_url();
         let store = Store::open(&url).await?;
         let rec = tokio::task::block_in_place(|| record(&m, &out, &files[0].1));
+        timer.lap("db record");
         stored = Some(store.save_run(&rec).await?);
+        timer.lap("db save");
     }
     publish(tmp, &dir, &files)?;
     steps.done();
