@@ -7,7 +7,8 @@
 //! the same id and the same outputs, byte for byte.
 
 use crate::claims::{build_tree, BuiltTree, ClaimEntry, ClaimTreeSpec, ClaimsError, EntryOrder};
-use crate::ingest::files::{self, HolderColumn, InputError};
+use crate::ingest::files::{self, AmountRow, BalanceRow, HolderColumn, InputError, Origin};
+use crate::ingest::trace::UnmatchedSlots;
 use crate::loss::{
     self, Exclusion, LossError, LossInputs, LossLedger, LossStats, VaultInput, WrapperInput,
 };
@@ -43,6 +44,9 @@ pub enum PipelineError {
         /// Cause.
         source: ClaimsError,
     },
+    /// The node state diffs could not be decoded.
+    #[error("state diffs: {0}")]
+    Trace(#[from] crate::ingest::trace::TraceError),
     /// A file could not be read for the run hash.
     #[error("{file}: cannot read: {source}")]
     Io {
@@ -87,6 +91,9 @@ pub struct RunOutput {
     pub policy: PolicyResult,
     /// The claim trees, in manifest order.
     pub trees: Vec<TreeOutput>,
+    /// Changed token slots of the state diffs that matched no candidate holder, per token
+    /// (reported, never dropped silently).
+    pub unmatched_slots: Vec<UnmatchedSlots>,
 }
 
 /// Hashes the manifest and every input file (name relative to the manifest, then bytes,
@@ -119,7 +126,8 @@ pub fn run_id(manifest: &Manifest) -> Result<B256, PipelineError> {
 ///
 /// # Errors
 /// [`PipelineError::Input`] naming file, line, column and field.
-pub fn load_inputs(m: &Manifest) -> Result<LossInputs, PipelineError> {
+pub fn load_inputs(m: &Manifest) -> Result<(LossInputs, Vec<UnmatchedSlots>), PipelineError> {
+    let mut unmatched = Vec::new();
     let assets: Vec<(Asset, rust_decimal::Decimal)> =
         m.assets.iter().map(|a| (a.asset(), a.price)).collect();
     let mut inputs = LossInputs {
@@ -186,6 +194,42 @@ pub fn load_inputs(m: &Manifest) -> Result<LossInputs, PipelineError> {
             holders,
         });
     }
+    if let Some(cfg) = &m.state_diff {
+        let decoded = crate::ingest::trace::decode(cfg, &m.base_dir)?;
+        let origin = Origin {
+            file: m.path.join("[state_diff]"),
+            line: 0,
+        };
+        // A vault's own drop in its underlying asset *is* its holders' share-price loss:
+        // count it once, through the holders.
+        let vaults: std::collections::HashSet<Address> =
+            decoded.vaults.iter().map(|v| v.address).collect();
+        for b in decoded
+            .balance_changes
+            .iter()
+            .filter(|b| !vaults.contains(&b.account))
+        {
+            inputs.balances.push(BalanceRow {
+                account: b.account,
+                asset: b.asset.clone(),
+                pool: None,
+                before: b.before,
+                after: b.after,
+                origin: origin.clone(),
+            });
+        }
+        for l in decoded.share_losses.iter().filter(|l| !l.loss.is_zero()) {
+            inputs.losses.push(AmountRow {
+                account: l.account,
+                asset: l.asset.clone(),
+                pool: Some(l.vault.clone()),
+                amount: l.loss,
+                kind: None,
+                origin: origin.clone(),
+            });
+        }
+        unmatched = decoded.unmatched;
+    }
     inputs.exclusions = m
         .exclusions
         .iter()
@@ -204,7 +248,7 @@ pub fn load_inputs(m: &Manifest) -> Result<LossInputs, PipelineError> {
             .into_iter()
             .collect::<HashMap<_, _>>();
     }
-    Ok(inputs)
+    Ok((inputs, unmatched))
 }
 
 /// Reads the cover lists of insurance sources.
@@ -341,7 +385,7 @@ impl Default for StageTimer {
 pub fn run(m: &Manifest) -> Result<RunOutput, PipelineError> {
     let t = StageTimer::new();
     let (id, inputs) = rayon::join(|| run_id(m), || load_inputs(m));
-    let (id, inputs) = (id?, inputs?);
+    let (id, (inputs, unmatched_slots)) = (id?, inputs?);
     let covers = load_covers(m)?;
     t.lap("ingest");
     let (ledger, loss_stats) = loss::compute(&inputs)?;
@@ -389,6 +433,7 @@ pub fn run(m: &Manifest) -> Result<RunOutput, PipelineError> {
     t.lap("claim trees");
     Ok(RunOutput {
         run_id: id,
+        unmatched_slots,
         ledger,
         loss_stats,
         policy: result,

@@ -7,6 +7,7 @@
 //! documented manifests.
 
 use crate::claims::ClaimTreeSpec;
+use crate::ingest::trace::StateDiffConfig;
 use crate::loss::ExclusionMode;
 use crate::policy::{FundingSource, PolicyConfig, SourceKind};
 use crate::primitives::{parse_address, parse_units, Address, Amount, Asset, Decimal};
@@ -62,6 +63,10 @@ pub struct Manifest {
     /// Vault or pool share tokens whose holders lost through the share price.
     #[serde(default)]
     pub vaults: Vec<VaultSpec>,
+    /// Node state diffs decoded into balance changes and share-price losses (`[state_diff]`,
+    /// see [`StateDiffConfig`]); paths in it are relative to the manifest.
+    #[serde(default)]
+    pub state_diff: Option<StateDiffConfig>,
     /// Wrappers (gauges, staking pools, LP tokens) looked through to their holders.
     #[serde(default)]
     pub wrappers: Vec<WrapperSpec>,
@@ -229,9 +234,6 @@ pub struct Inputs {
     /// User classes, CSV `account,class`.
     #[serde(default)]
     pub classes: Option<PathBuf>,
-    /// Node state diffs (see `ingest::trace`), kept as TOML until that stage parses them.
-    #[serde(default)]
-    pub state_diffs: Option<toml::Value>,
 }
 
 /// `[[vaults]]`: a share token whose price per share fell (share-price losses).

@@ -82,6 +82,8 @@ pub struct Summary<'a> {
     pub checks: &'a [crate::policy::Check],
     /// Claim trees.
     pub trees: Vec<TreeSummary>,
+    /// State-diff token slots that matched no candidate holder.
+    pub unmatched_slots: &'a [crate::ingest::trace::UnmatchedSlots],
 }
 
 /// Builds the summary.
@@ -105,6 +107,7 @@ pub fn summary<'a>(m: &'a Manifest, out: &'a RunOutput) -> Summary<'a> {
         tiers: &out.policy.tiers,
         payouts: &out.policy.payouts,
         checks: &out.policy.checks,
+        unmatched_slots: &out.unmatched_slots,
         trees: out
             .trees
             .iter()
@@ -396,6 +399,7 @@ pub fn markdown(m: &Manifest, out: &RunOutput) -> Result<String, ReportError> {
         recovery_pct => pct(paid_value, s.total_loss_value), run_id => s.run_id, version => s.recoup_version,
         assets => assets, losses => losses, wrappers => wrappers, exclusions => exclusions, sources => sources,
         policy => context! { scope => scope, rounding => rounding, cap => bps_pct(p.cap_bps.0), dust => dust, dust_mode => dust_mode, tiers => tiers_cfg },
+        unmatched => out.unmatched_slots.iter().map(|u| context! { asset => u.asset, count => u.count, value => tokens(m, &u.asset, u.value_moved) }).collect::<Vec<_>>(),
         tiers => tiers, groups => groups, checks => out.policy.checks.len(), payouts => payouts, top => top, trees => trees,
     };
     Ok(env.get_template("claim-report")?.render(ctx)?)

@@ -111,3 +111,65 @@ fn eminence_2020_run_output_is_independent_of_row_order() {
         "policy result depends on row order"
     );
 }
+
+#[test]
+fn anvil_vault_drain_manifest_turns_node_diffs_into_exact_losses_and_a_claim_tree() {
+    let Some(_) = support::shared_data("traces/anvil-vault-drain") else {
+        return;
+    };
+    let m = Manifest::load(&project("models/incidents/anvil-vault-drain.toml")).unwrap();
+    let out = pipeline::run(&m).unwrap();
+    // Four depositors lost through the share price; the vault itself is not a loser.
+    let losses: BTreeMap<_, _> = out
+        .ledger
+        .rows
+        .iter()
+        .map(|r| (r.account, r.amount))
+        .collect();
+    let e18 = |n: u64| {
+        Amount::from(n)
+            .checked_mul(
+                recoup::primitives::U256::from(10u64).pow(recoup::primitives::U256::from(18u8)),
+            )
+            .unwrap()
+    };
+    let who = |s: &str| parse_address(s).unwrap();
+    assert_eq!(losses.len(), 4, "{losses:?}");
+    assert_eq!(
+        losses[&who("0x70997970c51812dc3a010c7d01b50e0d17dc79c8")],
+        e18(930)
+    );
+    assert_eq!(
+        losses[&who("0x3c44cdddb6a900fa2b585dd299e03d12fa4293bc")],
+        e18(2790)
+    );
+    assert_eq!(
+        losses[&who("0x90f79bf6eb2c4f870365e785982e1f101e93b906")],
+        e18(400)
+    );
+    assert_eq!(
+        losses[&who("0x15d34aaf54267db7d7c367839aaf71a00a2c6a65")],
+        e18(800)
+    );
+    // The attacker's gain is reported, equals the total loss, and is never a loss.
+    let total = Amount::checked_sum(losses.values().copied()).unwrap();
+    let gain = out
+        .ledger
+        .gains
+        .iter()
+        .find(|g| g.account == who("0xa0ee7a142d267c1f36714e4a8f75612f20a79720"))
+        .unwrap();
+    assert_eq!(gain.amount, total);
+    // Half is covered: the tree pays exactly the 2,460 TUSD grant, half of each loss.
+    let tree = &out.trees[0];
+    assert_eq!(tree.tree.total(), e18(2460));
+    for e in &tree.entries {
+        assert_eq!(
+            e.amount.checked_add(e.amount).unwrap(),
+            losses[&e.account],
+            "half of {}",
+            e.account
+        );
+    }
+    assert!(out.unmatched_slots.is_empty());
+}
