@@ -80,18 +80,55 @@ fn render(m: &Manifest, out: &RunOutput) -> anyhow::Result<Vec<(String, Vec<u8>)
     Ok(files)
 }
 
-fn record(m: &Manifest, out: &RunOutput, summary_json: &[u8]) -> RunRecord {
+/// The per-user row stored in the database: totals per asset and what is paid. The full
+/// per-row breakdown (sources, statuses) is in `user_results.csv` beside the report.
+#[derive(serde::Serialize)]
+struct StoredUser<'a> {
+    tier: Option<&'a str>,
+    loss_value: crate::primitives::Decimal,
+    residual_value: crate::primitives::Decimal,
+    /// Loss per asset, base units.
+    losses: std::collections::BTreeMap<&'a str, crate::primitives::Amount>,
+    /// Haircut per asset, base units.
+    haircuts: std::collections::BTreeMap<&'a str, crate::primitives::Amount>,
+    /// Payout per payout asset, base units.
+    payouts: std::collections::BTreeMap<&'a str, crate::primitives::Amount>,
+}
+
+impl<'a> StoredUser<'a> {
+    fn of(u: &'a crate::policy::UserResult) -> Result<Self, crate::primitives::AmountError> {
+        let mut losses = std::collections::BTreeMap::new();
+        let mut haircuts = std::collections::BTreeMap::new();
+        for r in &u.rows {
+            let l: &mut crate::primitives::Amount = losses.entry(&*r.asset).or_default();
+            *l = l.checked_add(r.loss)?;
+            let h: &mut crate::primitives::Amount = haircuts.entry(&*r.asset).or_default();
+            *h = h.checked_add(r.haircut)?;
+        }
+        Ok(Self {
+            tier: u.tier.as_deref(),
+            loss_value: u.loss_value,
+            residual_value: u.residual_value,
+            losses,
+            haircuts,
+            payouts: u.payouts.iter().map(|p| (&*p.asset, p.amount)).collect(),
+        })
+    }
+}
+
+fn record(m: &Manifest, out: &RunOutput, summary_json: &[u8]) -> anyhow::Result<RunRecord> {
     let users = out
         .policy
         .users
         .iter()
-        .map(|u| {
-            (
+        .map(|u| -> anyhow::Result<(String, String)> {
+            let stored = StoredUser::of(u).with_context(|| format!("totals of {}", u.account))?;
+            Ok((
                 crate::primitives::format_address(&u.account),
-                serde_json::to_string(u).unwrap_or_default(),
-            )
+                serde_json::to_string(&stored)?,
+            ))
         })
-        .collect();
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let mut claims = Vec::new();
     let mut roots = Vec::new();
     for t in &out.trees {
@@ -110,7 +147,7 @@ fn record(m: &Manifest, out: &RunOutput, summary_json: &[u8]) -> RunRecord {
             total: t.tree.total().to_string(),
         });
     }
-    RunRecord {
+    Ok(RunRecord {
         incident: IncidentRecord {
             id: m.incident.id.clone(),
             name: m.incident.name.clone(),
@@ -122,7 +159,7 @@ fn record(m: &Manifest, out: &RunOutput, summary_json: &[u8]) -> RunRecord {
         users,
         claims,
         roots,
-    }
+    })
 }
 
 /// Writes `files` into a fresh temporary directory beside `dir`.
@@ -193,7 +230,7 @@ pub async fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
         steps.step("storing the run");
         let url = global.db_url();
         let store = Store::open(&url).await?;
-        let rec = tokio::task::block_in_place(|| record(&m, &out, &files[0].1));
+        let rec = tokio::task::block_in_place(|| record(&m, &out, &files[0].1))?;
         timer.lap("db record");
         stored = Some(store.save_run(&rec).await?);
         timer.lap("db save");
