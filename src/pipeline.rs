@@ -292,14 +292,21 @@ pub fn claim_entries(result: &PolicyResult, asset: &str) -> Vec<ClaimEntry> {
         .collect()
 }
 
-/// Puts entries in a tree's [`EntryOrder`]; `first_seen` ranks accounts by their first
-/// appearance in the inputs (accounts never seen rank last, by address).
+/// Puts one payout asset's entries in a tree's [`EntryOrder`]; `first_seen` ranks accounts by
+/// their first appearance among that asset's input rows (accounts never seen rank last,
+/// by address).
 pub fn order_entries(
     entries: &mut [ClaimEntry],
     order: EntryOrder,
-    first_seen: &HashMap<Address, usize>,
+    asset: &str,
+    first_seen: &HashMap<(String, Address), usize>,
 ) {
-    let rank = |a: &Address| first_seen.get(a).copied().unwrap_or(usize::MAX);
+    let rank = |a: &Address| {
+        first_seen
+            .get(&(asset.to_owned(), *a))
+            .copied()
+            .unwrap_or(usize::MAX)
+    };
     match order {
         EntryOrder::Account => entries.sort_by_key(|e| e.account),
         EntryOrder::AmountDesc => entries.sort_by(|a, b| {
@@ -316,30 +323,29 @@ pub fn order_entries(
     }
 }
 
-/// Rank of each account by first appearance: balances, loss lists, vault holders, wrapper
-/// holders, in manifest order.
-fn first_seen(inputs: &LossInputs) -> HashMap<Address, usize> {
-    let mut seen = HashMap::new();
-    let accounts = inputs
+/// Rank of each (asset, account) by first appearance among that asset's rows: balances,
+/// loss lists and vault holders (for the vault's underlying), in manifest order. Per asset,
+/// so that one published list's order is not disturbed by another asset's list.
+fn first_seen(inputs: &LossInputs) -> HashMap<(String, Address), usize> {
+    let mut seen: HashMap<(String, Address), usize> = HashMap::new();
+    let mut next: HashMap<String, usize> = HashMap::new();
+    let rows = inputs
         .balances
         .iter()
-        .map(|r| r.account)
-        .chain(inputs.losses.iter().map(|r| r.account))
+        .map(|r| (&r.asset, r.account))
+        .chain(inputs.losses.iter().map(|r| (&r.asset, r.account)))
         .chain(
             inputs
                 .vaults
                 .iter()
-                .flat_map(|v| v.holders.iter().map(|h| h.account)),
-        )
-        .chain(
-            inputs
-                .wrappers
-                .iter()
-                .flat_map(|w| w.holders.iter().map(|h| h.account)),
+                .flat_map(|v| v.holders.iter().map(move |h| (&v.underlying, h.account))),
         );
-    for a in accounts {
-        let n = seen.len();
-        seen.entry(a).or_insert(n);
+    for (asset, account) in rows {
+        if let std::collections::hash_map::Entry::Vacant(e) = seen.entry((asset.clone(), account)) {
+            let n = next.entry(asset.clone()).or_insert(0);
+            e.insert(*n);
+            *n += 1;
+        }
     }
     seen
 }
@@ -413,7 +419,7 @@ pub fn run(m: &Manifest) -> Result<RunOutput, PipelineError> {
     for spec in &m.outputs.trees {
         let asset = spec.asset.clone().unwrap_or_default();
         let mut entries = claim_entries(&result, &asset);
-        order_entries(&mut entries, spec.order, &ranks);
+        order_entries(&mut entries, spec.order, &asset, &ranks);
         let tree = build_tree(spec, &entries).map_err(|source| PipelineError::Claims {
             file: spec.file.clone(),
             asset: asset.clone(),

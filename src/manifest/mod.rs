@@ -446,10 +446,10 @@ impl Manifest {
                         format!("unknown asset {a:?}: declare it in [[assets]]"),
                     ));
                 }
-                if c.format != InputFormat::AddressMap {
+                if table == "balances" {
                     return Err(self.invalid(
                         format!("inputs.{table}[{i}].asset"),
-                        "only an address-map file takes `asset`; CSV files have an asset column",
+                        "balance snapshots have an asset column",
                     ));
                 }
             }

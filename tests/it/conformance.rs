@@ -173,3 +173,55 @@ fn anvil_vault_drain_manifest_turns_node_diffs_into_exact_losses_and_a_claim_tre
     }
     assert!(out.unmatched_slots.is_empty());
 }
+
+#[test]
+fn beanstalk_2022_both_published_roots_through_the_pipeline() {
+    let Some(dir) = support::shared_data("incidents/beanstalk-2022") else {
+        return;
+    };
+    let m = Manifest::load(&project("models/incidents/beanstalk-2022.toml")).unwrap();
+    let out = pipeline::run(&m).unwrap();
+    let root = |file: &str| {
+        out.trees
+            .iter()
+            .find(|t| t.spec.file == file)
+            .unwrap()
+            .tree
+            .root()
+            .to_string()
+    };
+    assert_eq!(
+        root("unripe-beans-merkle.json"),
+        "0x4387a1240f0b31c891fabe2eb6dabe6089dd3eba0a8730f7da6d6d3580e8880a"
+    );
+    assert_eq!(
+        root("unripe-bean3crv-merkle.json"),
+        "0xbcad44f78fd24cc53104883e6c8badbc8dbd1c60283c85d3a584f9215f2cb086"
+    );
+    // Every row of the published CSV is paid exactly, in the CSV's order.
+    let csv = std::fs::read_to_string(dir.join("unripe-beans.csv")).unwrap();
+    let rows: Vec<(String, String)> = csv
+        .lines()
+        .skip(1)
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let (a, v) = l.split_once(',').unwrap();
+            (a.to_lowercase(), v.trim().to_owned())
+        })
+        .collect();
+    let t = out
+        .trees
+        .iter()
+        .find(|t| t.spec.file == "unripe-beans-merkle.json")
+        .unwrap();
+    let paid: Vec<(String, String)> = t
+        .entries
+        .iter()
+        .map(|e| (format!("{:#x}", e.account), e.amount.to_string()))
+        .collect();
+    assert_eq!(paid.len(), rows.len());
+    assert!(
+        paid == rows,
+        "payouts differ from the published list or its order"
+    );
+}
