@@ -106,6 +106,8 @@ async fn postgres_store_is_idempotent_and_transactional() {
     };
     let store = Store::open(&url).await.unwrap();
     exercise(&store).await;
+    store.pool().close().await;
+    support::drop_pg_database(&url).await;
 }
 
 #[tokio::test]
@@ -117,4 +119,6 @@ async fn postgres_rejects_amounts_above_u256_max() {
     let over = "115792089237316195423570985008687907853269984665640564039457584007913129639936";
     assert!(store.save_run(&record("0x03", over)).await.is_err());
     assert_eq!(store.count(StoredTable::Runs).await.unwrap(), 0);
+    store.pool().close().await;
+    support::drop_pg_database(&url).await;
 }

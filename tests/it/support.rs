@@ -64,3 +64,25 @@ pub(crate) async fn fresh_pg_database() -> Option<String> {
 pub(crate) fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().expect("tempdir")
 }
+
+/// Drops a database made by [`fresh_pg_database`] (`WITH (FORCE)` closes what is left open),
+/// so repeated runs do not pile databases up on the shared server.
+pub(crate) async fn drop_pg_database(url: &str) {
+    use sqlx::Connection;
+    let Some(name) = url
+        .rsplit('/')
+        .next()
+        .filter(|n| n.starts_with("recoup_it_"))
+    else {
+        return;
+    };
+    let mut conn = sqlx::PgConnection::connect(&format!("{}/postgres", pg_server()))
+        .await
+        .expect("connect to drop the test database");
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut conn)
+    .await
+    .expect("drop test database");
+}
