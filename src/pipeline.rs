@@ -14,9 +14,9 @@ use crate::loss::{
 };
 use crate::manifest::{CsvInput, InputFormat, Manifest, ManifestError, Units};
 use crate::policy::{self, CoverList, PolicyError, PolicyResult, Prices};
-use crate::primitives::{keccak256, Address, Amount, Asset, B256};
+use crate::primitives::{Address, Amount, Asset, B256};
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The pipeline stopped; nothing was produced.
 #[derive(Debug, thiserror::Error)]
@@ -102,24 +102,48 @@ pub struct RunOutput {
 /// # Errors
 /// [`PipelineError::Io`] when a file cannot be read.
 pub fn run_id(manifest: &Manifest) -> Result<B256, PipelineError> {
-    let mut buf: Vec<u8> = Vec::new();
-    let mut push = |bytes: &[u8]| {
-        buf.extend_from_slice(&(bytes.len() as u64).to_be_bytes());
-        buf.extend_from_slice(bytes);
-    };
-    let read = |p: &PathBuf| {
-        std::fs::read(p).map_err(|source| PipelineError::Io {
-            file: p.clone(),
+    use std::io::Read as _;
+    // Streamed: the same bytes as keccak256 over the concatenation, without holding the
+    // inputs in memory.
+    let mut h = alloy_primitives::Keccak256::new();
+    let push_len = |h: &mut alloy_primitives::Keccak256, n: u64| h.update(n.to_be_bytes());
+    let file = |h: &mut alloy_primitives::Keccak256, p: &Path| -> Result<(), PipelineError> {
+        let io = |source| PipelineError::Io {
+            file: p.to_owned(),
             source,
-        })
+        };
+        let mut f = std::fs::File::open(p).map_err(io)?;
+        let len = f.metadata().map_err(io)?.len();
+        push_len(h, len);
+        let mut buf = vec![0u8; 1 << 20];
+        let mut seen = 0u64;
+        loop {
+            let n = f.read(&mut buf).map_err(io)?;
+            if n == 0 {
+                break;
+            }
+            seen += n as u64;
+            h.update(&buf[..n]);
+        }
+        if seen != len {
+            return Err(io(std::io::Error::other(
+                "file changed while it was being read",
+            )));
+        }
+        Ok(())
     };
-    push(&read(&manifest.path)?);
+    file(&mut h, &manifest.path)?;
     for f in manifest.input_files() {
-        let rel = f.strip_prefix(&manifest.base_dir).unwrap_or(&f);
-        push(rel.to_string_lossy().as_bytes());
-        push(&read(&f)?);
+        let rel = f
+            .strip_prefix(&manifest.base_dir)
+            .unwrap_or(&f)
+            .to_string_lossy()
+            .into_owned();
+        h.update((rel.len() as u64).to_be_bytes());
+        h.update(rel.as_bytes());
+        file(&mut h, &f)?;
     }
-    Ok(keccak256(&buf))
+    Ok(h.finalize())
 }
 
 /// Reads the manifest's inputs into the loss stage's input.

@@ -578,6 +578,15 @@ impl Manifest {
         v.extend(i.classes.iter().map(|c| self.resolve(c)));
         v.extend(self.vaults.iter().map(|x| self.resolve(&x.holders)));
         v.extend(self.wrappers.iter().map(|x| self.resolve(&x.holders)));
+        if let Some(d) = &self.state_diff {
+            v.extend(d.traces.iter().map(|t| self.resolve(t.path())));
+            v.extend(d.call_traces.iter().map(|p| self.resolve(p)));
+            v.extend(d.transfer_logs.iter().map(|p| self.resolve(p)));
+            v.extend(d.holders.iter().map(|p| self.resolve(p)));
+            if let Some(e) = &d.eth {
+                v.extend(e.receipts.iter().chain(&e.blocks).map(|p| self.resolve(p)));
+            }
+        }
         v
     }
 }

@@ -166,3 +166,33 @@ fn example_satisfies_the_published_plan_invariants() {
         .iter()
         .all(|r| r.account != attacker_gain.account));
 }
+
+#[test]
+fn run_id_is_keccak_of_the_manifest_and_every_input_length_prefixed() {
+    // A slow, obviously-right reference: concatenate everything, hash once.
+    let m = Manifest::load(&example().join("incident.toml")).unwrap();
+    let mut buf = Vec::new();
+    let mut push = |b: &[u8]| {
+        buf.extend_from_slice(&(b.len() as u64).to_be_bytes());
+        buf.extend_from_slice(b);
+    };
+    push(&std::fs::read(&m.path).unwrap());
+    for f in m.input_files() {
+        push(
+            f.strip_prefix(&m.base_dir)
+                .unwrap()
+                .to_string_lossy()
+                .as_bytes(),
+        );
+        push(&std::fs::read(&f).unwrap());
+    }
+    assert_eq!(
+        pipeline::run_id(&m).unwrap(),
+        recoup::primitives::keccak256(&buf)
+    );
+    assert_eq!(
+        m.input_files().len(),
+        5,
+        "balances, netting, covers, vault holders, gauge stakers"
+    );
+}
