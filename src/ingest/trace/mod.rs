@@ -1,9 +1,9 @@
 //! State diffs in, balances and share-price losses out: node traces, ERC-20 storage
 //! decoding, vault share prices, and pulling traces from a node.
 //!
-//! Flow: [`format`] reads each file (geth prestateTracer diffMode, Parity `stateDiff`,
+//! Flow: [`format`](mod@format) reads each file (geth prestateTracer diffMode, Parity `stateDiff`,
 //! Tenderly `stateChanges`, recoup node records) into [`diff::TxDiff`]s; [`diff::Timeline`]
-//! chains them and checks each slot's `from` against the previous `to`; [`decode`] maps
+//! chains them and checks each slot's `from` against the previous `to`; [`decode()`] maps
 //! token storage to holders with [`layout`] and computes vault totals and share-price
 //! losses; [`rpc`] fetches the same files from a node.
 //!
