@@ -58,10 +58,13 @@ impl Steps {
 }
 
 /// The files of one run: (name, bytes), in a fixed order.
-fn render(m: &Manifest, out: &RunOutput) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
-    let s = report::summary(m, out);
+fn render(
+    m: &Manifest,
+    out: &RunOutput,
+    summary_json: Vec<u8>,
+) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
     let mut files = vec![
-        ("summary.json".to_owned(), report::summary_json(&s)?),
+        ("summary.json".to_owned(), summary_json),
         ("claims.csv".to_owned(), report::claims_csv(out)?),
         (
             "user_results.csv".to_owned(),
@@ -164,6 +167,21 @@ fn record(m: &Manifest, out: &RunOutput, summary_json: &[u8]) -> anyhow::Result<
 
 /// Writes `files` into a fresh temporary directory beside `dir`.
 fn stage(dir: &Path, files: &[(String, Vec<u8>)]) -> anyhow::Result<tempfile::TempDir> {
+    if dir.exists() && !dir.is_dir() {
+        anyhow::bail!(
+            "output directory {} exists and is not a directory",
+            dir.display()
+        );
+    }
+    for (name, _) in files {
+        let target = dir.join(name);
+        if target.is_dir() {
+            anyhow::bail!(
+                "{} is a directory; cannot write the {name} output there",
+                target.display()
+            );
+        }
+    }
     let parent = dir
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -219,22 +237,47 @@ pub async fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
         Err(e) => return Err(e.into()),
     };
     let timer = pipeline::StageTimer::new();
-    steps.step("rendering outputs");
-    let files = tokio::task::block_in_place(|| render(&m, &out))?;
-    timer.lap("render");
     let dir = args.out.clone().unwrap_or_else(|| m.outputs.dir.clone());
-    let tmp = stage(&dir, &files)?;
-    timer.lap("write");
-    let mut stored = None;
-    if !args.no_store {
+    let summary = report::summary_json(&report::summary(&m, &out))?;
+    // The rows are inserted while the files are rendered and staged; the transaction
+    // commits only once the files are staged, and the files are published only after the
+    // commit, so an error anywhere leaves both the database and the output directory as
+    // they were.
+    let (staged_tx, staged_rx) = tokio::sync::oneshot::channel::<Result<(), String>>();
+    let save = if args.no_store {
+        None
+    } else {
         steps.step("storing the run");
-        let url = global.db_url();
-        let store = Store::open(&url).await?;
-        let rec = tokio::task::block_in_place(|| record(&m, &out, &files[0].1))?;
+        let store = Store::open(&global.db_url()).await?;
+        let rec = tokio::task::block_in_place(|| record(&m, &out, &summary))?;
         timer.lap("db record");
-        stored = Some(store.save_run(&rec).await?);
-        timer.lap("db save");
-    }
+        Some(tokio::spawn(async move {
+            store
+                .save_run_gated(&rec, async {
+                    staged_rx
+                        .await
+                        .unwrap_or_else(|_| Err("the output files were not written".into()))
+                })
+                .await
+        }))
+    };
+    steps.step("rendering and writing outputs");
+    let staged = tokio::task::block_in_place(|| -> anyhow::Result<_> {
+        let files = render(&m, &out, summary)?;
+        timer.lap("render");
+        let tmp = stage(&dir, &files)?;
+        timer.lap("write");
+        Ok((files, tmp))
+    });
+    let _ = staged_tx.send(staged.as_ref().map(|_| ()).map_err(|e| format!("{e:#}")));
+    let saved = match save {
+        Some(h) => Some(h.await.context("the store task panicked")?),
+        None => None,
+    };
+    timer.lap("db save");
+    // A staging error wins over the rollback it caused.
+    let (files, tmp) = staged?;
+    let stored = saved.transpose()?;
     publish(tmp, &dir, &files)?;
     steps.done();
     if global.json {

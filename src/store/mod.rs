@@ -39,6 +39,9 @@ pub enum StoreError {
         /// Cause.
         source: sqlx::Error,
     },
+    /// The caller withdrew the run before the commit; nothing was stored.
+    #[error("run not stored: {0}")]
+    Aborted(String),
     /// The run id exists for another incident (a hash collision or a tampered database).
     #[error("run {run_id} is stored for incident {stored:?}, not {given:?}")]
     RunMismatch {
@@ -200,6 +203,21 @@ impl Store {
     /// # Errors
     /// [`StoreError::Query`] (the transaction is rolled back), [`StoreError::RunMismatch`].
     pub async fn save_run(&self, run: &RunRecord) -> Result<Saved, StoreError> {
+        self.save_run_gated(run, async { Ok(()) }).await
+    }
+
+    /// Like [`Store::save_run`], but commits only when `gate` resolves to `Ok(())`; on
+    /// `Err(reason)` the transaction is rolled back and [`StoreError::Aborted`] returned.
+    /// Lets a caller insert the rows while it writes its files, and commit only once they
+    /// are safely staged.
+    ///
+    /// # Errors
+    /// As [`Store::save_run`], and [`StoreError::Aborted`].
+    pub async fn save_run_gated(
+        &self,
+        run: &RunRecord,
+        gate: impl std::future::Future<Output = Result<(), String>>,
+    ) -> Result<Saved, StoreError> {
         let mut tx = self
             .pool
             .begin()
@@ -284,6 +302,10 @@ impl Store {
                 .execute(&mut *tx)
                 .await
                 .map_err(q("saving roots"))?;
+        }
+        if let Err(reason) = gate.await {
+            tx.rollback().await.map_err(q("rolling back the run"))?;
+            return Err(StoreError::Aborted(reason));
         }
         tx.commit().await.map_err(q("committing the run"))?;
         Ok(Saved::Inserted)

@@ -569,3 +569,43 @@ fn a_good_run_twice_is_idempotent() {
     assert_eq!(outputs(&first), outputs(&second));
     assert!(Path::new(&f.path("out/dai.json")).exists());
 }
+
+#[test]
+fn unwritable_output_rolls_back_the_database_transaction() {
+    let f = Fixture::new();
+    assert_eq!(f.run().0, 0);
+    let runs = || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let s =
+                recoup::store::Store::open(&format!("sqlite:{}", f.path("recoup.db").display()))
+                    .await
+                    .unwrap();
+            let n = s.count(recoup::store::StoredTable::Runs).await.unwrap();
+            s.pool().close().await;
+            n
+        })
+    };
+    assert_eq!(runs(), 1);
+    // New inputs (a new run id), and an output path that is a file: the rows were inserted
+    // while the files were staged, and must be rolled back.
+    f.edit(
+        "losses.csv",
+        "250000000000000000000",
+        "250000000000000000001",
+    );
+    std::fs::remove_dir_all(f.path("out")).unwrap();
+    std::fs::write(f.path("out"), "not a directory").unwrap();
+    let (code, err) = f.run();
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("is not a directory"), "{err}");
+    assert_eq!(runs(), 1, "the failed run must not be stored");
+    assert_eq!(
+        std::fs::read_to_string(f.path("out")).unwrap(),
+        "not a directory"
+    );
+    assert!(f.leftovers().is_empty());
+}
