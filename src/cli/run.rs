@@ -1,9 +1,9 @@
 //! `recoup run`: the whole pipeline on an incident manifest.
 //!
-//! Order of effects, so that an error leaves nothing behind: everything is computed and
-//! rendered in memory; the files are written into a temporary directory beside the
-//! output directory; the run is stored in one database transaction; only then are the
-//! files renamed into the output directory.
+//! Order of effects, so that an error leaves nothing behind: everything is computed in
+//! memory; the rows are inserted in one database transaction while the files are rendered,
+//! one at a time, into a temporary directory beside the output directory; the transaction
+//! commits only once every file is staged; only then are the files renamed into place.
 
 use super::{GlobalArgs, EXIT_CHECK_FAILED};
 use crate::manifest::Manifest;
@@ -57,30 +57,43 @@ impl Steps {
     }
 }
 
-/// The files of one run: (name, bytes), in a fixed order.
-fn render(
+/// The files of one run, in a fixed order.
+fn output_names(out: &RunOutput) -> Vec<String> {
+    let mut names: Vec<String> = [
+        "summary.json",
+        "claims.csv",
+        "user_results.csv",
+        "report.md",
+    ]
+    .map(String::from)
+    .to_vec();
+    names.extend(out.trees.iter().map(|t| t.spec.file.clone()));
+    names
+}
+
+/// Renders the file called `name` (one of [`output_names`]).
+fn render_one(
     m: &Manifest,
     out: &RunOutput,
-    summary_json: Vec<u8>,
-) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
-    let mut files = vec![
-        ("summary.json".to_owned(), summary_json),
-        ("claims.csv".to_owned(), report::claims_csv(out)?),
-        (
-            "user_results.csv".to_owned(),
-            report::user_results_csv(out)?,
-        ),
-        (
-            "report.md".to_owned(),
-            report::markdown(m, out)?.into_bytes(),
-        ),
-    ];
-    for t in &out.trees {
-        let mut buf = Vec::new();
-        t.tree.write_json(&mut buf);
-        files.push((t.spec.file.clone(), buf));
-    }
-    Ok(files)
+    summary_json: &[u8],
+    name: &str,
+) -> anyhow::Result<Vec<u8>> {
+    Ok(match name {
+        "summary.json" => summary_json.to_vec(),
+        "claims.csv" => report::claims_csv(out)?,
+        "user_results.csv" => report::user_results_csv(out)?,
+        "report.md" => report::markdown(m, out)?.into_bytes(),
+        tree => {
+            let t = out
+                .trees
+                .iter()
+                .find(|t| t.spec.file == tree)
+                .context("unknown output")?;
+            let mut buf = Vec::new();
+            t.tree.write_json(&mut buf);
+            buf
+        }
+    })
 }
 
 /// The per-user row stored in the database: totals per asset and what is paid. The full
@@ -165,15 +178,20 @@ fn record(m: &Manifest, out: &RunOutput, summary_json: &[u8]) -> anyhow::Result<
     })
 }
 
-/// Writes `files` into a fresh temporary directory beside `dir`.
-fn stage(dir: &Path, files: &[(String, Vec<u8>)]) -> anyhow::Result<tempfile::TempDir> {
+/// Renders each output and writes it into a fresh temporary directory beside `dir`, one
+/// file at a time (only one rendered file is in memory at once).
+fn stage(
+    dir: &Path,
+    names: &[String],
+    mut render: impl FnMut(&str) -> anyhow::Result<Vec<u8>>,
+) -> anyhow::Result<tempfile::TempDir> {
     if dir.exists() && !dir.is_dir() {
         anyhow::bail!(
             "output directory {} exists and is not a directory",
             dir.display()
         );
     }
-    for (name, _) in files {
+    for name in names {
         let target = dir.join(name);
         if target.is_dir() {
             anyhow::bail!(
@@ -191,17 +209,18 @@ fn stage(dir: &Path, files: &[(String, Vec<u8>)]) -> anyhow::Result<tempfile::Te
         .prefix(".recoup-run-")
         .tempdir_in(parent)
         .with_context(|| format!("creating a temporary directory in {}", parent.display()))?;
-    for (name, bytes) in files {
+    for name in names {
+        let bytes = render(name)?;
         let p = tmp.path().join(name);
-        std::fs::write(&p, bytes).with_context(|| format!("writing {}", p.display()))?;
+        std::fs::write(&p, &bytes).with_context(|| format!("writing {}", p.display()))?;
     }
     Ok(tmp)
 }
 
 /// Moves staged files into `dir` (renames within one file system).
-fn publish(tmp: tempfile::TempDir, dir: &Path, files: &[(String, Vec<u8>)]) -> anyhow::Result<()> {
+fn publish(tmp: tempfile::TempDir, dir: &Path, names: &[String]) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    for (name, _) in files {
+    for name in names {
         let (from, to) = (tmp.path().join(name), dir.join(name));
         std::fs::rename(&from, &to)
             .with_context(|| format!("moving {} to {}", from.display(), to.display()))?;
@@ -263,11 +282,10 @@ pub async fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
     };
     steps.step("rendering and writing outputs");
     let staged = tokio::task::block_in_place(|| -> anyhow::Result<_> {
-        let files = render(&m, &out, summary)?;
-        timer.lap("render");
-        let tmp = stage(&dir, &files)?;
-        timer.lap("write");
-        Ok((files, tmp))
+        let names = output_names(&out);
+        let tmp = stage(&dir, &names, |name| render_one(&m, &out, &summary, name))?;
+        timer.lap("render+write");
+        Ok((names, tmp))
     });
     let _ = staged_tx.send(staged.as_ref().map(|_| ()).map_err(|e| format!("{e:#}")));
     let saved = match save {
@@ -276,12 +294,12 @@ pub async fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
     };
     timer.lap("db save");
     // A staging error wins over the rollback it caused.
-    let (files, tmp) = staged?;
+    let (names, tmp) = staged?;
     let stored = saved.transpose()?;
-    publish(tmp, &dir, &files)?;
+    publish(tmp, &dir, &names)?;
     steps.done();
     if global.json {
-        println!("{}", String::from_utf8_lossy(&files[0].1).trim_end());
+        println!("{}", String::from_utf8_lossy(&summary).trim_end());
     } else if !global.quiet {
         println!("incident {}  run {}", m.incident.id, out.run_id);
         println!(
@@ -306,7 +324,7 @@ pub async fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
             ),
             None => {}
         }
-        println!("wrote {} files to {}", files.len(), dir.display());
+        println!("wrote {} files to {}", names.len(), dir.display());
     }
     Ok(0)
 }
