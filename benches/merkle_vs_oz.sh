@@ -5,7 +5,7 @@
 #
 #   benches/merkle_vs_oz.sh [N=100000] [FLOOR_N=1000000] [RUNS=7]
 #
-# Needs node and tests/node_modules (`npm ci` in tests/), which holds
+# Needs node and tests/node_modules (`npm install --no-save --prefix tests`), which holds
 # @openzeppelin/merkle-tree 1.0.8; shared/ beside the checkout (SHARED to override).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +15,7 @@ RUNS=${3:-7}
 SHARED=${SHARED:-../shared}
 JS="$SHARED/bench/oz_merkle_bench.js"
 [ -f "$JS" ] || { echo "missing $JS (set SHARED=path/to/shared)" >&2; exit 2; }
-[ -d tests/node_modules/@openzeppelin/merkle-tree ] || { echo "missing tests/node_modules: run npm ci in tests/" >&2; exit 2; }
+[ -d tests/node_modules/@openzeppelin/merkle-tree ] || { echo "missing tests/node_modules: run npm install --no-save --prefix tests" >&2; exit 2; }
 
 cargo bench --bench merkle --no-run >/dev/null 2>&1 || cargo bench --bench merkle --no-run
 echo "== recoup, N=$N (all cores: $(nproc))"

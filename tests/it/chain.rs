@@ -6,7 +6,7 @@
 //! recoup's proof; a tampered amount, a wrong proof and a
 //! second claim revert.
 //!
-//! Needs `npm ci --prefix tests` (anvil 1.7.1, solc-js 0.8.37, OZ merkle-tree 1.0.8).
+//! Needs `npm install --no-save --prefix tests` (anvil 1.7.1, solc-js 0.8.37, OZ merkle-tree 1.0.8).
 //! Without it the test fails under CI (env `CI` set) and skips loudly otherwise.
 
 use alloy_provider::{network::Ethereum, Provider, RootProvider};
@@ -195,10 +195,10 @@ fn tools_present() -> bool {
     }
     assert!(
         std::env::var_os("CI").is_none(),
-        "anvil or solc-js missing under CI: run `npm ci --prefix tests`"
+        "anvil or solc-js missing under CI: run `npm install --no-save --prefix tests`"
     );
     eprintln!(
-        "\n!!! SKIPPED local-chain test: {} missing; run `npm ci --prefix tests` !!!\n",
+        "\n!!! SKIPPED local-chain test: {} missing; run `npm install --no-save --prefix tests` !!!\n",
         anvil_bin().display()
     );
     false

@@ -737,9 +737,15 @@ fn oz_js_client_loads_our_dumps_and_verifies_our_proofs() {
     let module = root_dir.join("tests/node_modules/@openzeppelin/merkle-tree");
     if !module.exists() {
         if std::env::var_os("CI").is_some() {
-            panic!("{} is missing: run `npm ci` in tests/", module.display());
+            panic!(
+                "{} is missing: run `npm install --no-save --prefix tests`",
+                module.display()
+            );
         }
-        eprintln!("SKIPPED: {} missing (npm ci in tests/)", module.display());
+        eprintln!(
+            "SKIPPED: {} missing (npm install --no-save --prefix tests)",
+            module.display()
+        );
         return;
     }
     let dir = tempfile::tempdir().unwrap();
