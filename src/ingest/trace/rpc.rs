@@ -104,6 +104,24 @@ impl Client {
         }
     }
 
+    /// Calls `method` and keeps the node's answer, byte for byte, as the record file `name`.
+    async fn fetch(
+        &self,
+        chain_id: u64,
+        method: &'static str,
+        params: Value,
+        at: (Option<u64>, Option<B256>),
+        name: String,
+        role: &'static str,
+    ) -> Result<FetchedFile, TraceError> {
+        let d = self.call(method, params.clone()).await?;
+        Ok(FetchedFile {
+            name,
+            role,
+            bytes: record(chain_id, method, &params, at.0, at.1, &d),
+        })
+    }
+
     fn err(&self, method: &str, params: &Value, message: String, retries: u32) -> TraceError {
         TraceError::Rpc {
             url: self.url.clone(),
@@ -231,55 +249,46 @@ pub async fn fetch(
                         r,
                     ),
                 });
-                let params = json!([h, prestate_opts()]);
-                let d = c.call("debug_traceTransaction", params.clone()).await?;
-                files.push(FetchedFile {
-                    name: format!("{name}.prestate_diff.json"),
-                    role: "traces",
-                    bytes: record(
+                files.push(
+                    c.fetch(
                         chain_id,
                         "debug_traceTransaction",
-                        &params,
-                        Some(*b),
-                        Some(*h),
-                        &d,
-                    ),
-                });
+                        json!([h, prestate_opts()]),
+                        (Some(*b), Some(*h)),
+                        format!("{name}.prestate_diff.json"),
+                        "traces",
+                    )
+                    .await?,
+                );
                 done += 1;
                 tick(done, total);
                 if opts.call_traces {
-                    let params = json!([h, call_opts()]);
-                    let d = c.call("debug_traceTransaction", params.clone()).await?;
-                    files.push(FetchedFile {
-                        name: format!("{name}.calltracer.json"),
-                        role: "call_traces",
-                        bytes: record(
+                    files.push(
+                        c.fetch(
                             chain_id,
                             "debug_traceTransaction",
-                            &params,
-                            Some(*b),
-                            Some(*h),
-                            &d,
-                        ),
-                    });
+                            json!([h, call_opts()]),
+                            (Some(*b), Some(*h)),
+                            format!("{name}.calltracer.json"),
+                            "call_traces",
+                        )
+                        .await?,
+                    );
                     done += 1;
                     tick(done, total);
                 }
                 if blocks_seen.insert(*b) {
-                    let params = json!([hex(*b), false]);
-                    let d = c.call("eth_getBlockByNumber", params.clone()).await?;
-                    files.push(FetchedFile {
-                        name: format!("block-{b}.header.json"),
-                        role: "blocks",
-                        bytes: record(
+                    files.push(
+                        c.fetch(
                             chain_id,
                             "eth_getBlockByNumber",
-                            &params,
-                            Some(*b),
-                            None,
-                            &d,
-                        ),
-                    });
+                            json!([hex(*b), false]),
+                            (Some(*b), None),
+                            format!("block-{b}.header.json"),
+                            "blocks",
+                        )
+                        .await?,
+                    );
                 }
                 done += 1;
                 tick(done, total);
@@ -295,56 +304,58 @@ pub async fn fetch(
             let total = (to - from + 1) as usize * per;
             let mut done = 0;
             for b in *from..=*to {
-                let params = json!([hex(b), prestate_opts()]);
-                let d = c.call("debug_traceBlockByNumber", params.clone()).await?;
-                files.push(FetchedFile {
-                    name: format!("block-{b}.prestate_diff.json"),
-                    role: "traces",
-                    bytes: record(
+                files.push(
+                    c.fetch(
                         chain_id,
                         "debug_traceBlockByNumber",
-                        &params,
-                        Some(b),
-                        None,
-                        &d,
-                    ),
-                });
+                        json!([hex(b), prestate_opts()]),
+                        (Some(b), None),
+                        format!("block-{b}.prestate_diff.json"),
+                        "traces",
+                    )
+                    .await?,
+                );
                 done += 1;
                 tick(done, total);
                 if opts.call_traces {
-                    let params = json!([hex(b), call_opts()]);
-                    let d = c.call("debug_traceBlockByNumber", params.clone()).await?;
-                    files.push(FetchedFile {
-                        name: format!("block-{b}.calltracer.json"),
-                        role: "call_traces",
-                        bytes: record(
+                    files.push(
+                        c.fetch(
                             chain_id,
                             "debug_traceBlockByNumber",
-                            &params,
-                            Some(b),
-                            None,
-                            &d,
-                        ),
-                    });
+                            json!([hex(b), call_opts()]),
+                            (Some(b), None),
+                            format!("block-{b}.calltracer.json"),
+                            "call_traces",
+                        )
+                        .await?,
+                    );
                     done += 1;
                     tick(done, total);
                 }
-                let params = json!([hex(b)]);
-                let d = c.call("eth_getBlockReceipts", params.clone()).await?;
-                files.push(FetchedFile {
-                    name: format!("block-{b}.receipts.json"),
-                    role: "receipts",
-                    bytes: record(chain_id, "eth_getBlockReceipts", &params, Some(b), None, &d),
-                });
+                files.push(
+                    c.fetch(
+                        chain_id,
+                        "eth_getBlockReceipts",
+                        json!([hex(b)]),
+                        (Some(b), None),
+                        format!("block-{b}.receipts.json"),
+                        "receipts",
+                    )
+                    .await?,
+                );
                 done += 1;
                 tick(done, total);
-                let params = json!([hex(b), false]);
-                let d = c.call("eth_getBlockByNumber", params.clone()).await?;
-                files.push(FetchedFile {
-                    name: format!("block-{b}.header.json"),
-                    role: "blocks",
-                    bytes: record(chain_id, "eth_getBlockByNumber", &params, Some(b), None, &d),
-                });
+                files.push(
+                    c.fetch(
+                        chain_id,
+                        "eth_getBlockByNumber",
+                        json!([hex(b), false]),
+                        (Some(b), None),
+                        format!("block-{b}.header.json"),
+                        "blocks",
+                    )
+                    .await?,
+                );
                 done += 1;
                 tick(done, total);
             }
