@@ -326,20 +326,21 @@ async fn recoup_losses_equal_chain_truth_and_its_root_pays_every_claim_once() {
     }
     let victims = vec![users[2], users[4], users[5]];
     let pre = c.block().await;
-    c.send(
-        attacker,
-        Some(exploiter),
-        attackCall {
-            vault,
-            router,
-            token,
-            victims,
-            to: attacker,
-        }
-        .abi_encode(),
-    )
-    .await
-    .unwrap();
+    let exploit_receipt = c
+        .send(
+            attacker,
+            Some(exploiter),
+            attackCall {
+                vault,
+                router,
+                token,
+                victims,
+                to: attacker,
+            }
+            .abi_encode(),
+        )
+        .await
+        .unwrap();
     let post = c.block().await;
     assert_eq!(post, pre + 1);
 
@@ -375,6 +376,22 @@ async fn recoup_losses_equal_chain_truth_and_its_root_pays_every_claim_once() {
     .await
     .unwrap();
     assert_eq!(fetched.chain_id, 31337);
+    // The same exploit fetched by transaction hash: receipt, prestate diff, call trace and
+    // its block header, and the diff reads back as that one transaction.
+    let exploit_hash: B256 =
+        serde_json::from_value(exploit_receipt["transactionHash"].clone()).unwrap();
+    let by_tx = rpc::fetch(&opts, &rpc::Selection::Txs(vec![exploit_hash]), |_, _| {})
+        .await
+        .unwrap();
+    let roles: Vec<&str> = by_tx.files.iter().map(|f| f.role).collect();
+    assert_eq!(roles, ["receipts", "traces", "call_traces", "blocks"]);
+    let diff = by_tx.files.iter().find(|f| f.role == "traces").unwrap();
+    let parsed = recoup::ingest::trace::format::parse_diff_bytes(
+        std::path::Path::new(&diff.name),
+        &diff.bytes,
+    )
+    .unwrap();
+    assert_eq!(parsed.txs.len(), 1);
     let dir = tempfile::tempdir().unwrap();
     rpc::write_all(&dir.path().join("traces"), &fetched.files, false).unwrap();
     let manifest = format!(
