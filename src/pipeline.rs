@@ -14,7 +14,7 @@ use crate::loss::{
 };
 use crate::manifest::{CsvInput, InputFormat, Manifest, ManifestError, Units};
 use crate::policy::{self, CoverList, PolicyError, PolicyResult, Prices};
-use crate::primitives::{Address, Amount, Asset, B256};
+use crate::primitives::{Address, Asset, B256};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -469,13 +469,4 @@ pub fn run(m: &Manifest) -> Result<RunOutput, PipelineError> {
         policy: result,
         trees,
     })
-}
-
-/// Σ of a user's payouts of `asset` over the whole result (for reports).
-pub fn total_payout(result: &PolicyResult, asset: &str) -> Amount {
-    result
-        .payouts
-        .iter()
-        .find(|p| &*p.asset == asset)
-        .map_or(Amount::ZERO, |p| p.amount)
 }

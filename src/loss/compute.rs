@@ -229,45 +229,39 @@ pub fn compute(inputs: &LossInputs) -> Result<(LossLedger, LossStats), LossError
         it.asset_ix.insert(a.symbol.clone(), i as u32);
     }
     let mut stats = LossStats::default();
-    let mut losses: HashMap<Key, (Amount, Option<Origin>)> =
+    // Rows keep a reference to where they came from (no per-row copy of the path), for the
+    // message when a second input gives the same (account, asset, pool).
+    let mut losses: HashMap<Key, (Amount, &Origin)> =
         HashMap::with_capacity(inputs.balances.len() + inputs.losses.len());
     let mut gains: BTreeMap<(Address, u32), Amount> = BTreeMap::new();
 
-    let put = |losses: &mut HashMap<Key, (Amount, Option<Origin>)>,
-               key: Key,
-               amount: Amount,
-               origin: Option<&Origin>,
-               it: &Interner|
-     -> Result<(), LossError> {
+    fn put<'a>(
+        losses: &mut HashMap<Key, (Amount, &'a Origin)>,
+        key: Key,
+        amount: Amount,
+        origin: &'a Origin,
+        it: &Interner,
+        assets: &[(Asset, Decimal)],
+    ) -> Result<(), LossError> {
         match losses.entry(key) {
             std::collections::hash_map::Entry::Occupied(e) => {
-                let (first, second) = (e.get().1.clone(), origin.cloned());
-                let (f, s) = (
-                    first.unwrap_or(Origin {
-                        file: PathBuf::from("<vault>"),
-                        line: 0,
-                    }),
-                    second.unwrap_or(Origin {
-                        file: PathBuf::from("<vault>"),
-                        line: 0,
-                    }),
-                );
+                let first = e.get().1;
                 Err(LossError::Conflict {
-                    file: s.file,
-                    line: s.line,
-                    first_file: f.file,
-                    first_line: f.line,
+                    file: origin.file.clone(),
+                    line: origin.line,
+                    first_file: first.file.clone(),
+                    first_line: first.line,
                     account: key.0,
-                    asset: inputs.assets[key.1 as usize].0.symbol.clone(),
+                    asset: assets[key.1 as usize].0.symbol.clone(),
                     pool: it.pools[key.2 as usize].clone(),
                 })
             }
             std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert((amount, origin.cloned()));
+                v.insert((amount, origin));
                 Ok(())
             }
         }
-    };
+    }
 
     for r in &inputs.balances {
         let key = (r.account, it.asset(&r.asset)?, it.pool(&r.pool));
@@ -281,13 +275,14 @@ pub fn compute(inputs: &LossInputs) -> Result<(LossLedger, LossStats), LossError
             &mut losses,
             key,
             r.before.saturating_sub(r.after),
-            Some(&r.origin),
+            &r.origin,
             &it,
+            &inputs.assets,
         )?;
     }
     for r in &inputs.losses {
         let key = (r.account, it.asset(&r.asset)?, it.pool(&r.pool));
-        put(&mut losses, key, r.amount, Some(&r.origin), &it)?;
+        put(&mut losses, key, r.amount, &r.origin, &it, &inputs.assets)?;
     }
     for v in &inputs.vaults {
         let ai = it.asset(&v.underlying)?;
@@ -324,7 +319,14 @@ pub fn compute(inputs: &LossInputs) -> Result<(LossLedger, LossStats), LossError
             total = total
                 .checked_add(loss)
                 .map_err(amt(|| format!("vault {} total loss", v.name)))?;
-            put(&mut losses, (h.account, ai, pi), loss, Some(&h.origin), &it)?;
+            put(
+                &mut losses,
+                (h.account, ai, pi),
+                loss,
+                &h.origin,
+                &it,
+                &inputs.assets,
+            )?;
         }
         let e = stats.share_price.entry(v.underlying.clone()).or_default();
         *e = e
