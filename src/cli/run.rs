@@ -257,7 +257,7 @@ pub async fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
     };
     let timer = pipeline::StageTimer::new();
     let dir = args.out.clone().unwrap_or_else(|| m.outputs.dir.clone());
-    let summary = report::summary_json(&report::summary(&m, &out))?;
+    let summary = report::summary_json(&report::summary(&m, &out)?)?;
     // The rows are inserted while the files are rendered and staged; the transaction
     // commits only once the files are staged, and the files are published only after the
     // commit, so an error anywhere leaves both the database and the output directory as

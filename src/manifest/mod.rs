@@ -103,6 +103,7 @@ pub struct Incident {
     /// Snapshot block: the last block before the first attack transaction.
     pub snapshot_block: u64,
     /// Per-pool snapshot blocks where pools were snapshotted separately (Curve 2023).
+    /// Provenance only: shown in the report; the inputs must already be taken at them.
     #[serde(default)]
     pub pool_snapshot_blocks: BTreeMap<String, u64>,
     /// The block after the exploit the "after" balances are taken at.

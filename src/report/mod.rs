@@ -26,6 +26,12 @@ pub enum ReportError {
     /// JSON writing failed.
     #[error("JSON output: {0}")]
     Json(#[from] serde_json::Error),
+    /// A report total does not fit `Decimal`.
+    #[error("{0} overflows Decimal (max about 7.9e28)")]
+    ValueOverflow(&'static str),
+    /// A payout could not be valued.
+    #[error(transparent)]
+    Value(#[from] crate::primitives::ValueError),
 }
 
 /// One tree in the summary.
@@ -86,11 +92,31 @@ pub struct Summary<'a> {
     pub unmatched_slots: &'a [crate::ingest::trace::UnmatchedSlots],
 }
 
+/// Σ of numeraire values, checked (`Decimal`'s `Sum` panics on overflow).
+fn checked_sum(
+    values: impl IntoIterator<Item = Decimal>,
+    what: &'static str,
+) -> Result<Decimal, ReportError> {
+    values
+        .into_iter()
+        .try_fold(Decimal::ZERO, |acc, v| acc.checked_add(v))
+        .ok_or(ReportError::ValueOverflow(what))
+}
+
 /// Builds the summary.
-pub fn summary<'a>(m: &'a Manifest, out: &'a RunOutput) -> Summary<'a> {
-    let total_loss_value = out.policy.users.iter().map(|u| u.loss_value).sum();
-    let total_residual_value = out.policy.users.iter().map(|u| u.residual_value).sum();
-    Summary {
+///
+/// # Errors
+/// [`ReportError::ValueOverflow`] when a total value exceeds `Decimal`'s range (~7.9e28).
+pub fn summary<'a>(m: &'a Manifest, out: &'a RunOutput) -> Result<Summary<'a>, ReportError> {
+    let total_loss_value = checked_sum(
+        out.policy.users.iter().map(|u| u.loss_value),
+        "total loss value",
+    )?;
+    let total_residual_value = checked_sum(
+        out.policy.users.iter().map(|u| u.residual_value),
+        "total residual value",
+    )?;
+    Ok(Summary {
         recoup_version: env!("CARGO_PKG_VERSION"),
         run_id: out.run_id.to_string(),
         incident: &m.incident.id,
@@ -120,7 +146,7 @@ pub fn summary<'a>(m: &'a Manifest, out: &'a RunOutput) -> Summary<'a> {
                 total: t.tree.total(),
             })
             .collect(),
-    }
+    })
 }
 
 /// `summary.json`: pretty-printed, keys in a fixed order, newline-terminated.
@@ -202,19 +228,30 @@ pub fn user_results_csv(out: &RunOutput) -> Result<Vec<u8>, ReportError> {
 }
 
 /// Formats base units of `asset` as whole tokens with the symbol, with thousands separators.
-fn tokens(m: &Manifest, asset: &str, a: Amount) -> String {
-    let d = m.asset(asset).map_or(0, |x| x.decimals);
-    let s = format_units(a, d);
-    let (int, frac) = s.split_once('.').map_or((s.as_str(), ""), |(i, f)| (i, f));
-    let mut grouped = String::new();
+/// `1234567` → `1,234,567` (digits only).
+fn group_thousands(int: &str) -> String {
+    let mut grouped = String::with_capacity(int.len() + int.len() / 3);
     for (i, ch) in int.chars().enumerate() {
         if i > 0 && (int.len() - i) % 3 == 0 {
             grouped.push(',');
         }
         grouped.push(ch);
     }
-    // At most 6 fractional digits in the report (exact values are in the CSV and JSON).
+    grouped
+}
+
+/// Base units of `asset` as whole tokens with the symbol, thousands grouped, at most 6
+/// fractional digits.
+///
+/// # Rounding
+/// Truncated (toward zero) past 6 decimals; the report says so, and the exact base units
+/// are in `claims.csv`, `user_results.csv` and `summary.json`.
+fn tokens(m: &Manifest, asset: &str, a: Amount) -> String {
+    let d = m.asset(asset).map_or(0, |x| x.decimals);
+    let s = format_units(a, d);
+    let (int, frac) = s.split_once('.').unwrap_or((s.as_str(), ""));
     let frac: String = frac.chars().take(6).collect();
+    let grouped = group_thousands(int);
     if frac.is_empty() {
         format!("{grouped} {asset}")
     } else {
@@ -222,27 +259,23 @@ fn tokens(m: &Manifest, asset: &str, a: Amount) -> String {
     }
 }
 
+/// A numeraire value rounded half-even to cents, thousands grouped.
 fn money(d: Decimal) -> String {
-    let r = d.round_dp(2);
-    let s = format!("{r:.2}");
+    let s = format!("{:.2}", d.round_dp(2));
     let (int, frac) = s.split_once('.').unwrap_or((&s, "00"));
-    let neg = int.starts_with('-');
-    let int = int.trim_start_matches('-');
-    let mut grouped = String::new();
-    for (i, ch) in int.chars().enumerate() {
-        if i > 0 && (int.len() - i) % 3 == 0 {
-            grouped.push(',');
-        }
-        grouped.push(ch);
-    }
-    format!("{}{grouped}.{frac}", if neg { "-" } else { "" })
+    let (sign, int) = int.strip_prefix('-').map_or(("", int), |i| ("-", i));
+    format!("{sign}{}.{frac}", group_thousands(int))
 }
 
+/// `part / whole` as a percentage rounded half-even to 2 decimals; `—` when `whole` is 0.
 fn pct(part: Decimal, whole: Decimal) -> String {
-    if whole.is_zero() {
-        return "—".to_owned();
+    match part
+        .checked_mul(Decimal::ONE_HUNDRED)
+        .and_then(|x| x.checked_div(whole))
+    {
+        Some(p) => p.round_dp(2).to_string(),
+        _ => "—".to_owned(),
     }
-    (part * Decimal::from(100) / whole).round_dp(2).to_string()
 }
 
 fn bps_pct(bps: u32) -> String {
@@ -258,19 +291,15 @@ fn bps_pct(bps: u32) -> String {
 /// [`ReportError::Template`].
 pub fn markdown(m: &Manifest, out: &RunOutput) -> Result<String, ReportError> {
     use minijinja::context;
-    let s = summary(m, out);
-    let price = |sym: &str| m.asset(sym).map(|a| (a.asset(), a.price));
-    let value = |sym: &str, a: Amount| {
-        price(sym)
-            .and_then(|(asset, p)| value_of(a, &asset, p).ok())
-            .unwrap_or_default()
-    };
-    let paid_value: Decimal = out
-        .policy
-        .payouts
-        .iter()
-        .map(|p| value(&p.asset, p.amount))
-        .sum();
+    let s = summary(m, out)?;
+    // Payout assets are manifest assets (the policy checks it), so each has a price.
+    let mut paid_values = Vec::with_capacity(out.policy.payouts.len());
+    for p in &out.policy.payouts {
+        if let Some(a) = m.asset(&p.asset) {
+            paid_values.push(value_of(p.amount, &a.asset(), a.price)?);
+        }
+    }
+    let paid_value = checked_sum(paid_values, "total paid value")?;
 
     let assets: Vec<_> = m
         .assets
@@ -393,7 +422,8 @@ pub fn markdown(m: &Manifest, out: &RunOutput) -> Result<String, ReportError> {
     let ctx = context! {
         title => m.incident.name.clone().unwrap_or_else(|| m.incident.id.clone()),
         description => m.incident.description.clone(),
-        incident => context! { id => m.incident.id, chain_id => m.incident.chain_id, snapshot_block => m.incident.snapshot_block, post_block => m.incident.post_block },
+        incident => context! { id => m.incident.id, chain_id => m.incident.chain_id, snapshot_block => m.incident.snapshot_block, post_block => m.incident.post_block,
+            pool_blocks => m.incident.pool_snapshot_blocks.iter().map(|(p, b)| format!("{p}: {b}")).collect::<Vec<_>>().join(", ") },
         numeraire => m.incident.numeraire, users => s.users, loss_rows => s.loss_rows,
         total_loss_value => money(s.total_loss_value), total_paid_value => money(paid_value), total_residual_value => money(s.total_residual_value),
         recovery_pct => pct(paid_value, s.total_loss_value), run_id => s.run_id, version => s.recoup_version,
@@ -403,4 +433,33 @@ pub fn markdown(m: &Manifest, out: &RunOutput) -> Result<String, ReportError> {
         tiers => tiers, groups => groups, checks => out.policy.checks.len(), payouts => payouts, top => top, trees => trees,
     };
     Ok(env.get_template("claim-report")?.render(ctx)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+
+    #[test]
+    fn money_groups_thousands_and_rounds_half_even_to_cents() {
+        assert_eq!(
+            money(Decimal::from_str("-1234567.005").unwrap()),
+            "-1,234,567.00"
+        );
+        assert_eq!(money(Decimal::from_str("999.995").unwrap()), "1,000.00");
+        assert_eq!(money(Decimal::ZERO), "0.00");
+        assert_eq!(group_thousands("123"), "123");
+        assert_eq!(group_thousands("1234"), "1,234");
+    }
+
+    #[test]
+    fn percentages_of_zero_are_a_dash_not_a_panic() {
+        assert_eq!(pct(Decimal::ONE, Decimal::ZERO), "—");
+        assert_eq!(pct(Decimal::ONE, Decimal::from(3)), "33.33");
+        assert_eq!(
+            pct(Decimal::MAX, Decimal::ONE),
+            "—",
+            "overflow is reported as a dash"
+        );
+    }
 }
