@@ -103,7 +103,6 @@ fn main() {
     let users: Vec<[u8; 20]> = (0..n).map(|_| rng.address()).collect();
     let attacker = rng.address();
     let gauge = rng.address();
-    let bot = rng.address();
 
     // Assets: (symbol, decimals, price, whale scale in tokens)
     let mut assets = vec![
@@ -242,14 +241,13 @@ fn main() {
         .replace("{assets_after}", &assets_after.to_string())
         .replace("{supply_after}", &supply_after.to_string())
         .replace("{gauge}", &checksum(&gauge))
-        .replace("{bot}", &checksum(&users[0]))
+        .replace("{bot}", &checksum(&users[0])) // the first user is the excluded MEV bot
         .replace("{attacker}", &checksum(&attacker))
         .replace("{recovered_usdc}", &recovered_usdc.to_string())
         .replace("{recovered_weth}", &recovered_weth.to_string())
         .replace("{treasury_usdc}", &treasury_usdc.to_string())
         .replace("{cover_cap}", &cover_cap.to_string());
     std::fs::write(args.out.join("incident.toml"), manifest).expect("write incident.toml");
-    let _ = bot;
     eprintln!("wrote {} users to {}", n, args.out.display());
 }
 
