@@ -145,12 +145,22 @@ fn record(m: &Manifest, out: &RunOutput, summary_json: &[u8]) -> anyhow::Result<
             ))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
+    // Users are sorted by account: reuse their EIP-55 strings (one keccak each) for the
+    // claims of every tree instead of checksumming each claim again.
+    let checksummed = |a: &crate::primitives::Address| match out
+        .policy
+        .users
+        .binary_search_by_key(a, |u| u.account)
+    {
+        Ok(i) => users[i].0.clone(),
+        Err(_) => crate::primitives::format_address(a),
+    };
     let mut claims = Vec::new();
     let mut roots = Vec::new();
     for t in &out.trees {
         claims.extend(t.entries.iter().enumerate().map(|(i, e)| ClaimRecord {
             tree: t.spec.file.clone(),
-            account: crate::primitives::format_address(&e.account),
+            account: checksummed(&e.account),
             amount: e.amount.to_string(),
             leaf_index: i as u64,
         }));

@@ -568,6 +568,37 @@ fn a_good_run_twice_is_idempotent() {
     };
     assert_eq!(outputs(&first), outputs(&second));
     assert!(Path::new(&f.path("out/dai.json")).exists());
+    // The stored claims of the DAI tree are exactly the DAI rows of claims.csv.
+    let csv = std::fs::read_to_string(f.path("out/claims.csv")).unwrap();
+    let want: Vec<(String, String)> = csv
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let v: Vec<&str> = l.split(',').collect();
+            (v[1] == "DAI").then(|| (v[0].to_owned(), v[2].to_owned()))
+        })
+        .collect();
+    assert!(!want.is_empty());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let got: Vec<(String, String)> = rt.block_on(async {
+        use sqlx::Row;
+        let s = recoup::store::Store::open(&format!("sqlite:{}", f.path("recoup.db").display()))
+            .await
+            .unwrap();
+        let rows = sqlx::query(
+            "SELECT account, amount FROM claims WHERE tree = 'dai.json' ORDER BY leaf_index",
+        )
+        .fetch_all(s.pool())
+        .await
+        .unwrap();
+        rows.iter()
+            .map(|r| (r.get::<String, _>(0), r.get::<String, _>(1)))
+            .collect()
+    });
+    assert_eq!(got, want);
 }
 
 #[test]
