@@ -5,6 +5,27 @@ use super::abi::LeafValue;
 use crate::primitives::format_address;
 use alloy_primitives::{hex, B256};
 
+/// Bytes a writer gathers before handing them on: claim files of a million leaves run to
+/// gigabytes, so they are written in pieces of about this size, never held whole.
+const SPILL_AT: usize = 1 << 20;
+
+/// Hands `buf` to `w` and clears it once it holds [`SPILL_AT`] bytes or more.
+///
+/// # Errors
+/// The writer's.
+pub(crate) fn spill(buf: &mut Vec<u8>, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+    if buf.len() >= SPILL_AT {
+        w.write_all(buf)?;
+        buf.clear();
+    }
+    Ok(())
+}
+
+/// A fresh buffer for [`spill`].
+pub(crate) fn spill_buffer() -> Vec<u8> {
+    Vec::with_capacity(SPILL_AT + 64 * 1024)
+}
+
 /// Appends `"0x<64 lowercase hex>"` (with the quotes).
 pub(crate) fn push_b256(out: &mut Vec<u8>, h: &B256) {
     let mut buf = [0u8; 68];

@@ -566,10 +566,20 @@ impl BuiltTree {
 
     /// Appends the format's own file (OZ `dump()`, parseBalanceMap JSON, Beanstalk JSON).
     pub fn write_json(&self, out: &mut Vec<u8>) {
+        self.write_json_to(out)
+            .expect("writing to a Vec cannot fail");
+    }
+
+    /// Writes the format's own file to `w` in pieces of about 1 MiB, never holding it
+    /// whole (a million-leaf Uniswap file with its proofs is over a gigabyte).
+    ///
+    /// # Errors
+    /// The writer's.
+    pub fn write_json_to(&self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
         match &self.inner {
-            Inner::Oz { tree, .. } => tree.write_dump(out),
-            Inner::Uniswap(u) => u.write_json(out),
-            Inner::Packed(p) => p.write_json(out),
+            Inner::Oz { tree, .. } => tree.write_dump_to(w),
+            Inner::Uniswap(u) => u.write_json_to(w),
+            Inner::Packed(p) => p.write_json_to(w),
         }
     }
 

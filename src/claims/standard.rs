@@ -10,7 +10,7 @@
 
 use super::abi::{encode_into, LeafEncoding, LeafValue, SolType};
 use super::hash::{hash_pair, process_multiproof, process_proof};
-use super::json::{push_b256, push_leaf_value, push_str, push_usize};
+use super::json::{push_b256, push_leaf_value, push_str, push_usize, spill, spill_buffer};
 use super::ClaimsError;
 use alloy_primitives::{keccak256, B256};
 use rayon::prelude::*;
@@ -349,10 +349,20 @@ impl StandardMerkleTree {
         Ok(process_multiproof(leaf_hashes, proof, proof_flags)? == root)
     }
 
-    /// Writes `JSON.stringify(tree.dump())` into `out`: byte-identical to OZ 1.0.8 for the
-    /// same values (addresses are written EIP-55 checksummed, integers as decimal strings).
+    /// Appends `JSON.stringify(tree.dump())` to `out`. See [`Self::write_dump_to`].
     pub fn write_dump(&self, out: &mut Vec<u8>) {
-        out.reserve(self.tree.len() * 69 + self.len() * (40 + 60 * self.encoding.len()));
+        self.write_dump_to(out)
+            .expect("writing to a Vec cannot fail");
+    }
+
+    /// Writes `JSON.stringify(tree.dump())` to `w` in pieces of about 1 MiB: byte-identical
+    /// to OZ 1.0.8 for the same values (addresses are written EIP-55 checksummed, integers
+    /// as decimal strings).
+    ///
+    /// # Errors
+    /// The writer's.
+    pub fn write_dump_to(&self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+        let out = &mut spill_buffer();
         out.extend_from_slice(b"{\"format\":\"standard-v1\",\"leafEncoding\":[");
         for (i, n) in self.encoding.names().iter().enumerate() {
             if i > 0 {
@@ -366,6 +376,7 @@ impl StandardMerkleTree {
                 out.push(b',');
             }
             push_b256(out, h);
+            spill(out, w)?;
         }
         out.extend_from_slice(b"],\"values\":[");
         for i in 0..self.len() {
@@ -382,8 +393,10 @@ impl StandardMerkleTree {
             out.extend_from_slice(b"],\"treeIndex\":");
             push_usize(out, self.tree_index(i));
             out.push(b'}');
+            spill(out, w)?;
         }
         out.extend_from_slice(b"]}");
+        w.write_all(out)
     }
 
     /// `JSON.stringify(tree.dump())` as a string. See [`Self::write_dump`].

@@ -9,7 +9,7 @@
 //! `BigNumber.toHexString()` (minimal even-length hex). Reference:
 //! Uniswap/merkle-distributor `src/parse-balance-map.ts` @ 25a79e8.
 
-use super::json::{push_b256, push_str, push_usize};
+use super::json::{push_b256, push_str, push_usize, spill, spill_buffer};
 use super::layered::LayeredTree;
 use super::ClaimsError;
 use crate::primitives::{format_address, Amount};
@@ -297,6 +297,16 @@ impl UniswapDistribution {
 
     /// Appends `JSON.stringify(parseBalanceMap(...), null, 2)` (no trailing newline).
     pub fn write_json(&self, out: &mut Vec<u8>) {
+        self.write_json_to(out)
+            .expect("writing to a Vec cannot fail");
+    }
+
+    /// Writes the JSON of [`Self::write_json`] to `w` in pieces of about 1 MiB.
+    ///
+    /// # Errors
+    /// The writer's.
+    pub fn write_json_to(&self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+        let out = &mut spill_buffer();
         out.extend_from_slice(b"{\n  \"merkleRoot\": ");
         push_b256(out, &self.root());
         out.extend_from_slice(b",\n  \"tokenTotal\": ");
@@ -335,8 +345,10 @@ impl UniswapDistribution {
                 out.extend_from_slice(b"\n      }");
             }
             out.extend_from_slice(b"\n    }");
+            spill(out, w)?;
         }
         out.extend_from_slice(b"\n  }\n}");
+        w.write_all(out)
     }
 
     /// The JSON as a string. See [`Self::write_json`].
@@ -419,6 +431,16 @@ impl PackedDistribution {
     /// Appends Beanstalk's `*-merkle.json` shape: `{"0xAccount": {"amount": "<decimal>",
     /// "leaf": "0x…", "proof": [...]}}` in leaf order, 4-space indented, no trailing newline.
     pub fn write_json(&self, out: &mut Vec<u8>) {
+        self.write_json_to(out)
+            .expect("writing to a Vec cannot fail");
+    }
+
+    /// Writes the JSON of [`Self::write_json`] to `w` in pieces of about 1 MiB.
+    ///
+    /// # Errors
+    /// The writer's.
+    pub fn write_json_to(&self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+        let out = &mut spill_buffer();
         out.push(b'{');
         let mut proof = Vec::with_capacity(32);
         for (i, (a, v)) in self.accounts.iter().zip(&self.amounts).enumerate() {
@@ -445,8 +467,10 @@ impl PackedDistribution {
                 b"\n        ]"
             });
             out.extend_from_slice(b"\n    }");
+            spill(out, w)?;
         }
         out.extend_from_slice(b"\n}");
+        w.write_all(out)
     }
 }
 

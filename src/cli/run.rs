@@ -71,29 +71,29 @@ fn output_names(out: &RunOutput) -> Vec<String> {
     names
 }
 
-/// Renders the file called `name` (one of [`output_names`]).
+/// Renders the file called `name` (one of [`output_names`]) into `w`, as it goes.
 fn render_one(
     m: &Manifest,
     out: &RunOutput,
     summary_json: &[u8],
     name: &str,
-) -> anyhow::Result<Vec<u8>> {
-    Ok(match name {
-        "summary.json" => summary_json.to_vec(),
-        "claims.csv" => report::claims_csv(out)?,
-        "user_results.csv" => report::user_results_csv(out)?,
-        "report.md" => report::markdown(m, out)?.into_bytes(),
+    w: &mut dyn std::io::Write,
+) -> anyhow::Result<()> {
+    match name {
+        "summary.json" => w.write_all(summary_json)?,
+        "claims.csv" => report::claims_csv(out, w)?,
+        "user_results.csv" => report::user_results_csv(out, w)?,
+        "report.md" => w.write_all(report::markdown(m, out)?.as_bytes())?,
         tree => {
             let t = out
                 .trees
                 .iter()
                 .find(|t| t.spec.file == tree)
                 .context("unknown output")?;
-            let mut buf = Vec::new();
-            t.tree.write_json(&mut buf);
-            buf
+            t.tree.write_json_to(w)?;
         }
-    })
+    }
+    Ok(())
 }
 
 /// The per-user row stored in the database: totals per asset and what is paid. The full
@@ -188,12 +188,12 @@ fn record(m: &Manifest, out: &RunOutput, summary_json: &[u8]) -> anyhow::Result<
     })
 }
 
-/// Renders each output and writes it into a fresh temporary directory beside `dir`, one
-/// file at a time (only one rendered file is in memory at once).
+/// Renders each output straight into its file in a fresh temporary directory beside `dir`
+/// (no file is ever held whole in memory).
 fn stage(
     dir: &Path,
     names: &[String],
-    mut render: impl FnMut(&str) -> anyhow::Result<Vec<u8>>,
+    mut render: impl FnMut(&str, &mut dyn std::io::Write) -> anyhow::Result<()>,
 ) -> anyhow::Result<tempfile::TempDir> {
     if dir.exists() && !dir.is_dir() {
         anyhow::bail!(
@@ -220,9 +220,13 @@ fn stage(
         .tempdir_in(parent)
         .with_context(|| format!("creating a temporary directory in {}", parent.display()))?;
     for name in names {
-        let bytes = render(name)?;
         let p = tmp.path().join(name);
-        std::fs::write(&p, &bytes).with_context(|| format!("writing {}", p.display()))?;
+        let f = std::fs::File::create(&p).with_context(|| format!("creating {}", p.display()))?;
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+        render(name, &mut w).with_context(|| format!("writing {}", p.display()))?;
+        use std::io::Write as _;
+        w.flush()
+            .with_context(|| format!("writing {}", p.display()))?;
     }
     Ok(tmp)
 }
@@ -293,7 +297,9 @@ pub async fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
     steps.step("rendering and writing outputs");
     let staged = tokio::task::block_in_place(|| -> anyhow::Result<_> {
         let names = output_names(&out);
-        let tmp = stage(&dir, &names, |name| render_one(&m, &out, &summary, name))?;
+        let tmp = stage(&dir, &names, |name, w| {
+            render_one(&m, &out, &summary, name, w)
+        })?;
         timer.lap("render+write");
         Ok((names, tmp))
     });

@@ -26,6 +26,16 @@ pub enum RowStatus {
 }
 
 impl RowStatus {
+    /// The status as written in reports and JSON (`paid`, `dust_withheld`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Paid => "paid",
+            Self::ExcludedWithheld => "excluded_withheld",
+            Self::ExcludedRedistributed => "excluded_redistributed",
+            Self::DustWithheld => "dust_withheld",
+            Self::DustRedistributed => "dust_redistributed",
+        }
+    }
     /// True for the statuses that are never paid.
     pub fn is_unpaid(self) -> bool {
         self != Self::Paid
@@ -215,4 +225,25 @@ pub fn residual_value(value: Decimal, haircut: Amount, loss: Amount) -> Option<D
     let f = haircut.mul_div_floor(scale, loss.raw()).ok()?; // < 1e18
     let f: u128 = f.raw().to();
     value.checked_mul(Decimal::from_i128_with_scale(f as i128, 18))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RowStatus;
+
+    #[test]
+    fn status_text_is_its_serde_name() {
+        for s in [
+            RowStatus::Paid,
+            RowStatus::ExcludedWithheld,
+            RowStatus::ExcludedRedistributed,
+            RowStatus::DustWithheld,
+            RowStatus::DustRedistributed,
+        ] {
+            assert_eq!(
+                serde_json::to_value(s).unwrap(),
+                serde_json::Value::from(s.as_str())
+            );
+        }
+    }
 }

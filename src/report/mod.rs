@@ -160,12 +160,13 @@ pub fn summary_json(s: &Summary<'_>) -> Result<Vec<u8>, ReportError> {
 }
 
 /// `claims.csv`: `account,asset,amount` — one row per user and payout asset, amount in
-/// base units, sorted by account then asset (the input of `recoup merkle build`).
+/// base units, sorted by account then asset (the input of `recoup merkle build`),
+/// written to `w` as it goes.
 ///
 /// # Errors
-/// [`ReportError::Csv`].
-pub fn claims_csv(out: &RunOutput) -> Result<Vec<u8>, ReportError> {
-    let mut w = csv::Writer::from_writer(Vec::with_capacity(out.policy.users.len() * 80));
+/// [`ReportError::Csv`], including the writer's errors.
+pub fn claims_csv(out: &RunOutput, w: &mut dyn std::io::Write) -> Result<(), ReportError> {
+    let mut w = csv::Writer::from_writer(w);
     w.write_record(["account", "asset", "amount"])?;
     let mut amount = String::new();
     for u in &out.policy.users {
@@ -177,54 +178,62 @@ pub fn claims_csv(out: &RunOutput) -> Result<Vec<u8>, ReportError> {
             w.write_record([account.as_str(), &p.asset, amount.as_str()])?;
         }
     }
-    w.into_inner()
-        .map_err(|e| ReportError::Csv(e.into_error().into()))
+    w.flush().map_err(|e| ReportError::Csv(e.into()))
 }
 
 /// `user_results.csv`: one row per loss row with its policy outcome, base units:
 /// `account,asset,pool,class,tier,status,loss,value,claim,covered,withheld,haircut,excess,sources`
-/// where `sources` is `id:amount` pairs joined by `;`.
+/// where `sources` is `id:amount` pairs joined by `;`; written to `w` as it goes.
 ///
 /// # Errors
-/// [`ReportError::Csv`].
-pub fn user_results_csv(out: &RunOutput) -> Result<Vec<u8>, ReportError> {
-    let mut w = csv::Writer::from_writer(Vec::with_capacity(out.ledger.rows.len() * 160));
+/// [`ReportError::Csv`], including the writer's errors.
+pub fn user_results_csv(out: &RunOutput, w: &mut dyn std::io::Write) -> Result<(), ReportError> {
+    use std::fmt::Write as _;
+    let mut w = csv::Writer::from_writer(w);
     w.write_record([
         "account", "asset", "pool", "class", "tier", "status", "loss", "value", "claim", "covered",
         "withheld", "haircut", "excess", "sources",
     ])?;
+    // Reused text buffers: one per numeric column and one for the sources.
+    let mut num: [String; 7] = Default::default();
+    let mut sources = String::new();
     for u in &out.policy.users {
         let account = format_address(&u.account);
         for r in &u.rows {
-            let sources: Vec<String> = r
-                .sources
-                .iter()
-                .map(|s| format!("{}:{}", s.source, s.amount))
-                .collect();
-            let status = serde_json::to_value(r.status)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default();
+            sources.clear();
+            for (i, s) in r.sources.iter().enumerate() {
+                let sep = if i == 0 { "" } else { ";" };
+                let _ = write!(sources, "{sep}{}:{}", s.source, s.amount);
+            }
+            for n in &mut num {
+                n.clear();
+            }
+            let _ = write!(num[0], "{}", r.loss);
+            let _ = write!(num[1], "{}", r.value);
+            let _ = write!(num[2], "{}", r.claim);
+            let _ = write!(num[3], "{}", r.covered);
+            let _ = write!(num[4], "{}", r.withheld);
+            let _ = write!(num[5], "{}", r.haircut);
+            let _ = write!(num[6], "{}", r.excess);
             w.write_record([
                 account.as_str(),
                 &r.asset,
                 r.pool.as_deref().unwrap_or(""),
                 r.class.as_deref().unwrap_or(""),
                 u.tier.as_deref().unwrap_or(""),
-                &status,
-                &r.loss.to_string(),
-                &r.value.to_string(),
-                &r.claim.to_string(),
-                &r.covered.to_string(),
-                &r.withheld.to_string(),
-                &r.haircut.to_string(),
-                &r.excess.to_string(),
-                &sources.join(";"),
+                r.status.as_str(),
+                &num[0],
+                &num[1],
+                &num[2],
+                &num[3],
+                &num[4],
+                &num[5],
+                &num[6],
+                &sources,
             ])?;
         }
     }
-    w.into_inner()
-        .map_err(|e| ReportError::Csv(e.into_error().into()))
+    w.flush().map_err(|e| ReportError::Csv(e.into()))
 }
 
 /// Formats base units of `asset` as whole tokens with the symbol, with thousands separators.
