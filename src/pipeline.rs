@@ -7,7 +7,7 @@
 //! the same id and the same outputs, byte for byte.
 
 use crate::claims::{build_tree, BuiltTree, ClaimEntry, ClaimTreeSpec, ClaimsError, EntryOrder};
-use crate::ingest::files::{self, AmountRow, BalanceRow, HolderColumn, InputError, Origin};
+use crate::ingest::files::{self, AmountRow, BalanceRow, HolderColumn, InputError, Name, Origin};
 use crate::ingest::trace::UnmatchedSlots;
 use crate::loss::{
     self, Exclusion, LossError, LossInputs, LossLedger, LossStats, VaultInput, WrapperInput,
@@ -221,8 +221,12 @@ pub fn load_inputs(m: &Manifest) -> Result<(LossInputs, Vec<UnmatchedSlots>), Pi
     if let Some(cfg) = &m.state_diff {
         let decoded = crate::ingest::trace::decode(cfg, &m.base_dir)?;
         let origin = Origin {
-            file: m.path.join("[state_diff]"),
+            file: m.path.join("[state_diff]").into(),
             line: 0,
+        };
+        let mut names: HashMap<String, Name> = HashMap::new();
+        let mut name = |s: &str| -> Name {
+            Name::clone(names.entry(s.to_owned()).or_insert_with(|| Name::from(s)))
         };
         // A vault's own drop in its underlying asset *is* its holders' share-price loss:
         // count it once, through the holders.
@@ -235,7 +239,7 @@ pub fn load_inputs(m: &Manifest) -> Result<(LossInputs, Vec<UnmatchedSlots>), Pi
         {
             inputs.balances.push(BalanceRow {
                 account: b.account,
-                asset: b.asset.clone(),
+                asset: name(&b.asset),
                 pool: None,
                 before: b.before,
                 after: b.after,
@@ -245,8 +249,8 @@ pub fn load_inputs(m: &Manifest) -> Result<(LossInputs, Vec<UnmatchedSlots>), Pi
         for l in decoded.share_losses.iter().filter(|l| !l.loss.is_zero()) {
             inputs.losses.push(AmountRow {
                 account: l.account,
-                asset: l.asset.clone(),
-                pool: Some(l.vault.clone()),
+                asset: name(&l.asset),
+                pool: Some(name(&l.vault)),
                 amount: l.loss,
                 kind: None,
                 origin: origin.clone(),
@@ -323,14 +327,10 @@ pub fn order_entries(
     entries: &mut [ClaimEntry],
     order: EntryOrder,
     asset: &str,
-    first_seen: &HashMap<(String, Address), usize>,
+    first_seen: &FirstSeen,
 ) {
-    let rank = |a: &Address| {
-        first_seen
-            .get(&(asset.to_owned(), *a))
-            .copied()
-            .unwrap_or(usize::MAX)
-    };
+    let seen = first_seen.get(asset);
+    let rank = |a: &Address| seen.and_then(|s| s.get(a)).copied().unwrap_or(usize::MAX);
     match order {
         EntryOrder::Account => entries.sort_by_key(|e| e.account),
         EntryOrder::AmountDesc => entries.sort_by(|a, b| {
@@ -347,29 +347,31 @@ pub fn order_entries(
     }
 }
 
+/// Per asset symbol: each account's rank by first appearance among that asset's rows.
+pub type FirstSeen = HashMap<Name, foldhash::HashMap<Address, usize>>;
+
 /// Rank of each (asset, account) by first appearance among that asset's rows: balances,
 /// loss lists and vault holders (for the vault's underlying), in manifest order. Per asset,
 /// so that one published list's order is not disturbed by another asset's list.
-fn first_seen(inputs: &LossInputs) -> HashMap<(String, Address), usize> {
-    let mut seen: HashMap<(String, Address), usize> = HashMap::new();
-    let mut next: HashMap<String, usize> = HashMap::new();
+fn first_seen(inputs: &LossInputs) -> FirstSeen {
+    let mut seen: FirstSeen = HashMap::new();
     let rows = inputs
         .balances
         .iter()
-        .map(|r| (&r.asset, r.account))
-        .chain(inputs.losses.iter().map(|r| (&r.asset, r.account)))
-        .chain(
-            inputs
-                .vaults
+        .map(|r| (&*r.asset, r.account))
+        .chain(inputs.losses.iter().map(|r| (&*r.asset, r.account)))
+        .chain(inputs.vaults.iter().flat_map(|v| {
+            v.holders
                 .iter()
-                .flat_map(|v| v.holders.iter().map(move |h| (&v.underlying, h.account))),
-        );
+                .map(move |h| (v.underlying.as_str(), h.account))
+        }));
     for (asset, account) in rows {
-        if let std::collections::hash_map::Entry::Vacant(e) = seen.entry((asset.clone(), account)) {
-            let n = next.entry(asset.clone()).or_insert(0);
-            e.insert(*n);
-            *n += 1;
-        }
+        let of_asset = match seen.get_mut(asset) {
+            Some(m) => m,
+            None => seen.entry(Name::from(asset)).or_default(),
+        };
+        let n = of_asset.len();
+        of_asset.entry(account).or_insert(n);
     }
     seen
 }
@@ -377,7 +379,7 @@ fn first_seen(inputs: &LossInputs) -> HashMap<(String, Address), usize> {
 /// Prints stage timings to stderr when `RECOUP_TIMINGS` is set (for benchmarking).
 pub struct StageTimer {
     on: bool,
-    last: std::cell::Cell<std::time::Instant>,
+    last: std::sync::Mutex<std::time::Instant>,
 }
 
 impl StageTimer {
@@ -385,7 +387,7 @@ impl StageTimer {
     pub fn new() -> Self {
         Self {
             on: std::env::var_os("RECOUP_TIMINGS").is_some(),
-            last: std::cell::Cell::new(std::time::Instant::now()),
+            last: std::sync::Mutex::new(std::time::Instant::now()),
         }
     }
 
@@ -393,11 +395,9 @@ impl StageTimer {
     pub fn lap(&self, stage: &str) {
         if self.on {
             let now = std::time::Instant::now();
-            eprintln!(
-                "timing {stage:<12} {:>8.3} s",
-                (now - self.last.get()).as_secs_f64()
-            );
-            self.last.set(now);
+            let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+            eprintln!("timing {stage:<12} {:>8.3} s", (now - *last).as_secs_f64());
+            *last = now;
         }
     }
 }

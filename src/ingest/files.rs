@@ -9,6 +9,11 @@ use crate::manifest::{AssetSpec, Units};
 use crate::primitives::{parse_address, parse_units, Address, Amount};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// A shared name (asset symbol, pool): one allocation per distinct name, however many rows
+/// carry it.
+pub type Name = Arc<str>;
 
 /// A CSV input could not be read. Every variant names the file; row errors name the
 /// line (1-based, the header is line 1), the column (1-based) and the field.
@@ -82,8 +87,8 @@ pub enum InputError {
 /// Where a row came from, for later messages (duplicates across files, netting).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin {
-    /// File path.
-    pub file: PathBuf,
+    /// File path (shared by every row of the file).
+    pub file: Arc<Path>,
     /// 1-based line.
     pub line: u64,
 }
@@ -94,9 +99,9 @@ pub struct BalanceRow {
     /// Holder.
     pub account: Address,
     /// Asset symbol.
-    pub asset: String,
+    pub asset: Name,
     /// Pool (the `pool` column, else the input's `pool`).
-    pub pool: Option<String>,
+    pub pool: Option<Name>,
     /// Balance at the snapshot block, base units.
     pub before: Amount,
     /// Balance after the exploit, base units.
@@ -111,9 +116,9 @@ pub struct AmountRow {
     /// Account.
     pub account: Address,
     /// Asset symbol.
-    pub asset: String,
+    pub asset: Name,
     /// Pool (the `pool` column, else the input's `pool`).
-    pub pool: Option<String>,
+    pub pool: Option<Name>,
     /// Amount, base units.
     pub amount: Amount,
     /// Free-text kind (netting: `withdrawal`, `refund`, `in_kind` …).
@@ -149,11 +154,32 @@ impl Layout {
     }
 }
 
-/// An open CSV file with its column map.
-struct Table {
-    file: PathBuf,
-    reader: csv::Reader<std::io::BufReader<std::fs::File>>,
+/// The column map of an open CSV file.
+struct Cols {
+    file: Arc<Path>,
     cols: HashMap<&'static str, usize>,
+    /// Number of header fields: every record must have as many.
+    width: usize,
+}
+
+/// An open CSV file: its bytes, column map and where the records start.
+struct Table {
+    cols: Cols,
+    data: Vec<u8>,
+    /// Byte offset of the first record (after the header).
+    body: usize,
+    /// 1-based line of the first record.
+    first_line: u64,
+}
+
+/// Files with at least this many bytes of records are parsed in parallel chunks.
+const PARALLEL_FROM: usize = 1 << 20;
+
+fn reader(data: &[u8], headers: bool) -> csv::Reader<&[u8]> {
+    csv::ReaderBuilder::new()
+        .has_headers(headers)
+        .trim(csv::Trim::All)
+        .from_reader(data)
 }
 
 impl Table {
@@ -167,15 +193,13 @@ impl Table {
         layout: &Layout,
         renames: &BTreeMap<String, String>,
     ) -> Result<Self, InputError> {
-        let f = std::fs::File::open(file).map_err(|source| InputError::Io {
+        let data = std::fs::read(file).map_err(|source| InputError::Io {
             file: file.to_owned(),
             source,
         })?;
-        let mut reader = csv::ReaderBuilder::new()
-            .has_headers(true)
-            .trim(csv::Trim::All)
-            .from_reader(std::io::BufReader::with_capacity(1 << 20, f));
-        let headers = reader.headers().map_err(|e| csv_err(file, &e))?.clone();
+        let mut r = reader(&data, true);
+        let headers = r.headers().map_err(|e| csv_err(file, &e))?.clone();
+        let start = r.position().clone();
         if headers.is_empty() || (headers.len() == 1 && headers[0].is_empty()) {
             return Err(InputError::Empty {
                 file: file.to_owned(),
@@ -207,41 +231,164 @@ impl Table {
             return Err(wrong());
         }
         Ok(Self {
-            file: file.to_owned(),
-            reader,
-            cols,
+            cols: Cols {
+                file: Arc::from(file),
+                cols,
+                width: headers.len(),
+            },
+            body: usize::try_from(start.byte()).unwrap_or(data.len()),
+            first_line: start.line(),
+            data,
         })
     }
 
-    /// Iterates records; calls `f(record, line)`. Errors on an empty body.
-    fn each<F>(&mut self, layout: &Layout, mut f: F) -> Result<(), InputError>
+    /// Parses every record with `parse`, in file order. Returns the rows and, when a
+    /// record failed, its error: the rows are then those before it, so that callers can
+    /// still report an earlier duplicate first, as a reader going line by line would.
+    /// An empty body is an [`InputError::Empty`].
+    ///
+    /// Large files without quotes are split at line ends and parsed on all threads; if
+    /// any chunk fails, the file is parsed again line by line so the error reported is
+    /// exactly the sequential one.
+    fn rows<T, F>(&self, layout: &Layout, parse: F) -> (Vec<T>, Option<InputError>)
     where
-        F: FnMut(&Cursor<'_>) -> Result<(), InputError>,
+        T: Send,
+        F: Fn(&Cursor<'_>) -> Result<T, InputError> + Sync,
     {
+        let body = &self.data[self.body.min(self.data.len())..];
+        if body.len() >= PARALLEL_FROM && memchr::memchr(b'"', body).is_none() {
+            if let Some(rows) = self.rows_parallel(body, &parse) {
+                if !rows.is_empty() {
+                    return (rows, None);
+                }
+            }
+        }
+        self.rows_sequential(layout, &parse)
+    }
+
+    /// The chunked parse; `None` on any error (the caller then goes line by line).
+    fn rows_parallel<T, F>(&self, body: &[u8], parse: &F) -> Option<Vec<T>>
+    where
+        T: Send,
+        F: Fn(&Cursor<'_>) -> Result<T, InputError> + Sync,
+    {
+        use rayon::prelude::*;
+        let pieces = rayon::current_num_threads().max(1) * 8;
+        let mut bounds = vec![0usize];
+        for i in 1..pieces {
+            let at = (body.len() / pieces * i).max(*bounds.last()?);
+            match memchr::memchr(b'\n', &body[at..]) {
+                Some(nl) if at + nl + 1 < body.len() => bounds.push(at + nl + 1),
+                _ => break,
+            }
+        }
+        bounds.dedup();
+        bounds.push(body.len());
+        // Line of each chunk's first byte.
+        let mut lines = Vec::with_capacity(bounds.len());
+        let mut line = self.first_line;
+        for w in bounds.windows(2) {
+            lines.push(line);
+            line += memchr::memchr_iter(b'\n', &body[w[0]..w[1]]).count() as u64;
+        }
+        let chunks: Vec<Option<Vec<T>>> = bounds
+            .windows(2)
+            .zip(&lines)
+            .collect::<Vec<_>>()
+            .into_par_iter()
+            .map(|(w, &first)| {
+                let mut r = reader(&body[w[0]..w[1]], false);
+                let mut rec = csv::StringRecord::new();
+                let mut out = Vec::new();
+                loop {
+                    match r.read_record(&mut rec) {
+                        Ok(false) => return Some(out),
+                        Ok(true) if rec.len() == self.cols.width => {
+                            let rel = rec.position().map_or(1, |p| p.line());
+                            let c = Cursor {
+                                t: &self.cols,
+                                rec: &rec,
+                                line: first + rel - 1,
+                            };
+                            out.push(parse(&c).ok()?);
+                        }
+                        _ => return None,
+                    }
+                }
+            })
+            .collect();
+        let mut rows = Vec::with_capacity(chunks.iter().flatten().map(Vec::len).sum());
+        for c in chunks {
+            rows.extend(c?);
+        }
+        Some(rows)
+    }
+
+    fn rows_sequential<T>(
+        &self,
+        layout: &Layout,
+        parse: &dyn Fn(&Cursor<'_>) -> Result<T, InputError>,
+    ) -> (Vec<T>, Option<InputError>) {
+        let mut r = reader(&self.data, true);
         let mut rec = csv::StringRecord::new();
+        let mut out = Vec::new();
         let mut rows = 0u64;
         loop {
-            match self.reader.read_record(&mut rec) {
+            match r.read_record(&mut rec) {
                 Ok(false) => break,
                 Ok(true) => {
                     let line = rec.position().map_or(0, |p| p.line());
                     rows += 1;
-                    f(&Cursor {
-                        t: self,
+                    let c = Cursor {
+                        t: &self.cols,
                         rec: &rec,
                         line,
-                    })?;
+                    };
+                    match parse(&c) {
+                        Ok(row) => out.push(row),
+                        Err(e) => return (out, Some(e)),
+                    }
                 }
-                Err(e) => return Err(csv_err(&self.file, &e)),
+                Err(e) => return (out, Some(csv_err(&self.cols.file, &e))),
             }
         }
         if rows == 0 {
-            return Err(InputError::Empty {
-                file: self.file.clone(),
-                expected: layout.expected(),
+            return (
+                out,
+                Some(InputError::Empty {
+                    file: self.cols.file.to_path_buf(),
+                    expected: layout.expected(),
+                }),
+            );
+        }
+        (out, None)
+    }
+}
+
+/// Checks rows for a repeated key in file order, then returns them, or the earlier of
+/// the first repeat and the parse error `failed` (which ends `rows`).
+fn unique_rows<T, K: std::hash::Hash + Eq>(
+    file: &Path,
+    (rows, failed): (Vec<T>, Option<InputError>),
+    key: impl Fn(&T) -> K,
+    line: impl Fn(&T) -> u64,
+    show: impl Fn(&T) -> String,
+) -> Result<Vec<T>, InputError> {
+    let mut seen: foldhash::HashMap<K, u64> = foldhash::HashMap::default();
+    seen.reserve(rows.len());
+    for r in &rows {
+        if let Some(first) = seen.insert(key(r), line(r)) {
+            return Err(InputError::Duplicate {
+                file: file.to_owned(),
+                line: line(r),
+                first,
+                key: show(r),
             });
         }
-        Ok(())
+    }
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(rows),
     }
 }
 
@@ -262,7 +409,7 @@ fn csv_err(file: &Path, e: &csv::Error) -> InputError {
 
 /// One record with its position.
 struct Cursor<'a> {
-    t: &'a Table,
+    t: &'a Cols,
     rec: &'a csv::StringRecord,
     line: u64,
 }
@@ -271,7 +418,7 @@ impl Cursor<'_> {
     fn err(&self, field: &str, message: String) -> InputError {
         let column = self.t.cols.get(field).map_or(0, |c| c + 1);
         InputError::Field {
-            file: self.t.file.clone(),
+            file: self.t.file.to_path_buf(),
             line: self.line,
             column,
             field: field.to_owned(),
@@ -294,6 +441,10 @@ impl Cursor<'_> {
         self.get(field).filter(|s| !s.is_empty()).map(str::to_owned)
     }
 
+    fn opt_name(&self, field: &str) -> Option<Name> {
+        self.get(field).filter(|s| !s.is_empty()).map(Name::from)
+    }
+
     fn address(&self, field: &str) -> Result<Address, InputError> {
         let s = self.text(field)?;
         parse_address(s).map_err(|e| self.err(field, e.to_string()))
@@ -313,9 +464,10 @@ impl Cursor<'_> {
         })
     }
 
-    fn asset<'m>(&self, field: &str, assets: &'m [AssetSpec]) -> Result<&'m AssetSpec, InputError> {
+    /// The index in `assets` of the asset the field names.
+    fn asset(&self, field: &str, assets: &[AssetSpec]) -> Result<usize, InputError> {
         let s = self.text(field)?;
-        assets.iter().find(|a| a.symbol == s).ok_or_else(|| {
+        assets.iter().position(|a| a.symbol == s).ok_or_else(|| {
             let known: Vec<&str> = assets.iter().map(|a| a.symbol.as_str()).collect();
             self.err(
                 field,
@@ -329,7 +481,7 @@ impl Cursor<'_> {
 
     fn origin(&self) -> Origin {
         Origin {
-            file: self.t.file.clone(),
+            file: Arc::clone(&self.t.file),
             line: self.line,
         }
     }
@@ -364,23 +516,6 @@ const CLASSES: Layout = Layout {
     optional: &[],
 };
 
-fn check_dup<K: std::hash::Hash + Eq>(
-    seen: &mut HashMap<K, u64>,
-    key: K,
-    c: &Cursor<'_>,
-    show: impl FnOnce() -> String,
-) -> Result<(), InputError> {
-    if let Some(first) = seen.insert(key, c.line) {
-        return Err(InputError::Duplicate {
-            file: c.t.file.clone(),
-            line: c.line,
-            first,
-            key: show(),
-        });
-    }
-    Ok(())
-}
-
 /// Reads a balance snapshot CSV `account,asset,before,after[,pool]`.
 ///
 /// # Errors
@@ -394,32 +529,44 @@ pub fn read_balances(
     assets: &[AssetSpec],
     columns: &BTreeMap<String, String>,
 ) -> Result<Vec<BalanceRow>, InputError> {
-    let mut t = Table::open_renamed(file, &BALANCES, columns)?;
-    let mut out = Vec::new();
-    let mut seen = HashMap::new();
-    t.each(&BALANCES, |c| {
+    let t = Table::open_renamed(file, &BALANCES, columns)?;
+    let names = symbols(assets);
+    let pool: Option<Name> = pool.map(Name::from);
+    let rows = t.rows(&BALANCES, |c| {
         let account = c.address("account")?;
         let a = c.asset("asset", assets)?;
-        let before = c.amount("before", units, a.decimals)?;
-        let after = c.amount("after", units, a.decimals)?;
-        let pool = c.opt_text("pool").or_else(|| pool.map(str::to_owned));
-        check_dup(
-            &mut seen,
-            (account, a.symbol.clone(), pool.clone()),
-            c,
-            || format!("account {account}, asset {}, pool {:?}", a.symbol, pool),
-        )?;
-        out.push(BalanceRow {
+        let decimals = assets[a].decimals;
+        let before = c.amount("before", units, decimals)?;
+        let after = c.amount("after", units, decimals)?;
+        Ok(BalanceRow {
             account,
-            asset: a.symbol.clone(),
-            pool,
+            asset: Name::clone(&names[a]),
+            pool: c.opt_name("pool").or_else(|| pool.clone()),
             before,
             after,
             origin: c.origin(),
-        });
-        Ok(())
-    })?;
-    Ok(out)
+        })
+    });
+    unique_rows(
+        file,
+        rows,
+        |r| (r.account, Name::clone(&r.asset), r.pool.clone()),
+        |r| r.origin.line,
+        |r| {
+            format!(
+                "account {}, asset {}, pool {:?}",
+                r.account, r.asset, r.pool
+            )
+        },
+    )
+}
+
+/// The asset symbols as shared names, in manifest order.
+fn symbols(assets: &[AssetSpec]) -> Vec<Name> {
+    assets
+        .iter()
+        .map(|a| Name::from(a.symbol.as_str()))
+        .collect()
 }
 
 /// How a CSV input is read: units, default pool, a fixed asset for files without an
@@ -451,53 +598,58 @@ pub fn read_amounts(
     } else {
         &AMOUNTS
     };
-    let fixed = match opts.asset {
-        Some(sym) => {
-            Some(
-                assets
-                    .iter()
-                    .find(|a| a.symbol == sym)
-                    .ok_or_else(|| InputError::Field {
-                        file: file.to_owned(),
-                        line: 0,
-                        column: 0,
-                        field: "asset".into(),
-                        message: format!("unknown asset {sym:?}"),
-                    })?,
-            )
-        }
-        None => None,
-    };
-    let (units, pool) = (opts.units, opts.pool);
-    let mut t = Table::open_renamed(file, layout, opts.columns)?;
-    let mut out = Vec::new();
-    let mut seen = HashMap::new();
-    t.each(layout, |c| {
+    let fixed =
+        match opts.asset {
+            Some(sym) => Some(assets.iter().position(|a| a.symbol == sym).ok_or_else(|| {
+                InputError::Field {
+                    file: file.to_owned(),
+                    line: 0,
+                    column: 0,
+                    field: "asset".into(),
+                    message: format!("unknown asset {sym:?}"),
+                }
+            })?),
+            None => None,
+        };
+    let units = opts.units;
+    let pool: Option<Name> = opts.pool.map(Name::from);
+    let names = symbols(assets);
+    let t = Table::open_renamed(file, layout, opts.columns)?;
+    let rows = t.rows(layout, |c| {
         let account = c.address("account")?;
         let a = match fixed {
             Some(a) => a,
             None => c.asset("asset", assets)?,
         };
-        let amount = c.amount("amount", units, a.decimals)?;
-        let pool = c.opt_text("pool").or_else(|| pool.map(str::to_owned));
-        let kind = c.opt_text("kind");
-        check_dup(
-            &mut seen,
-            (account, a.symbol.clone(), pool.clone(), kind.clone()),
-            c,
-            || format!("account {account}, asset {}, pool {:?}", a.symbol, pool),
-        )?;
-        out.push(AmountRow {
+        let amount = c.amount("amount", units, assets[a].decimals)?;
+        Ok(AmountRow {
             account,
-            asset: a.symbol.clone(),
-            pool,
+            asset: Name::clone(&names[a]),
+            pool: c.opt_name("pool").or_else(|| pool.clone()),
             amount,
-            kind,
+            kind: c.opt_text("kind"),
             origin: c.origin(),
-        });
-        Ok(())
-    })?;
-    Ok(out)
+        })
+    });
+    unique_rows(
+        file,
+        rows,
+        |r| {
+            (
+                r.account,
+                Name::clone(&r.asset),
+                r.pool.clone(),
+                r.kind.clone(),
+            )
+        },
+        |r| r.origin.line,
+        |r| {
+            format!(
+                "account {}, asset {}, pool {:?}",
+                r.account, r.asset, r.pool
+            )
+        },
+    )
 }
 
 /// Which amount column a holder list has.
@@ -527,21 +679,21 @@ pub fn read_holders(
         HolderColumn::Shares => (&HOLDERS_SHARES, "shares"),
         HolderColumn::Amount => (&HOLDERS_AMOUNT, "amount"),
     };
-    let mut t = Table::open(file, layout)?;
-    let mut out = Vec::new();
-    let mut seen = HashMap::new();
-    t.each(layout, |c| {
-        let account = c.address("account")?;
-        let amount = c.amount(field, units, decimals)?;
-        check_dup(&mut seen, account, c, || format!("account {account}"))?;
-        out.push(HolderRow {
-            account,
-            amount,
+    let t = Table::open(file, layout)?;
+    let rows = t.rows(layout, |c| {
+        Ok(HolderRow {
+            account: c.address("account")?,
+            amount: c.amount(field, units, decimals)?,
             origin: c.origin(),
-        });
-        Ok(())
-    })?;
-    Ok(out)
+        })
+    });
+    unique_rows(
+        file,
+        rows,
+        |r| r.account,
+        |r| r.origin.line,
+        |r| format!("account {}", r.account),
+    )
 }
 
 /// Reads a class list CSV `account,class`.
@@ -549,17 +701,12 @@ pub fn read_holders(
 /// # Errors
 /// As [`read_balances`].
 pub fn read_classes(file: &Path) -> Result<Vec<(Address, String)>, InputError> {
-    let mut t = Table::open(file, &CLASSES)?;
-    let mut out = Vec::new();
-    let mut seen = HashMap::new();
-    t.each(&CLASSES, |c| {
-        let account = c.address("account")?;
-        let class = c.text("class")?.to_owned();
-        check_dup(&mut seen, account, c, || format!("account {account}"))?;
-        out.push((account, class));
-        Ok(())
-    })?;
-    Ok(out)
+    let t = Table::open(file, &CLASSES)?;
+    let rows = t.rows(&CLASSES, |c| {
+        Ok((c.address("account")?, c.text("class")?.to_owned(), c.line))
+    });
+    let rows = unique_rows(file, rows, |r| r.0, |r| r.2, |r| format!("account {}", r.0))?;
+    Ok(rows.into_iter().map(|(a, c, _)| (a, c)).collect())
 }
 
 /// Reads an `address = amount` file (optionally with `[ASSET]` section headers): the
@@ -596,6 +743,9 @@ pub fn read_address_map(
         None => None,
     };
     let mut out = Vec::new();
+    let names = symbols(assets);
+    let file_name: Arc<Path> = Arc::from(file);
+    let pool: Option<Name> = pool.map(Name::from);
     let mut seen: HashMap<(Address, String), u64> = HashMap::new();
     for (i, raw) in text.lines().enumerate() {
         let line = i as u64 + 1;
@@ -645,14 +795,18 @@ pub fn read_address_map(
                 key: format!("account {account}, asset {}", a.symbol),
             });
         }
+        let ix = assets
+            .iter()
+            .position(|x| x.symbol == a.symbol)
+            .unwrap_or(0);
         out.push(AmountRow {
             account,
-            asset: a.symbol.clone(),
-            pool: pool.map(str::to_owned),
+            asset: Name::clone(&names[ix]),
+            pool: pool.clone(),
             amount,
             kind: None,
             origin: Origin {
-                file: file.to_owned(),
+                file: Arc::clone(&file_name),
                 line,
             },
         });

@@ -2,6 +2,7 @@
 //! losses, look-through of wrappers, netting, exclusions and valuation.
 
 use super::{Exclusion, GainRow, LossLedger, LossRow};
+use crate::ingest::files::Name;
 use crate::ingest::files::{AmountRow, BalanceRow, HolderRow, Origin};
 use crate::primitives::{value_of, Address, Amount, AmountError, Asset, Decimal, ValueError, U256};
 use serde::Serialize;
@@ -169,13 +170,13 @@ pub struct LossStats {
 type Key = (Address, u32, u32); // account, asset index, pool index (0 = none)
 
 struct Interner {
-    pools: Vec<Option<String>>,
-    pool_ix: HashMap<Option<String>, u32>,
+    pools: Vec<Option<Name>>,
+    pool_ix: foldhash::HashMap<Option<Name>, u32>,
     asset_ix: HashMap<String, u32>,
 }
 
 impl Interner {
-    fn pool(&mut self, p: &Option<String>) -> u32 {
+    fn pool(&mut self, p: &Option<Name>) -> u32 {
         if let Some(&i) = self.pool_ix.get(p) {
             return i;
         }
@@ -189,6 +190,9 @@ impl Interner {
             .get(s)
             .copied()
             .ok_or_else(|| LossError::UnknownAsset(s.to_owned()))
+    }
+    fn pool_text(&self, i: u32) -> Option<String> {
+        self.pools[i as usize].as_deref().map(str::to_owned)
     }
 }
 
@@ -221,7 +225,7 @@ fn amt(context: impl FnOnce() -> String) -> impl FnOnce(AmountError) -> LossErro
 pub fn compute(inputs: &LossInputs) -> Result<(LossLedger, LossStats), LossError> {
     let mut it = Interner {
         pools: Vec::new(),
-        pool_ix: HashMap::new(),
+        pool_ix: foldhash::HashMap::default(),
         asset_ix: HashMap::new(),
     };
     it.pool(&None);
@@ -231,12 +235,12 @@ pub fn compute(inputs: &LossInputs) -> Result<(LossLedger, LossStats), LossError
     let mut stats = LossStats::default();
     // Rows keep a reference to where they came from (no per-row copy of the path), for the
     // message when a second input gives the same (account, asset, pool).
-    let mut losses: HashMap<Key, (Amount, &Origin)> =
-        HashMap::with_capacity(inputs.balances.len() + inputs.losses.len());
+    let mut losses: foldhash::HashMap<Key, (Amount, &Origin)> = foldhash::HashMap::default();
+    losses.reserve(inputs.balances.len() + inputs.losses.len());
     let mut gains: BTreeMap<(Address, u32), Amount> = BTreeMap::new();
 
     fn put<'a>(
-        losses: &mut HashMap<Key, (Amount, &'a Origin)>,
+        losses: &mut foldhash::HashMap<Key, (Amount, &'a Origin)>,
         key: Key,
         amount: Amount,
         origin: &'a Origin,
@@ -247,13 +251,13 @@ pub fn compute(inputs: &LossInputs) -> Result<(LossLedger, LossStats), LossError
             std::collections::hash_map::Entry::Occupied(e) => {
                 let first = e.get().1;
                 Err(LossError::Conflict {
-                    file: origin.file.clone(),
+                    file: origin.file.to_path_buf(),
                     line: origin.line,
-                    first_file: first.file.clone(),
+                    first_file: first.file.to_path_buf(),
                     first_line: first.line,
                     account: key.0,
                     asset: assets[key.1 as usize].0.symbol.clone(),
-                    pool: it.pools[key.2 as usize].clone(),
+                    pool: it.pool_text(key.2),
                 })
             }
             std::collections::hash_map::Entry::Vacant(v) => {
@@ -286,7 +290,7 @@ pub fn compute(inputs: &LossInputs) -> Result<(LossLedger, LossStats), LossError
     }
     for v in &inputs.vaults {
         let ai = it.asset(&v.underlying)?;
-        let pi = it.pool(&Some(v.name.clone()));
+        let pi = it.pool(&Some(Name::from(v.name.as_str())));
         let held = Amount::checked_sum(v.holders.iter().map(|h| h.amount))
             .map_err(amt(|| format!("vault {} shares", v.name)))?;
         if held > v.total_supply_before {
@@ -334,17 +338,18 @@ pub fn compute(inputs: &LossInputs) -> Result<(LossLedger, LossStats), LossError
             .map_err(amt(|| "share-price total".to_owned()))?;
     }
 
-    // Look-through: replace each wrapper's rows by its holders' pro-rata shares.
-    let mut merged: BTreeMap<Key, Amount> = losses
+    // Look-through: replace each wrapper's rows by its holders' pro-rata shares. `merged`
+    // is sorted by key (account, asset index, pool index) and unique on it.
+    let mut merged: Vec<(Key, Amount)> = losses
         .into_iter()
         .filter(|(_, (a, _))| !a.is_zero())
         .map(|(k, (a, _))| (k, a))
         .collect();
+    merged.sort_unstable_by_key(|e| e.0);
     for w in &inputs.wrappers {
-        let rows: Vec<(Key, Amount)> = merged
-            .range((w.address, 0, 0)..=(w.address, u32::MAX, u32::MAX))
-            .map(|(k, a)| (*k, *a))
-            .collect();
+        let lo = merged.partition_point(|e| e.0 .0 < w.address);
+        let hi = merged.partition_point(|e| e.0 .0 <= w.address);
+        let rows: Vec<(Key, Amount)> = merged.drain(lo..hi).collect();
         if rows.is_empty() {
             continue;
         }
@@ -357,8 +362,8 @@ pub fn compute(inputs: &LossInputs) -> Result<(LossLedger, LossStats), LossError
         holders.sort_by_key(|h| h.account);
         let total_bal = Amount::checked_sum(holders.iter().map(|h| h.amount))
             .map_err(amt(|| format!("wrapper {} balances", w.name)))?;
+        let mut shares_out: Vec<(Key, Amount)> = Vec::new();
         for (key, loss) in rows {
-            merged.remove(&key);
             let asset = &inputs.assets[key.1 as usize].0.symbol;
             if total_bal.is_zero() || holders.is_empty() {
                 return Err(LossError::EmptyWrapper {
@@ -379,15 +384,13 @@ pub fn compute(inputs: &LossInputs) -> Result<(LossLedger, LossStats), LossError
                     spread,
                 });
             }
-            for (h, s) in holders.iter().zip(shares) {
-                if s.is_zero() {
-                    continue;
-                }
-                let e = merged.entry((h.account, key.1, key.2)).or_default();
-                *e = e
-                    .checked_add(s)
-                    .map_err(amt(|| format!("look-through to {}", h.account)))?;
-            }
+            shares_out.extend(
+                holders
+                    .iter()
+                    .zip(shares)
+                    .filter(|(_, s)| !s.is_zero())
+                    .map(|(h, s)| ((h.account, key.1, key.2), s)),
+            );
             let e = stats
                 .looked_through
                 .entry(w.name.clone())
@@ -398,46 +401,63 @@ pub fn compute(inputs: &LossInputs) -> Result<(LossLedger, LossStats), LossError
                 .checked_add(loss)
                 .map_err(amt(|| "look-through total".to_owned()))?;
         }
+        // Add the holders' shares to their own rows (a later wrapper may be a holder).
+        shares_out.sort_unstable_by_key(|e| e.0);
+        merged = merge_sorted(merged, shares_out)?;
     }
 
+    let n_assets = inputs.assets.len();
+    let mut gross = vec![Amount::ZERO; n_assets];
     for (k, a) in &merged {
-        let e = stats
-            .gross
-            .entry(inputs.assets[k.1 as usize].0.symbol.clone())
-            .or_default();
+        let e = &mut gross[k.1 as usize];
         *e = e
             .checked_add(*a)
             .map_err(amt(|| "gross total".to_owned()))?;
     }
-
-    // Netting.
-    let mut pools_of: HashMap<(Address, u32), Vec<u32>> = HashMap::new();
-    for k in merged.keys() {
-        pools_of.entry((k.0, k.1)).or_default().push(k.2);
+    for (ai, g) in gross.into_iter().enumerate() {
+        if merged.iter().any(|(k, _)| k.1 as usize == ai) {
+            stats.gross.insert(inputs.assets[ai].0.symbol.clone(), g);
+        }
     }
+
+    // Netting. The pools of one (account, asset) are a contiguous run of `merged`.
+    let find = |merged: &[(Key, Amount)], account: Address, ai: u32| {
+        let lo = merged.partition_point(|e| (e.0 .0, e.0 .1) < (account, ai));
+        let hi = merged.partition_point(|e| (e.0 .0, e.0 .1) <= (account, ai));
+        lo..hi
+    };
+    let mut netted = vec![None::<Amount>; n_assets];
     for n in &inputs.netting {
         let ai = it.asset(&n.asset)?;
-        let pi = match &n.pool {
-            Some(_) => Some(it.pool(&n.pool)),
-            None => match pools_of.get(&(n.account, ai)).map(Vec::as_slice) {
-                None | Some([]) => None,
-                Some([one]) => Some(*one),
-                Some(many) => {
+        let range = find(&merged, n.account, ai);
+        let at = match &n.pool {
+            Some(_) => {
+                let pi = it.pool(&n.pool);
+                merged[range]
+                    .binary_search_by_key(&pi, |e| e.0 .2)
+                    .ok()
+                    .map(|i| find(&merged, n.account, ai).start + i)
+            }
+            None => match range.len() {
+                0 => None,
+                1 => Some(range.start),
+                _ => {
                     return Err(LossError::AmbiguousNetting {
-                        file: n.origin.file.clone(),
+                        file: n.origin.file.to_path_buf(),
                         line: n.origin.line,
                         account: n.account,
-                        asset: n.asset.clone(),
-                        pools: many.iter().map(|p| it.pools[*p as usize].clone()).collect(),
+                        asset: n.asset.to_string(),
+                        pools: merged[range].iter().map(|e| it.pool_text(e.0 .2)).collect(),
                     })
                 }
             },
         };
-        match pi.and_then(|pi| merged.get_mut(&(n.account, ai, pi))) {
-            Some(l) => {
+        match at {
+            Some(i) => {
+                let l = &mut merged[i].1;
                 let taken = (*l).min(n.amount);
                 *l = l.saturating_sub(n.amount);
-                let e = stats.netted.entry(n.asset.clone()).or_default();
+                let e = netted[ai as usize].get_or_insert(Amount::ZERO);
                 *e = e
                     .checked_add(taken)
                     .map_err(amt(|| "netted total".to_owned()))?;
@@ -445,32 +465,54 @@ pub fn compute(inputs: &LossInputs) -> Result<(LossLedger, LossStats), LossError
             None => stats.netting_unmatched += 1,
         }
     }
+    for (ai, t) in netted.into_iter().enumerate() {
+        if let Some(t) = t {
+            stats.netted.insert(inputs.assets[ai].0.symbol.clone(), t);
+        }
+    }
 
+    // The ledger promises (account, asset symbol, pool) order, independent of input
+    // order: rank the interned indices by their text and sort on the ranks.
+    let asset_rank = ranks(inputs.assets.iter().map(|(a, _)| Some(a.symbol.as_str())));
+    let pool_rank = ranks(it.pools.iter().map(|p| p.as_deref()));
+    merged.retain(|(_, a)| !a.is_zero());
+    merged.sort_unstable_by_key(|((account, ai, pi), _)| {
+        (*account, asset_rank[*ai as usize], pool_rank[*pi as usize])
+    });
+    let names: Vec<Name> = inputs
+        .assets
+        .iter()
+        .map(|(a, _)| Name::from(a.symbol.as_str()))
+        .collect();
     let excl: HashMap<Address, &Exclusion> =
         inputs.exclusions.iter().map(|(a, e)| (*a, e)).collect();
+    let mut net = vec![None::<Amount>; n_assets];
     let mut rows = Vec::with_capacity(merged.len());
     for ((account, ai, pi), amount) in merged {
-        if amount.is_zero() {
-            continue;
-        }
         let (asset, price) = &inputs.assets[ai as usize];
-        let e = stats.net.entry(asset.symbol.clone()).or_default();
+        let e = net[ai as usize].get_or_insert(Amount::ZERO);
         *e = e
             .checked_add(amount)
             .map_err(amt(|| "net total".to_owned()))?;
         rows.push(LossRow {
             account,
-            asset: asset.symbol.clone(),
+            asset: Name::clone(&names[ai as usize]),
             pool: it.pools[pi as usize].clone(),
-            class: inputs.classes.get(&account).cloned(),
+            class: if inputs.classes.is_empty() {
+                None
+            } else {
+                inputs.classes.get(&account).cloned()
+            },
             amount,
             value: value_of(amount, asset, *price)?,
             exclusion: excl.get(&account).map(|e| (*e).clone()),
         });
     }
-    // BTreeMap order is (account, asset index, pool index); the ledger promises
-    // (account, asset symbol, pool) order, independent of input order.
-    rows.sort_by(|a, b| (a.account, &a.asset, &a.pool).cmp(&(b.account, &b.asset, &b.pool)));
+    for (ai, t) in net.into_iter().enumerate() {
+        if let Some(t) = t {
+            stats.net.insert(inputs.assets[ai].0.symbol.clone(), t);
+        }
+    }
     let mut gain_rows: Vec<GainRow> = gains
         .into_iter()
         .map(|((account, ai), amount)| GainRow {
@@ -493,6 +535,45 @@ pub fn compute(inputs: &LossInputs) -> Result<(LossLedger, LossStats), LossError
         },
         stats,
     ))
+}
+
+/// The rank of each text in sorted order (`None` first); equal texts share a rank.
+fn ranks<'a>(texts: impl Iterator<Item = Option<&'a str>>) -> Vec<u32> {
+    let texts: Vec<Option<&str>> = texts.collect();
+    let mut sorted = texts.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    texts
+        .iter()
+        .map(|t| sorted.binary_search(t).unwrap_or(0) as u32)
+        .collect()
+}
+
+/// Merges two key-sorted, key-unique lists, adding the amounts of equal keys.
+fn merge_sorted(
+    a: Vec<(Key, Amount)>,
+    b: Vec<(Key, Amount)>,
+) -> Result<Vec<(Key, Amount)>, LossError> {
+    let mut out: Vec<(Key, Amount)> = Vec::with_capacity(a.len() + b.len());
+    let (mut a, mut b) = (a.into_iter().peekable(), b.into_iter().peekable());
+    loop {
+        let next = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) if x.0 == y.0 => {
+                let (k, v) = a.next().expect("peeked");
+                let (_, w) = b.next().expect("peeked");
+                let sum = v
+                    .checked_add(w)
+                    .map_err(amt(|| format!("look-through to {}", k.0)))?;
+                (k, sum)
+            }
+            (Some(x), Some(y)) if x.0 < y.0 => a.next().expect("peeked"),
+            (Some(_), Some(_)) | (None, Some(_)) => b.next().expect("peeked"),
+            (Some(_), None) => a.next().expect("peeked"),
+            (None, None) => break,
+        };
+        out.push(next);
+    }
+    Ok(out)
 }
 
 /// Splits `total` over `weights` (summing to `denom`) pro rata, floor, then hands the

@@ -1,5 +1,6 @@
 //! The loss stage's plain output data.
 
+use crate::ingest::files::Name;
 use crate::primitives::{Address, Amount, Decimal};
 use serde::{Deserialize, Serialize};
 
@@ -28,11 +29,11 @@ pub struct Exclusion {
 pub struct LossRow {
     /// The account that lost.
     pub account: Address,
-    /// Asset symbol (a key of the manifest's `[[assets]]`).
-    pub asset: String,
+    /// Asset symbol (a key of the manifest's `[[assets]]`), shared by every row of it.
+    pub asset: Name,
     /// Pool, vault or market the loss happened in; `None` when the manifest names none.
     /// Used by the `per_pool` allocation scope.
-    pub pool: Option<String>,
+    pub pool: Option<Name>,
     /// User class (for the `per_class` scope); `None` when unclassified.
     pub class: Option<String>,
     /// Loss in base units of `asset`, after netting; never zero in a ledger.

@@ -301,8 +301,8 @@ pub fn apply(
             let r = &lrows[w[0] as usize];
             return Err(PolicyError::DuplicateRow {
                 account: r.account,
-                asset: r.asset.clone(),
-                pool: r.pool.clone(),
+                asset: r.asset.to_string(),
+                pool: r.pool.as_deref().map(str::to_owned),
             });
         }
         o

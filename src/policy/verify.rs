@@ -248,7 +248,7 @@ pub(crate) fn verify(
     // The rows are the ledger's.
     let mut ledger_loss: BTreeMap<&str, Amount> = BTreeMap::new();
     for l in ledger {
-        let e = ledger_loss.entry(l.asset.as_str()).or_insert(Amount::ZERO);
+        let e = ledger_loss.entry(&*l.asset).or_insert(Amount::ZERO);
         *e = sum(*e, l.amount)?;
     }
     if nrows != ledger.len() || ledger_loss != loss_by_asset {
