@@ -9,7 +9,7 @@ use super::{GlobalArgs, EXIT_CHECK_FAILED};
 use crate::manifest::Manifest;
 use crate::pipeline::{self, PipelineError, RunOutput};
 use crate::report;
-use crate::store::{ClaimRecord, IncidentRecord, RootRecord, RunRecord, Saved, Store};
+use crate::store::{ClaimRecord, IncidentRecord, RootRecord, RunHead, Saved, Store};
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
@@ -132,59 +132,80 @@ impl<'a> StoredUser<'a> {
     }
 }
 
-fn record(m: &Manifest, out: &RunOutput, summary_json: &[u8]) -> anyhow::Result<RunRecord> {
-    let users = out
-        .policy
-        .users
+/// What the store needs besides the rows: the incident and the roots.
+fn record_head(m: &Manifest, out: &RunOutput) -> (IncidentRecord, Vec<RootRecord>) {
+    let roots = out
+        .trees
         .iter()
-        .map(|u| -> anyhow::Result<(String, String)> {
-            let stored = StoredUser::of(u).with_context(|| format!("totals of {}", u.account))?;
-            Ok((
-                crate::primitives::format_address(&u.account),
-                serde_json::to_string(&stored)?,
-            ))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    // Users are sorted by account: reuse their EIP-55 strings (one keccak each) for the
-    // claims of every tree instead of checksumming each claim again.
-    let checksummed = |a: &crate::primitives::Address| match out
-        .policy
-        .users
-        .binary_search_by_key(a, |u| u.account)
-    {
-        Ok(i) => users[i].0.clone(),
-        Err(_) => crate::primitives::format_address(a),
-    };
-    let mut claims = Vec::new();
-    let mut roots = Vec::new();
-    for t in &out.trees {
-        claims.extend(t.entries.iter().enumerate().map(|(i, e)| ClaimRecord {
-            tree: t.spec.file.clone(),
-            account: checksummed(&e.account),
-            amount: e.amount.to_string(),
-            leaf_index: i as u64,
-        }));
-        roots.push(RootRecord {
+        .map(|t| RootRecord {
             tree: t.spec.file.clone(),
             format: t.tree.format().to_string(),
             asset: t.asset.clone(),
             root: t.tree.root().to_string(),
             leaves: t.tree.len() as u64,
             total: t.tree.total().to_string(),
-        });
-    }
-    Ok(RunRecord {
-        incident: IncidentRecord {
-            id: m.incident.id.clone(),
-            name: m.incident.name.clone(),
-            chain_id: m.incident.chain_id,
-            snapshot_block: m.incident.snapshot_block,
-        },
-        run_id: out.run_id.to_string(),
-        summary_json: String::from_utf8_lossy(summary_json).into_owned(),
-        users,
-        claims,
-        roots,
+        })
+        .collect();
+    let incident = IncidentRecord {
+        id: m.incident.id.clone(),
+        name: m.incident.name.clone(),
+        chain_id: m.incident.chain_id,
+        snapshot_block: m.incident.snapshot_block,
+    };
+    (incident, roots)
+}
+
+/// EIP-55 text of every user's account, in user (account) order, computed on all threads
+/// once and shared by the per-user and claim rows (42 bytes each, no allocation per user).
+fn checksummed_users(out: &RunOutput) -> Vec<[u8; 42]> {
+    use rayon::prelude::*;
+    out.policy
+        .users
+        .par_iter()
+        .map(|u| {
+            let mut buf = [0u8; 42];
+            let _ = u.account.to_checksum_raw(&mut buf, None);
+            buf
+        })
+        .collect()
+}
+
+/// The per-user rows, made as they are stored: (EIP-55 account, compact result JSON).
+fn user_rows<'a>(
+    out: &'a RunOutput,
+    names: &'a [[u8; 42]],
+) -> impl Iterator<Item = anyhow::Result<(String, String)>> + 'a {
+    out.policy.users.iter().zip(names).map(|(u, name)| {
+        let stored = StoredUser::of(u).with_context(|| format!("totals of {}", u.account))?;
+        Ok((
+            String::from_utf8_lossy(name).into_owned(),
+            serde_json::to_string(&stored)?,
+        ))
+    })
+}
+
+/// The claim rows of every tree, made as they are stored.
+fn claim_rows<'a>(
+    out: &'a RunOutput,
+    names: &'a [[u8; 42]],
+) -> impl Iterator<Item = ClaimRecord> + 'a {
+    // Users are sorted by account: reuse their EIP-55 text for the claims instead of
+    // checksumming each claim again.
+    let checksummed = move |a: &crate::primitives::Address| match out
+        .policy
+        .users
+        .binary_search_by_key(a, |u| u.account)
+    {
+        Ok(i) => String::from_utf8_lossy(&names[i]).into_owned(),
+        Err(_) => crate::primitives::format_address(a),
+    };
+    out.trees.iter().flat_map(move |t| {
+        t.entries.iter().enumerate().map(move |(i, e)| ClaimRecord {
+            tree: t.spec.file.clone(),
+            account: checksummed(&e.account),
+            amount: e.amount.to_string(),
+            leaf_index: i as u64,
+        })
     })
 }
 
@@ -277,37 +298,69 @@ pub async fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
     // commit, so an error anywhere leaves both the database and the output directory as
     // they were.
     let (staged_tx, staged_rx) = tokio::sync::oneshot::channel::<Result<(), String>>();
-    let save = if args.no_store {
+    let store = if args.no_store {
         None
     } else {
         steps.step("storing the run");
-        let store = Store::open(&global.db_url()).await?;
-        let rec = tokio::task::block_in_place(|| record(&m, &out, &summary))?;
-        timer.lap("db record");
-        Some(tokio::spawn(async move {
-            store
-                .save_run_gated(&rec, async {
+        Some(Store::open(&global.db_url()).await?)
+    };
+    steps.step("rendering and writing outputs; storing the run");
+    let summary_text = String::from_utf8_lossy(&summary).into_owned();
+    let (incident, roots) = record_head(&m, &out);
+    let run_id = out.run_id.to_string();
+    let names = if store.is_some() {
+        checksummed_users(&out)
+    } else {
+        Vec::new()
+    };
+    timer.lap("db record");
+    // The files are staged on one thread while this one inserts the rows, made as they go.
+    let (staged, saved) = tokio::task::block_in_place(|| {
+        std::thread::scope(|s| {
+            let render = s.spawn(|| -> anyhow::Result<_> {
+                let names = output_names(&out);
+                let staged = stage(&dir, &names, |name, w| {
+                    render_one(&m, &out, &summary, name, w)
+                });
+                let _ = staged_tx.send(staged.as_ref().map(|_| ()).map_err(|e| format!("{e:#}")));
+                timer.lap("render+write");
+                Ok((names, staged?))
+            });
+            let saved = store.as_ref().map(|store| -> anyhow::Result<Saved> {
+                // A row that cannot be made stops the save (rolled back) with its error.
+                let mut row_error = None;
+                let users = user_rows(&out, &names).map_while(|r| match r {
+                    Ok(row) => Some(row),
+                    Err(e) => {
+                        row_error.get_or_insert(e);
+                        None
+                    }
+                });
+                let head = RunHead {
+                    incident: &incident,
+                    run_id: &run_id,
+                    summary_json: &summary_text,
+                    roots: &roots,
+                };
+                let claims = claim_rows(&out, &names);
+                let gate = async {
                     staged_rx
                         .await
                         .unwrap_or_else(|_| Err("the output files were not written".into()))
-                })
-                .await
-        }))
-    };
-    steps.step("rendering and writing outputs");
-    let staged = tokio::task::block_in_place(|| -> anyhow::Result<_> {
-        let names = output_names(&out);
-        let tmp = stage(&dir, &names, |name, w| {
-            render_one(&m, &out, &summary, name, w)
-        })?;
-        timer.lap("render+write");
-        Ok((names, tmp))
+                };
+                let saved = tokio::runtime::Handle::current()
+                    .block_on(store.save_run_streamed(&head, users, claims, gate));
+                match row_error {
+                    Some(e) => Err(e),
+                    None => Ok(saved?),
+                }
+            });
+            let staged = render
+                .join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("rendering the outputs panicked")));
+            (staged, saved)
+        })
     });
-    let _ = staged_tx.send(staged.as_ref().map(|_| ()).map_err(|e| format!("{e:#}")));
-    let saved = match save {
-        Some(h) => Some(h.await.context("the store task panicked")?),
-        None => None,
-    };
     timer.lap("db save");
     // A staging error wins over the rollback it caused.
     let (names, tmp) = staged?;

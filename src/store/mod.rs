@@ -130,6 +130,19 @@ pub struct RunRecord {
     pub roots: Vec<RootRecord>,
 }
 
+/// A run without its per-user and claim rows (see [`Store::save_run_streamed`]).
+#[derive(Debug, Clone, Copy)]
+pub struct RunHead<'a> {
+    /// The incident.
+    pub incident: &'a IncidentRecord,
+    /// 0x-prefixed keccak256 of the manifest and input bytes.
+    pub run_id: &'a str,
+    /// The summary JSON.
+    pub summary_json: &'a str,
+    /// Roots.
+    pub roots: &'a [RootRecord],
+}
+
 /// Whether a save wrote anything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Saved {
@@ -170,7 +183,7 @@ impl Store {
         if backend == Backend::Sqlite {
             opts = opts.max_connections(1).after_connect(|conn, _| {
                 Box::pin(async move {
-                    conn.execute("PRAGMA foreign_keys = ON; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000;").await?;
+                    conn.execute("PRAGMA foreign_keys = ON; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; PRAGMA cache_size = -131072;").await?;
                     Ok(())
                 })
             });
@@ -218,13 +231,42 @@ impl Store {
         run: &RunRecord,
         gate: impl std::future::Future<Output = Result<(), String>>,
     ) -> Result<Saved, StoreError> {
+        let head = RunHead {
+            incident: &run.incident,
+            run_id: &run.run_id,
+            summary_json: &run.summary_json,
+            roots: &run.roots,
+        };
+        self.save_run_streamed(
+            &head,
+            run.users.iter().cloned(),
+            run.claims.iter().cloned(),
+            gate,
+        )
+        .await
+    }
+
+    /// Like [`Store::save_run_gated`], with the per-user rows (EIP-55 account, result
+    /// JSON) and the claim rows pulled from iterators a few at a time, so a run of millions
+    /// of claimants is never held as rows in memory. The iterators are not touched when
+    /// the run is already stored.
+    ///
+    /// # Errors
+    /// As [`Store::save_run_gated`].
+    pub async fn save_run_streamed(
+        &self,
+        run: &RunHead<'_>,
+        users: impl Iterator<Item = (String, String)>,
+        claims: impl Iterator<Item = ClaimRecord>,
+        gate: impl std::future::Future<Output = Result<(), String>>,
+    ) -> Result<Saved, StoreError> {
         let mut tx = self
             .pool
             .begin()
             .await
             .map_err(q("starting a transaction"))?;
         if let Some(row) = sqlx::query("SELECT incident_id FROM runs WHERE run_id = $1")
-            .bind(&run.run_id)
+            .bind(run.run_id)
             .fetch_optional(&mut *tx)
             .await
             .map_err(q("looking up the run"))?
@@ -232,14 +274,14 @@ impl Store {
             let stored: String = row.try_get(0).map_err(q("reading the run"))?;
             if stored != run.incident.id {
                 return Err(StoreError::RunMismatch {
-                    run_id: run.run_id.clone(),
+                    run_id: run.run_id.to_owned(),
                     stored,
                     given: run.incident.id.clone(),
                 });
             }
             return Ok(Saved::AlreadyStored);
         }
-        let i = &run.incident;
+        let i = run.incident;
         sqlx::query("INSERT INTO incidents (id, name, chain_id, snapshot_block) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO UPDATE SET name = excluded.name, chain_id = excluded.chain_id, snapshot_block = excluded.snapshot_block")
             .bind(&i.id)
             .bind(i.name.clone())
@@ -248,41 +290,57 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(q("saving the incident"))?;
-        sqlx::query("INSERT INTO runs (run_id, incident_id, recoup_version, summary_json) VALUES ($1, $2, $3, $4)")
-            .bind(&run.run_id)
+        // The run's number: one more than the largest so far, inside this transaction (a
+        // concurrent save of another run fails on the unique `seq` and rolls back).
+        let seq: i64 = sqlx::query("SELECT COALESCE(MAX(seq), 0) + 1 FROM runs")
+            .fetch_one(&mut *tx)
+            .await
+            .and_then(|r| r.try_get(0))
+            .map_err(q("numbering the run"))?;
+        sqlx::query("INSERT INTO runs (run_id, incident_id, recoup_version, summary_json, seq) VALUES ($1, $2, $3, $4, $5)")
+            .bind(run.run_id)
             .bind(&i.id)
             .bind(env!("CARGO_PKG_VERSION"))
-            .bind(&run.summary_json)
+            .bind(run.summary_json)
+            .bind(seq)
             .execute(&mut *tx)
             .await
             .map_err(q("saving the run"))?;
-        for chunk in run.users.chunks(ROWS_PER_INSERT) {
+        let mut users = users.peekable();
+        let mut chunk = Vec::with_capacity(ROWS_PER_INSERT);
+        while users.peek().is_some() {
+            chunk.clear();
+            chunk.extend(users.by_ref().take(ROWS_PER_INSERT));
             let sql = values_sql(
-                "INSERT INTO user_results (run_id, account, result_json) VALUES ",
+                "INSERT INTO user_results (run_seq, account, result_json) VALUES ",
                 chunk.len(),
                 3,
             );
             // Only placeholders are generated; values are bound.
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for (account, json) in chunk {
-                query = query.bind(&run.run_id).bind(account).bind(json);
+            for (account, json) in &chunk {
+                query = query.bind(seq).bind(account).bind(json);
             }
             query
                 .execute(&mut *tx)
                 .await
                 .map_err(q("saving per-user results"))?;
         }
-        for chunk in run.claims.chunks(ROWS_PER_INSERT) {
+        let mut claims = claims.peekable();
+        let mut chunk = Vec::with_capacity(ROWS_PER_INSERT);
+        while claims.peek().is_some() {
+            chunk.clear();
+            chunk.extend(claims.by_ref().take(ROWS_PER_INSERT));
             let sql = values_sql(
-                "INSERT INTO claims (run_id, tree, account, amount, leaf_index) VALUES ",
+                "INSERT INTO claims (run_seq, tree, account, amount, leaf_index) VALUES ",
                 chunk.len(),
                 5,
             );
             // Only placeholders are generated; values are bound.
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for c in chunk {
+            for c in &chunk {
                 query = query
-                    .bind(&run.run_id)
+                    .bind(seq)
                     .bind(&c.tree)
                     .bind(&c.account)
                     .bind(&c.amount)
@@ -290,9 +348,9 @@ impl Store {
             }
             query.execute(&mut *tx).await.map_err(q("saving claims"))?;
         }
-        for r in &run.roots {
+        for r in run.roots {
             let _: AnyQueryResult = sqlx::query("INSERT INTO roots (run_id, tree, format, asset, root, leaves, total) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-                .bind(&run.run_id)
+                .bind(run.run_id)
                 .bind(&r.tree)
                 .bind(&r.format)
                 .bind(&r.asset)
