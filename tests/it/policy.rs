@@ -280,7 +280,7 @@ fn ledger_from(raw: &[RawRow]) -> LossLedger {
             LossRow {
                 account: account(a),
                 asset: sym.into(),
-                pool: POOLS[pool].map(str::to_owned),
+                pool: POOLS[pool].map(Into::into),
                 class: CLASSES[class].map(str::to_owned),
                 amount: amt,
                 value,
@@ -313,7 +313,11 @@ fn source_strategy() -> impl Strategy<Value = RawSource> {
 
 fn sources_from(raw: &[RawSource], ledger: &LossLedger, scope: Scope) -> Vec<FundingSource> {
     let present: Vec<String> = {
-        let mut p: Vec<String> = ledger.rows.iter().filter_map(|r| r.pool.clone()).collect();
+        let mut p: Vec<String> = ledger
+            .rows
+            .iter()
+            .filter_map(|r| r.pool.as_deref().map(str::to_owned))
+            .collect();
         p.sort();
         p.dedup();
         p
