@@ -122,3 +122,94 @@ async fn postgres_rejects_amounts_above_u256_max() {
     store.pool().close().await;
     support::drop_pg_database(&url).await;
 }
+
+/// A database made by the first schema (run ids repeated in every row) keeps every row
+/// when a newer recoup opens it: the second migration numbers the runs and moves the rows.
+async fn migrates_rows_of_the_first_schema(url: &str, backend: &str) {
+    use sqlx::Row as _;
+    sqlx::any::install_default_drivers();
+    let first = support::tempdir();
+    let name = "20261121000001_init.sql";
+    std::fs::copy(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("migrations")
+            .join(backend)
+            .join(name),
+        first.path().join(name),
+    )
+    .unwrap();
+    let connect = if backend == "sqlite" {
+        format!("{url}?mode=rwc")
+    } else {
+        url.to_owned()
+    };
+    let pool = sqlx::AnyPool::connect(&connect).await.unwrap();
+    sqlx::migrate::Migrator::new(first.path())
+        .await
+        .unwrap()
+        .run(&pool)
+        .await
+        .unwrap();
+    for sql in [
+        "INSERT INTO incidents (id, name, chain_id, snapshot_block) VALUES ('inc', NULL, 1, 5)",
+        "INSERT INTO runs (run_id, incident_id, recoup_version, summary_json) VALUES ('0xaa', 'inc', '0.1.0', '{}')",
+        "INSERT INTO runs (run_id, incident_id, recoup_version, summary_json) VALUES ('0xbb', 'inc', '0.1.0', '{}')",
+        "INSERT INTO user_results (run_id, account, result_json) VALUES ('0xaa', '0x01', '{\"a\":1}')",
+        "INSERT INTO user_results (run_id, account, result_json) VALUES ('0xbb', '0x01', '{\"b\":1}')",
+        "INSERT INTO user_results (run_id, account, result_json) VALUES ('0xbb', '0x02', '{\"b\":2}')",
+        "INSERT INTO claims (run_id, tree, account, amount, leaf_index) VALUES ('0xbb', 't', '0x02', '7', 0)",
+        "INSERT INTO roots (run_id, tree, format, asset, root, leaves, total) VALUES ('0xbb', 't', 'oz-standard', 'DAI', '0xcd', 1, '7')",
+    ] {
+        sqlx::query(sql).execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+
+    let store = Store::open(url).await.unwrap();
+    assert_eq!(store.count(StoredTable::Runs).await.unwrap(), 2);
+    assert_eq!(store.count(StoredTable::UserResults).await.unwrap(), 3);
+    assert_eq!(store.count(StoredTable::Claims).await.unwrap(), 1);
+    let row = sqlx::query(
+        "SELECT c.account, c.amount, c.leaf_index FROM claims c JOIN runs r ON r.seq = c.run_seq WHERE r.run_id = '0xbb'",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(row.get::<String, _>(0), "0x02");
+    assert_eq!(row.get::<String, _>(1), "7");
+    assert_eq!(row.get::<i64, _>(2), 0);
+    let results: Vec<String> = sqlx::query(
+        "SELECT u.result_json FROM user_results u JOIN runs r ON r.seq = u.run_seq WHERE r.run_id = '0xbb' ORDER BY u.account",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.get::<String, _>(0))
+    .collect();
+    assert_eq!(results, ["{\"b\":1}", "{\"b\":2}"]);
+    // A run saved afterwards gets the next number.
+    store.save_run(&record("0xcc", "5")).await.unwrap();
+    let seq: i64 = sqlx::query("SELECT seq FROM runs WHERE run_id = '0xcc'")
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(seq, 3);
+    store.pool().close().await;
+}
+
+#[tokio::test]
+async fn sqlite_database_of_the_first_schema_keeps_its_rows() {
+    let dir = support::tempdir();
+    let url = format!("sqlite:{}", dir.path().join("old.db").display());
+    migrates_rows_of_the_first_schema(&url, "sqlite").await;
+}
+
+#[tokio::test]
+async fn postgres_database_of_the_first_schema_keeps_its_rows() {
+    let Some(url) = support::fresh_pg_database().await else {
+        return;
+    };
+    migrates_rows_of_the_first_schema(&url, "postgres").await;
+    support::drop_pg_database(&url).await;
+}
