@@ -703,7 +703,8 @@ fn build(
     pools: &Names<'_>,
     classes: &Names<'_>,
 ) -> Result<PolicyResult, PolicyError> {
-    // Counting sort by row, stable: waterfall order within a row.
+    // Counting sort by row, stable (waterfall order within a row), as a permutation of
+    // indices: the allocations themselves are not copied (millions of them at scale).
     let mut start = vec![0u32; rows.len() + 1];
     for x in &pays {
         start[x.row as usize + 1] += 1;
@@ -711,17 +712,18 @@ fn build(
     for i in 0..rows.len() {
         start[i + 1] += start[i];
     }
-    let mut slot: Vec<Option<Pay>> = Vec::with_capacity(pays.len());
-    slot.resize_with(pays.len(), || None);
-    for x in pays {
+    if pays.len() >= u32::MAX as usize {
+        return Err(PolicyError::ValueOverflow(
+            "more than 2^32 - 1 allocations".into(),
+        ));
+    }
+    let mut by_row = vec![0u32; pays.len()];
+    for (i, x) in pays.iter().enumerate() {
         let at = &mut start[x.row as usize];
-        slot[*at as usize] = Some(x);
+        by_row[*at as usize] = i as u32;
         *at += 1;
     }
-    let pays: Vec<Pay> = slot
-        .into_iter()
-        .map(|x| x.expect("every slot filled once"))
-        .collect();
+    drop(start);
     let asset_names: Vec<Name> = asset_syms.iter().map(|s| Name::from(*s)).collect();
     let src_names: Vec<Name> = funding.iter().map(|s| Name::from(s.id.as_str())).collect();
     let tier_names: Vec<Name> = config
@@ -767,8 +769,8 @@ fn build(
             let lr = &lrows[r.li as usize];
             let mut settled = Amount::ZERO;
             let mut sp = Vec::new();
-            while p < pays.len() && pays[p].row == ri {
-                let x = &pays[p];
+            while p < by_row.len() && pays[by_row[p] as usize].row == ri {
+                let x = &pays[by_row[p] as usize];
                 add(&mut settled, x.covered, "a row's settled claim")?;
                 sp.push(SourcePayment {
                     source: src_names[x.src as usize].clone(),
@@ -891,6 +893,7 @@ fn build(
             .collect(),
         checks: Vec::new(),
     };
+    drop((pays, by_row));
     result.checks = verify(&result, lrows, funding, config)?;
     Ok(result)
 }
