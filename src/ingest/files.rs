@@ -446,8 +446,23 @@ impl Cursor<'_> {
     }
 
     fn address(&self, field: &str) -> Result<Address, InputError> {
+        thread_local! {
+            /// The last address text this thread accepted: inputs list each account's
+            /// assets on consecutive rows, and its EIP-55 check (a keccak) need not rerun.
+            static LAST: std::cell::RefCell<(String, Address)> =
+                const { std::cell::RefCell::new((String::new(), Address::ZERO)) };
+        }
         let s = self.text(field)?;
-        parse_address(s).map_err(|e| self.err(field, e.to_string()))
+        if let Some(a) = LAST.with_borrow(|(text, a)| (text == s).then_some(*a)) {
+            return Ok(a);
+        }
+        let a = parse_address(s).map_err(|e| self.err(field, e.to_string()))?;
+        LAST.with_borrow_mut(|(text, last)| {
+            text.clear();
+            text.push_str(s);
+            *last = a;
+        });
+        Ok(a)
     }
 
     fn amount(&self, field: &str, units: Units, decimals: u8) -> Result<Amount, InputError> {
