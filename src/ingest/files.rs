@@ -834,3 +834,118 @@ pub fn read_address_map(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::primitives::Decimal;
+
+    fn usdc() -> Vec<AssetSpec> {
+        vec![AssetSpec {
+            symbol: "USDC".into(),
+            address: None,
+            decimals: 6,
+            price: Decimal::ONE,
+            price_source: None,
+            price_block: None,
+        }]
+    }
+
+    /// A balances CSV well over [`PARALLEL_FROM`]: `rows` rows, row `i` (line `i + 2`) for
+    /// account `i + 1`, checksummed on even rows and lowercase on odd ones; `edit` may
+    /// rewrite any row.
+    fn big_csv(rows: usize, edit: impl Fn(usize, String) -> String) -> tempfile::NamedTempFile {
+        use std::io::Write as _;
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        let mut text = String::from("account,asset,before,after\n");
+        for i in 0..rows {
+            let a = Address::from_word(crate::primitives::B256::from(
+                crate::primitives::U256::from(i + 1),
+            ));
+            let account = if i % 2 == 0 {
+                a.to_checksum(None)
+            } else {
+                format!("{a:#x}")
+            };
+            let row = format!("{account},USDC,{},{}\n", 1_000_000 + i, i);
+            text.push_str(&edit(i, row));
+        }
+        assert!(text.len() > PARALLEL_FROM);
+        f.write_all(text.as_bytes()).unwrap();
+        f
+    }
+
+    fn line_by_line(path: &Path) -> Result<Vec<BalanceRow>, InputError> {
+        // The same reading as `read_balances`, forced through the sequential path.
+        let t = Table::open(path, &BALANCES)?;
+        let names = symbols(&usdc());
+        let rows = t.rows_sequential(&BALANCES, &|c: &Cursor<'_>| {
+            Ok(BalanceRow {
+                account: c.address("account")?,
+                asset: Name::clone(&names[c.asset("asset", &usdc())?]),
+                pool: c.opt_name("pool"),
+                before: c.amount("before", Units::Base, 6)?,
+                after: c.amount("after", Units::Base, 6)?,
+                origin: c.origin(),
+            })
+        });
+        unique_rows(
+            path,
+            rows,
+            |r| (r.account, Name::clone(&r.asset), r.pool.clone()),
+            |r| r.origin.line,
+            |r| {
+                format!(
+                    "account {}, asset {}, pool {:?}",
+                    r.account, r.asset, r.pool
+                )
+            },
+        )
+    }
+
+    #[test]
+    fn a_large_file_read_in_parallel_equals_it_read_line_by_line() {
+        let f = big_csv(40_000, |_, r| r);
+        let rows = read_balances(f.path(), Units::Base, None, &usdc(), &BTreeMap::new()).unwrap();
+        assert_eq!(rows.len(), 40_000);
+        for (i, r) in rows.iter().enumerate() {
+            assert_eq!(r.origin.line, i as u64 + 2, "row {i}");
+            assert_eq!(r.before, Amount::from(1_000_000 + i as u64));
+        }
+        assert_eq!(rows, line_by_line(f.path()).unwrap());
+    }
+
+    #[test]
+    fn an_error_deep_in_a_large_file_names_its_line() {
+        let f = big_csv(40_000, |i, r| {
+            if i == 31_337 {
+                r.replace(",USDC,", ",USDC,-") // a negative `before`
+            } else {
+                r
+            }
+        });
+        let e = read_balances(f.path(), Units::Base, None, &usdc(), &BTreeMap::new())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(":31339:3: field `before`"), "{e}");
+        assert_eq!(e, line_by_line(f.path()).unwrap_err().to_string());
+    }
+
+    #[test]
+    fn a_repeat_before_a_bad_field_is_reported_first_as_line_by_line() {
+        let first = big_csv(40_000, |_, r| r);
+        let text = std::fs::read_to_string(first.path()).unwrap();
+        let row_10 = text.lines().nth(11).unwrap().to_owned();
+        let f = big_csv(40_000, |i, r| match i {
+            20_000 => format!("{row_10}\n"),
+            35_000 => r.replace(",USDC,", ",DAI,"),
+            _ => r,
+        });
+        let e = read_balances(f.path(), Units::Base, None, &usdc(), &BTreeMap::new())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(":20002: duplicate row"), "{e}");
+        assert!(e.contains("(first at line 12)"), "{e}");
+        assert_eq!(e, line_by_line(f.path()).unwrap_err().to_string());
+    }
+}
