@@ -428,40 +428,56 @@ fn addr(s: &str, what: &str) -> Result<Address, TraceError> {
 /// gap, a file for another chain id, an unknown layout, a window bound not found, a vault
 /// whose totals are unknown from the diffs, a missing receipt for ETH.
 pub fn decode(config: &StateDiffConfig, base_dir: &Path) -> Result<DecodedState, TraceError> {
-    let mut diffs: Vec<TxDiff> = Vec::new();
-    for t in &config.traces {
-        let path = base_dir.join(t.path());
-        let f = format::read_diff_file(&path)?;
-        if let Some(c) = f.chain_id {
-            if c != config.chain_id {
-                return Err(TraceError::WrongChain {
-                    file: path,
-                    expected: config.chain_id,
-                    got: c,
-                });
-            }
-        }
-        let mut txs = f.txs;
-        if let TraceInput::Annotated(a) = t {
-            for d in &mut txs {
-                d.block = d.block.or(a.block);
-            }
-            if let Some(h) = a.tx {
-                if txs.len() != 1 {
-                    return Err(TraceError::Config {
-                        what: format!("traces: {}", path.display()),
-                        message: format!(
-                            "`tx` annotates a single-transaction file, this one has {}",
-                            txs.len()
-                        ),
-                    });
-                }
-                txs[0].tx_hash = Some(h);
-            }
-        }
-        diffs.extend(txs);
+    // Files are read and parsed in parallel; the first failing file in manifest order is
+    // the error, as when reading them one by one.
+    let files: Vec<Result<Vec<TxDiff>, TraceError>> = config
+        .traces
+        .par_iter()
+        .map(|t| read_trace(config, base_dir, t))
+        .collect();
+    let mut diffs: Vec<TxDiff> = Vec::with_capacity(files.iter().flatten().map(Vec::len).sum());
+    for f in files {
+        diffs.extend(f?);
     }
     decode_diffs(config, base_dir, diffs)
+}
+
+/// Reads one `traces` entry: its diffs, with the manifest's annotations applied.
+fn read_trace(
+    config: &StateDiffConfig,
+    base_dir: &Path,
+    t: &TraceInput,
+) -> Result<Vec<TxDiff>, TraceError> {
+    let path = base_dir.join(t.path());
+    let f = format::read_diff_file(&path)?;
+    if let Some(c) = f.chain_id {
+        if c != config.chain_id {
+            return Err(TraceError::WrongChain {
+                file: path,
+                expected: config.chain_id,
+                got: c,
+            });
+        }
+    }
+    let mut txs = f.txs;
+    if let TraceInput::Annotated(a) = t {
+        for d in &mut txs {
+            d.block = d.block.or(a.block);
+        }
+        if let Some(h) = a.tx {
+            if txs.len() != 1 {
+                return Err(TraceError::Config {
+                    what: format!("traces: {}", path.display()),
+                    message: format!(
+                        "`tx` annotates a single-transaction file, this one has {}",
+                        txs.len()
+                    ),
+                });
+            }
+            txs[0].tx_hash = Some(h);
+        }
+    }
+    Ok(txs)
 }
 
 /// As [`decode`], over diffs already read (used by `recoup ingest` and benchmarks).
