@@ -198,6 +198,27 @@ pub struct WindowValue<T> {
     pub changed_in_window: bool,
 }
 
+/// One account's changed slots in a [`Timeline`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SlotTable<'a>(&'a WordMap<B256, Track<B256>>);
+
+impl SlotTable<'_> {
+    /// As [`Timeline::slot`] for this account.
+    pub(crate) fn get(&self, slot: &B256) -> Option<WindowValue<B256>> {
+        self.0.get(slot).map(Track::value)
+    }
+
+    /// Number of changed slots.
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The changed slots, in no particular order.
+    pub(crate) fn slots(&self) -> impl Iterator<Item = &B256> + '_ {
+        self.0.keys()
+    }
+}
+
 /// Successive transaction diffs chained into one history, with an incident window.
 ///
 /// Any slot that changes anywhere in the history has a known value at every point: the
@@ -324,6 +345,11 @@ impl Timeline {
     /// the whole history (its value is then unknown from diffs alone).
     pub fn slot(&self, account: Address, slot: B256) -> Option<WindowValue<B256>> {
         Some(self.storage.get(&account)?.get(&slot)?.value())
+    }
+
+    /// The changed slots of `account`, for many look-ups (see [`Timeline::slot`]).
+    pub(crate) fn slot_table(&self, account: Address) -> Option<SlotTable<'_>> {
+        self.storage.get(&account).map(SlotTable)
     }
 
     /// Every slot of `account` that changes somewhere in the history, with its window
