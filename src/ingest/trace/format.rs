@@ -487,24 +487,7 @@ pub fn geth(d: DiffMode) -> BTreeMap<Address, AccountChange> {
             a.nonce = Some(Change { from: nf, to: nt });
         }
         a.code_changed = destroyed || q.code.as_ref().is_some_and(|c| Some(c) != p.code.as_ref());
-        let mut qs = q.storage;
-        for (slot, from) in p.storage {
-            let to = qs.remove(&slot).unwrap_or_default();
-            if from != to {
-                a.storage.insert(slot, Change { from, to });
-            }
-        }
-        for (slot, to) in qs {
-            if !to.is_zero() {
-                a.storage.insert(
-                    slot,
-                    Change {
-                        from: B256::ZERO,
-                        to,
-                    },
-                );
-            }
-        }
+        a.storage = merge_storage(p.storage, q.storage);
         if !a.is_noop() {
             out.insert(addr, a);
         }
@@ -522,20 +505,47 @@ pub fn geth(d: DiffMode) -> BTreeMap<Address, AccountChange> {
             a.nonce = Some(Change { from: 0, to: n });
         }
         a.code_changed = q.code.as_ref().is_some_and(|c| !c.is_empty());
-        for (slot, to) in q.storage {
-            if !to.is_zero() {
-                a.storage.insert(
-                    slot,
-                    Change {
-                        from: B256::ZERO,
-                        to,
-                    },
-                );
-            }
-        }
+        a.storage = merge_storage(BTreeMap::new(), q.storage);
         out.insert(addr, a);
     }
     out
+}
+
+/// The changed slots between a `pre` and a `post` storage map: a slot missing on a side
+/// is zero there; unchanged slots are left out. Both maps are sorted, so this is one merge
+/// pass, and the result is built from sorted entries.
+fn merge_storage(
+    pre: BTreeMap<B256, B256>,
+    post: BTreeMap<B256, B256>,
+) -> BTreeMap<B256, Change<B256>> {
+    let mut out = Vec::with_capacity(pre.len().max(post.len()));
+    let (mut p, mut q) = (pre.into_iter().peekable(), post.into_iter().peekable());
+    loop {
+        let (slot, from, to) = match (p.peek(), q.peek()) {
+            (None, None) => break,
+            (Some(&(ps, _)), Some(&(qs, _))) if ps == qs => {
+                let ((slot, from), (_, to)) =
+                    (p.next().unwrap_or_default(), q.next().unwrap_or_default());
+                (slot, from, to)
+            }
+            (Some(&(ps, _)), Some(&(qs, _))) if qs < ps => {
+                let (slot, to) = q.next().unwrap_or_default();
+                (slot, B256::ZERO, to)
+            }
+            (Some(_), _) => {
+                let (slot, from) = p.next().unwrap_or_default();
+                (slot, from, B256::ZERO)
+            }
+            (None, Some(_)) => {
+                let (slot, to) = q.next().unwrap_or_default();
+                (slot, B256::ZERO, to)
+            }
+        };
+        if from != to {
+            out.push((slot, Change { from, to }));
+        }
+    }
+    out.into_iter().collect()
 }
 
 fn delta<T: Default + PartialEq + Clone>(d: Delta<T>) -> Option<Change<T>> {
