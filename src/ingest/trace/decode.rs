@@ -530,7 +530,7 @@ pub fn decode_diffs(
         vaults.push((v, a, l));
         cands.push(a);
     }
-    cands.sort_unstable();
+    cands.par_sort_unstable();
     cands.dedup();
 
     // Which candidate holds which changed slot. Entries are the tokens, then the vaults'
@@ -544,7 +544,7 @@ pub fn decode_diffs(
         .map(|(_, a, l)| (*a, l))
         .chain(vaults.iter().map(|(_, a, l)| (*a, l)))
         .collect();
-    let mut groups: Vec<((MappingOrder, B256), Vec<(usize, SlotTable<'_>)>)> = Vec::new();
+    let mut groups: Vec<LayoutGroup<'_>> = Vec::new();
     for (k, (token, l)) in entries.iter().enumerate() {
         let Some(t) = tl.slot_table(*token) else {
             continue;
@@ -560,22 +560,34 @@ pub fn decode_diffs(
             ks.iter().flat_map(|(_, t)| t.slots()),
             ks.iter().map(|(_, t)| t.len()).sum(),
         );
+        // Candidates go in batches: hash the whole batch, then probe, so the probes (cache
+        // misses into large maps) are independent and overlap.
         let found: Vec<(usize, Hit)> = cands
-            .par_iter()
-            .flat_map_iter(|h| {
-                let slot = mapping_slot(*o, h.into_word(), *b);
-                let maybe = filter.may_contain(&slot);
-                ks.iter().filter(move |_| maybe).filter_map(move |(k, t)| {
-                    let value = t.get(&slot)?;
-                    Some((
-                        *k,
-                        Hit {
-                            holder: *h,
-                            slot,
-                            value,
-                        },
-                    ))
-                })
+            .par_chunks(256)
+            .flat_map_iter(|batch| {
+                let slots: Vec<B256> = batch
+                    .iter()
+                    .map(|h| mapping_slot(*o, h.into_word(), *b))
+                    .collect();
+                let mut found = Vec::new();
+                for (h, slot) in batch.iter().zip(slots) {
+                    if !filter.may_contain(&slot) {
+                        continue;
+                    }
+                    for (k, t) in ks {
+                        if let Some(value) = t.get(&slot) {
+                            found.push((
+                                *k,
+                                Hit {
+                                    holder: *h,
+                                    slot,
+                                    value,
+                                },
+                            ));
+                        }
+                    }
+                }
+                found
             })
             .collect();
         for (k, hit) in found {
@@ -786,7 +798,9 @@ struct SlotFilter {
 
 impl SlotFilter {
     fn new<'a>(slots: impl Iterator<Item = &'a B256>, n: usize) -> Self {
-        let log2 = (n.saturating_mul(16).max(1 << 12).min(1 << 27))
+        let log2 = n
+            .saturating_mul(16)
+            .clamp(1 << 12, 1 << 27)
             .next_power_of_two()
             .trailing_zeros();
         let mut f = SlotFilter {
@@ -810,6 +824,10 @@ impl SlotFilter {
         self.bits[i / 64] & (1 << (i % 64)) != 0
     }
 }
+
+/// Entries (by index) sharing one mapping layout `(order, base)`, each with its
+/// contract's changed slots.
+type LayoutGroup<'a> = ((MappingOrder, B256), Vec<(usize, SlotTable<'a>)>);
 
 /// A candidate whose balance slot changed in an entry's contract.
 #[derive(Clone)]
@@ -935,17 +953,31 @@ pub fn read_holders(path: &Path) -> Result<Vec<Address>, TraceError> {
         file: path.to_owned(),
         source,
     })?;
-    let mut v = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let s = line.split('#').next().unwrap_or("").trim();
-        if s.is_empty() {
-            continue;
-        }
-        v.push(parse_address(s).map_err(|e| TraceError::Holder {
-            file: path.to_owned(),
-            line: i + 1,
-            message: e.to_string(),
-        })?);
+    // Lines are parsed in parallel chunks; the first bad line in file order is the error.
+    const CHUNK: usize = 8192;
+    let lines: Vec<&str> = text.lines().collect();
+    let chunks: Vec<Result<Vec<Address>, TraceError>> = lines
+        .par_chunks(CHUNK)
+        .enumerate()
+        .map(|(c, chunk)| {
+            let mut v = Vec::with_capacity(chunk.len());
+            for (j, line) in chunk.iter().enumerate() {
+                let s = line.split('#').next().unwrap_or("").trim();
+                if s.is_empty() {
+                    continue;
+                }
+                v.push(parse_address(s).map_err(|e| TraceError::Holder {
+                    file: path.to_owned(),
+                    line: c * CHUNK + j + 1,
+                    message: e.to_string(),
+                })?);
+            }
+            Ok(v)
+        })
+        .collect();
+    let mut v = Vec::with_capacity(lines.len());
+    for c in chunks {
+        v.extend(c?);
     }
     Ok(v)
 }

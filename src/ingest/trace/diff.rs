@@ -248,6 +248,24 @@ impl Timeline {
             txs: diffs.len(),
             ..Default::default()
         };
+        // Each account's slot map is sized up front (an upper bound: slots changed in
+        // several transactions are counted once per change) instead of growing through
+        // rehashes.
+        let mut sizes: WordMap<Address, usize> = WordMap::default();
+        for d in diffs {
+            for (addr, acc) in &d.accounts {
+                if !acc.storage.is_empty() {
+                    *sizes.entry(*addr).or_default() += acc.storage.len();
+                }
+            }
+        }
+        t.storage.reserve(sizes.len());
+        for (addr, n) in sizes {
+            t.storage.insert(
+                addr,
+                WordMap::with_capacity_and_hasher(n, Default::default()),
+            );
+        }
         let mut nonces: WordMap<Address, (u64, usize)> = WordMap::default();
         for (i, d) in diffs.iter().enumerate() {
             for (addr, acc) in &d.accounts {
