@@ -2,14 +2,14 @@
 //! per-account balance changes, vault totals, share balances, share-price losses, and the
 //! report of changed token slots no candidate holder explains.
 
-use super::diff::{Change, Timeline, TxDiff, WordMap};
+use super::diff::{Change, SlotTable, Timeline, TxDiff, WindowValue, WordMap};
 use super::format::{self, LogEntry};
 use super::layout::{erc7201_root, mapping_slot, BalanceLayout, MappingOrder, PRESETS};
 use super::TraceError;
 use crate::primitives::{parse_address, Address, Amount, B256, U256};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 /// The manifest section naming state-diff inputs (`[state_diff]` in TOML).
@@ -428,40 +428,56 @@ fn addr(s: &str, what: &str) -> Result<Address, TraceError> {
 /// gap, a file for another chain id, an unknown layout, a window bound not found, a vault
 /// whose totals are unknown from the diffs, a missing receipt for ETH.
 pub fn decode(config: &StateDiffConfig, base_dir: &Path) -> Result<DecodedState, TraceError> {
-    let mut diffs: Vec<TxDiff> = Vec::new();
-    for t in &config.traces {
-        let path = base_dir.join(t.path());
-        let f = format::read_diff_file(&path)?;
-        if let Some(c) = f.chain_id {
-            if c != config.chain_id {
-                return Err(TraceError::WrongChain {
-                    file: path,
-                    expected: config.chain_id,
-                    got: c,
-                });
-            }
-        }
-        let mut txs = f.txs;
-        if let TraceInput::Annotated(a) = t {
-            for d in &mut txs {
-                d.block = d.block.or(a.block);
-            }
-            if let Some(h) = a.tx {
-                if txs.len() != 1 {
-                    return Err(TraceError::Config {
-                        what: format!("traces: {}", path.display()),
-                        message: format!(
-                            "`tx` annotates a single-transaction file, this one has {}",
-                            txs.len()
-                        ),
-                    });
-                }
-                txs[0].tx_hash = Some(h);
-            }
-        }
-        diffs.extend(txs);
+    // Files are read and parsed in parallel; the first failing file in manifest order is
+    // the error, as when reading them one by one.
+    let files: Vec<Result<Vec<TxDiff>, TraceError>> = config
+        .traces
+        .par_iter()
+        .map(|t| read_trace(config, base_dir, t))
+        .collect();
+    let mut diffs: Vec<TxDiff> = Vec::with_capacity(files.iter().flatten().map(Vec::len).sum());
+    for f in files {
+        diffs.extend(f?);
     }
     decode_diffs(config, base_dir, diffs)
+}
+
+/// Reads one `traces` entry: its diffs, with the manifest's annotations applied.
+fn read_trace(
+    config: &StateDiffConfig,
+    base_dir: &Path,
+    t: &TraceInput,
+) -> Result<Vec<TxDiff>, TraceError> {
+    let path = base_dir.join(t.path());
+    let f = format::read_diff_file(&path)?;
+    if let Some(c) = f.chain_id {
+        if c != config.chain_id {
+            return Err(TraceError::WrongChain {
+                file: path,
+                expected: config.chain_id,
+                got: c,
+            });
+        }
+    }
+    let mut txs = f.txs;
+    if let TraceInput::Annotated(a) = t {
+        for d in &mut txs {
+            d.block = d.block.or(a.block);
+        }
+        if let Some(h) = a.tx {
+            if txs.len() != 1 {
+                return Err(TraceError::Config {
+                    what: format!("traces: {}", path.display()),
+                    message: format!(
+                        "`tx` annotates a single-transaction file, this one has {}",
+                        txs.len()
+                    ),
+                });
+            }
+            txs[0].tx_hash = Some(h);
+        }
+    }
+    Ok(txs)
 }
 
 /// As [`decode`], over diffs already read (used by `recoup ingest` and benchmarks).
@@ -514,33 +530,71 @@ pub fn decode_diffs(
         vaults.push((v, a, l));
         cands.push(a);
     }
-    cands.sort_unstable();
+    cands.par_sort_unstable();
     cands.dedup();
 
-    // One slot → holder index per distinct (order, base): tokens sharing a layout share it.
-    // Per layout group, the changed slots of its tokens; each candidate's slot is hashed
-    // once per group and looked up (read-only, in parallel).
-    let mut index: HashMap<(MappingOrder, B256), WordMap<B256, Option<Address>>> = HashMap::new();
-    for (token, l) in tokens
+    // Which candidate holds which changed slot. Entries are the tokens, then the vaults'
+    // share tokens. Entries with the same layout (order, base) share one hash per
+    // candidate, which is looked up in the changed slots of each of their contracts (read
+    // only, in parallel; hits come back in candidate order, so each entry's are sorted by
+    // holder). A slot is matched by at most one candidate: two candidates hashing to the
+    // same slot would be a keccak-256 collision.
+    let entries: Vec<(Address, &BalanceLayout)> = tokens
         .iter()
-        .map(|(_, a, l)| (a, l))
-        .chain(vaults.iter().map(|(_, a, l)| (a, l)))
-    {
-        let m = index.entry((l.order, l.base)).or_default();
-        m.extend(tl.slots_of(*token).map(|(s, _)| (s, None)));
-    }
-    for ((o, b), m) in index.iter_mut() {
-        let hits: Vec<(B256, Address)> = cands
-            .par_iter()
-            .filter_map(|h| {
-                let s = mapping_slot(*o, h.into_word(), *b);
-                m.contains_key(&s).then_some((s, *h))
-            })
-            .collect();
-        for (s, h) in hits {
-            m.insert(s, Some(h));
+        .map(|(_, a, l)| (*a, l))
+        .chain(vaults.iter().map(|(_, a, l)| (*a, l)))
+        .collect();
+    let mut groups: Vec<LayoutGroup<'_>> = Vec::new();
+    for (k, (token, l)) in entries.iter().enumerate() {
+        let Some(t) = tl.slot_table(*token) else {
+            continue;
+        };
+        match groups.iter_mut().find(|(g, _)| *g == (l.order, l.base)) {
+            Some((_, ks)) => ks.push((k, t)),
+            None => groups.push(((l.order, l.base), vec![(k, t)])),
         }
     }
+    let mut hits: Vec<Vec<Hit>> = vec![Vec::new(); entries.len()];
+    for ((o, b), ks) in &groups {
+        let filter = SlotFilter::new(
+            ks.iter().flat_map(|(_, t)| t.slots()),
+            ks.iter().map(|(_, t)| t.len()).sum(),
+        );
+        // Candidates go in batches: hash the whole batch, then probe, so the probes (cache
+        // misses into large maps) are independent and overlap.
+        let found: Vec<(usize, Hit)> = cands
+            .par_chunks(256)
+            .flat_map_iter(|batch| {
+                let slots: Vec<B256> = batch
+                    .iter()
+                    .map(|h| mapping_slot(*o, h.into_word(), *b))
+                    .collect();
+                let mut found = Vec::new();
+                for (h, slot) in batch.iter().zip(slots) {
+                    if !filter.may_contain(&slot) {
+                        continue;
+                    }
+                    for (k, t) in ks {
+                        if let Some(value) = t.get(&slot) {
+                            found.push((
+                                *k,
+                                Hit {
+                                    holder: *h,
+                                    slot,
+                                    value,
+                                },
+                            ));
+                        }
+                    }
+                }
+                found
+            })
+            .collect();
+        for (k, hit) in found {
+            hits[k].push(hit);
+        }
+    }
+    let mut hits = hits.into_iter();
 
     let mut out = DecodedState {
         chain_id: config.chain_id,
@@ -548,40 +602,50 @@ pub fn decode_diffs(
         window_txs: window.1 - window.0,
         ..Default::default()
     };
-    // Balances of each token at start/end: (asset) → account → Change<U256>.
-    let mut balances: HashMap<Address, BTreeMap<Address, (Change<U256>, bool)>> = HashMap::new();
+    // Balances of each token at start/end: token → (account, change, changed in window),
+    // sorted by account.
+    let mut balances: HashMap<Address, Held> = HashMap::new();
     let decode_token = |name: &str,
                         token: Address,
                         l: &BalanceLayout,
+                        hits: Vec<Hit>,
                         out: &mut DecodedState|
-     -> BTreeMap<Address, (Change<U256>, bool)> {
-        let idx = &index[&(l.order, l.base)];
-        let mut held = BTreeMap::new();
+     -> Held {
+        // Changed slots no candidate explains: only searched for when the counts differ.
+        let eligible = |slot: &B256, v: &WindowValue<B256>| {
+            v.changed_in_window && Some(*slot) != l.total_supply
+        };
+        let explained = hits.iter().filter(|x| eligible(&x.slot, &x.value)).count();
+        let changed = tl.slots_of(token).filter(|(s, v)| eligible(s, v)).count();
         let mut unmatched = Vec::new();
-        for (slot, v) in tl.slots_of(token) {
-            let slot = &slot;
-            if let Some(Some(h)) = idx.get(slot) {
-                held.insert(
-                    *h,
-                    (
-                        Change {
-                            from: l.balance(v.start),
-                            to: l.balance(v.end),
-                        },
-                        v.changed_in_window,
-                    ),
-                );
-            } else if v.changed_in_window && Some(*slot) != l.total_supply {
-                unmatched.push(UnmatchedSlot {
-                    slot: *slot,
-                    before: v.start,
-                    after: v.end,
-                });
+        if changed > explained {
+            let hit: WordMap<B256, ()> = hits.iter().map(|x| (x.slot, ())).collect();
+            for (slot, v) in tl.slots_of(token) {
+                if eligible(&slot, &v) && !hit.contains_key(&slot) {
+                    unmatched.push(UnmatchedSlot {
+                        slot,
+                        before: v.start,
+                        after: v.end,
+                    });
+                }
             }
         }
+        let held: Held = hits
+            .into_iter()
+            .map(|x| {
+                (
+                    x.holder,
+                    Change {
+                        from: l.balance(x.value.start),
+                        to: l.balance(x.value.end),
+                    },
+                    x.value.changed_in_window,
+                )
+            })
+            .collect();
         if !unmatched.is_empty() && l.allowance.is_some() {
             // Allowances of (owner, spender) pairs: owners are this token's holders.
-            let owners: Vec<Address> = held.keys().copied().collect();
+            let owners: Vec<Address> = held.iter().map(|(h, ..)| *h).collect();
             if owners.len().saturating_mul(cands.len()) <= 4_000_000 {
                 let want: HashSet<B256> = unmatched.iter().map(|u| u.slot).collect();
                 let found: HashSet<B256> = owners
@@ -611,8 +675,8 @@ pub fn decode_diffs(
         held
     };
     for (asset, token, l) in &tokens {
-        let held = decode_token(asset, *token, l, &mut out);
-        for (h, (c, ch)) in &held {
+        let held = decode_token(asset, *token, l, hits.next().unwrap_or_default(), &mut out);
+        for (h, c, ch) in &held {
             if *ch && c.from != c.to {
                 out.balance_changes.push(BalanceChange {
                     account: *h,
@@ -626,7 +690,13 @@ pub fn decode_diffs(
     }
 
     for (v, vaddr, l) in &vaults {
-        let shares = decode_token(&v.name, *vaddr, l, &mut out);
+        let shares = decode_token(
+            &v.name,
+            *vaddr,
+            l,
+            hits.next().unwrap_or_default(),
+            &mut out,
+        );
         let ts_slot = l.total_supply.unwrap_or_default();
         let ts = tl.slot(*vaddr, ts_slot).ok_or_else(|| TraceError::VaultUnknown {
             vault: v.name.clone(),
@@ -659,14 +729,14 @@ pub fn decode_diffs(
                             v.asset
                         ),
                         })?;
-                let (c, _) =
-                    balances[token]
-                        .get(vaddr)
-                        .ok_or_else(|| TraceError::VaultUnknown {
-                            vault: v.name.clone(),
-                            what: format!("its {} balance never changes in the traces", v.asset),
-                        })?;
-                (c.from, c.to)
+                let held = &balances[token];
+                let i = held
+                    .binary_search_by_key(vaddr, |(h, ..)| *h)
+                    .map_err(|_| TraceError::VaultUnknown {
+                        vault: v.name.clone(),
+                        what: format!("its {} balance never changes in the traces", v.asset),
+                    })?;
+                (held[i].1.from, held[i].1.to)
             }
         };
         out.vaults.push(VaultTotals {
@@ -678,7 +748,7 @@ pub fn decode_diffs(
             total_supply_before: Amount::new(ts_b),
             total_supply_after: Amount::new(ts_a),
         });
-        for (h, (c, _)) in &shares {
+        for (h, c, _) in &shares {
             if c.from.is_zero() && c.to.is_zero() {
                 continue;
             }
@@ -716,6 +786,60 @@ pub fn decode_diffs(
         .sort_by(|a, b| (&a.vault, a.account).cmp(&(&b.vault, b.account)));
     Ok(out)
 }
+
+/// A bitset over the leading 64 bits of a set of slots (about 16 bits per slot, at most
+/// 16 MiB), so that most candidates whose slot is not in the set are turned away without
+/// a probe into the (much larger) slot maps. No false negatives: every slot of the set
+/// has its bit set.
+struct SlotFilter {
+    bits: Vec<u64>,
+    shift: u32,
+}
+
+impl SlotFilter {
+    fn new<'a>(slots: impl Iterator<Item = &'a B256>, n: usize) -> Self {
+        let log2 = n
+            .saturating_mul(16)
+            .clamp(1 << 12, 1 << 27)
+            .next_power_of_two()
+            .trailing_zeros();
+        let mut f = SlotFilter {
+            bits: vec![0; (1usize << log2) / 64],
+            shift: 64 - log2,
+        };
+        for s in slots {
+            let i = f.index(s);
+            f.bits[i / 64] |= 1 << (i % 64);
+        }
+        f
+    }
+
+    fn index(&self, slot: &B256) -> usize {
+        let lead = u64::from_be_bytes(slot.0[..8].try_into().unwrap_or_default());
+        (lead >> self.shift) as usize
+    }
+
+    fn may_contain(&self, slot: &B256) -> bool {
+        let i = self.index(slot);
+        self.bits[i / 64] & (1 << (i % 64)) != 0
+    }
+}
+
+/// Entries (by index) sharing one mapping layout `(order, base)`, each with its
+/// contract's changed slots.
+type LayoutGroup<'a> = ((MappingOrder, B256), Vec<(usize, SlotTable<'a>)>);
+
+/// A candidate whose balance slot changed in an entry's contract.
+#[derive(Clone)]
+struct Hit {
+    holder: Address,
+    slot: B256,
+    value: WindowValue<B256>,
+}
+
+/// One token's holders: (account, balance change, changed inside the window), sorted by
+/// account.
+type Held = Vec<(Address, Change<U256>, bool)>;
 
 /// `convertToAssets(shares)` of a vault with totals `ta`, `ts`.
 ///
@@ -829,17 +953,31 @@ pub fn read_holders(path: &Path) -> Result<Vec<Address>, TraceError> {
         file: path.to_owned(),
         source,
     })?;
-    let mut v = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let s = line.split('#').next().unwrap_or("").trim();
-        if s.is_empty() {
-            continue;
-        }
-        v.push(parse_address(s).map_err(|e| TraceError::Holder {
-            file: path.to_owned(),
-            line: i + 1,
-            message: e.to_string(),
-        })?);
+    // Lines are parsed in parallel chunks; the first bad line in file order is the error.
+    const CHUNK: usize = 8192;
+    let lines: Vec<&str> = text.lines().collect();
+    let chunks: Vec<Result<Vec<Address>, TraceError>> = lines
+        .par_chunks(CHUNK)
+        .enumerate()
+        .map(|(c, chunk)| {
+            let mut v = Vec::with_capacity(chunk.len());
+            for (j, line) in chunk.iter().enumerate() {
+                let s = line.split('#').next().unwrap_or("").trim();
+                if s.is_empty() {
+                    continue;
+                }
+                v.push(parse_address(s).map_err(|e| TraceError::Holder {
+                    file: path.to_owned(),
+                    line: c * CHUNK + j + 1,
+                    message: e.to_string(),
+                })?);
+            }
+            Ok(v)
+        })
+        .collect();
+    let mut v = Vec::with_capacity(lines.len());
+    for c in chunks {
+        v.extend(c?);
     }
     Ok(v)
 }

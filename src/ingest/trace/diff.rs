@@ -198,6 +198,27 @@ pub struct WindowValue<T> {
     pub changed_in_window: bool,
 }
 
+/// One account's changed slots in a [`Timeline`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SlotTable<'a>(&'a WordMap<B256, Track<B256>>);
+
+impl SlotTable<'_> {
+    /// As [`Timeline::slot`] for this account.
+    pub(crate) fn get(&self, slot: &B256) -> Option<WindowValue<B256>> {
+        self.0.get(slot).map(Track::value)
+    }
+
+    /// Number of changed slots.
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The changed slots, in no particular order.
+    pub(crate) fn slots(&self) -> impl Iterator<Item = &B256> + '_ {
+        self.0.keys()
+    }
+}
+
 /// Successive transaction diffs chained into one history, with an incident window.
 ///
 /// Any slot that changes anywhere in the history has a known value at every point: the
@@ -227,6 +248,24 @@ impl Timeline {
             txs: diffs.len(),
             ..Default::default()
         };
+        // Each account's slot map is sized up front (an upper bound: slots changed in
+        // several transactions are counted once per change) instead of growing through
+        // rehashes.
+        let mut sizes: WordMap<Address, usize> = WordMap::default();
+        for d in diffs {
+            for (addr, acc) in &d.accounts {
+                if !acc.storage.is_empty() {
+                    *sizes.entry(*addr).or_default() += acc.storage.len();
+                }
+            }
+        }
+        t.storage.reserve(sizes.len());
+        for (addr, n) in sizes {
+            t.storage.insert(
+                addr,
+                WordMap::with_capacity_and_hasher(n, Default::default()),
+            );
+        }
         let mut nonces: WordMap<Address, (u64, usize)> = WordMap::default();
         for (i, d) in diffs.iter().enumerate() {
             for (addr, acc) in &d.accounts {
@@ -324,6 +363,11 @@ impl Timeline {
     /// the whole history (its value is then unknown from diffs alone).
     pub fn slot(&self, account: Address, slot: B256) -> Option<WindowValue<B256>> {
         Some(self.storage.get(&account)?.get(&slot)?.value())
+    }
+
+    /// The changed slots of `account`, for many look-ups (see [`Timeline::slot`]).
+    pub(crate) fn slot_table(&self, account: Address) -> Option<SlotTable<'_>> {
+        self.storage.get(&account).map(SlotTable)
     }
 
     /// Every slot of `account` that changes somewhere in the history, with its window

@@ -19,6 +19,7 @@ use super::TraceError;
 use crate::primitives::{Address, B256, U256};
 use alloy_rpc_types_trace::geth::{AccountState, CallFrame, DiffMode};
 use alloy_rpc_types_trace::parity::{Delta, StateDiff};
+use rayon::prelude::*;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -63,10 +64,7 @@ pub fn parse_diff_bytes(path: &Path, buf: &[u8]) -> Result<TraceFile, TraceError
         txs: Vec::new(),
     };
     match first_byte(buf) {
-        Some(b'[') => {
-            let items: Vec<BlockElem> = p.parse(buf, None)?;
-            p.array(items, None, &mut out.txs)?;
-        }
+        Some(b'[') => p.array_bytes(buf, None, None, &mut out.txs)?,
         Some(b'{') => {
             let obj: HashMap<String, &RawValue> = p.parse(buf, None)?;
             p.object(&obj, None, &mut out)?;
@@ -286,8 +284,8 @@ impl<'a> Parser<'a> {
                 .collect();
             blocks.sort_by_key(|(b, _)| *b);
             for (b, raw) in blocks {
-                let items: Vec<BlockElem> = self.parse_raw_borrowed(raw, &format!("block {b}"))?;
-                self.array(items, Some(b), &mut out.txs)?;
+                let what = format!("block {b}");
+                self.array_bytes(raw.get().as_bytes(), Some(&what), Some(b), &mut out.txs)?;
             }
         } else if has("from") && (has("calls") || has("type") || has("gasUsed")) {
             return Err(self.unknown(
@@ -321,8 +319,7 @@ impl<'a> Parser<'a> {
     ) -> Result<(), TraceError> {
         match first_byte(raw.get().as_bytes()) {
             Some(b'[') => {
-                let items: Vec<BlockElem> = self.parse_raw_borrowed(raw, "result")?;
-                self.array(items, block, &mut out.txs)
+                self.array_bytes(raw.get().as_bytes(), Some("result"), block, &mut out.txs)
             }
             Some(b'{') => {
                 let obj: HashMap<String, &RawValue> = self.parse_raw_borrowed(raw, "result")?;
@@ -332,38 +329,80 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// Parses and normalises a JSON array of block-trace elements (`raw`, a slice of
+    /// `self.buf`).
+    ///
+    /// Fast path: split the array into its elements, then parse and normalise them in
+    /// parallel. Whenever that path meets anything unusual (invalid JSON, an element that
+    /// fails to parse, an element carrying `error`, whose `Value` is the one field whose
+    /// parse depends on nesting depth), the whole array is parsed again in one sequential
+    /// pass, so errors are exactly those of a plain `serde_json` parse of the file.
+    fn array_bytes(
+        &self,
+        raw: &'a [u8],
+        what: Option<&str>,
+        block: Option<u64>,
+        out: &mut Vec<TxDiff>,
+    ) -> Result<(), TraceError> {
+        if let Ok(elems) = serde_json::from_slice::<Vec<&RawValue>>(raw) {
+            let items: Result<Vec<BlockElem>, serde_json::Error> = elems
+                .par_iter()
+                .map(|e| serde_json::from_str::<BlockElem>(e.get()))
+                .collect();
+            if let Ok(items) = items {
+                if items.iter().all(|e| e.error.is_none()) {
+                    return self.array(items, block, out);
+                }
+            }
+        }
+        let items: Vec<BlockElem> = self.parse(raw, what)?;
+        self.array(items, block, out)
+    }
+
+    /// Normalises parsed elements in parallel; the first element (in file order) that is
+    /// not a state diff is the error.
     fn array(
         &self,
         items: Vec<BlockElem>,
         block: Option<u64>,
         out: &mut Vec<TxDiff>,
     ) -> Result<(), TraceError> {
-        for (i, e) in items.into_iter().enumerate() {
-            let what = format!("element {i}");
-            let block = e.block_number.map(|b| b.to()).or(block);
-            if let Some(err) = e.error {
-                return Err(TraceError::TraceFailed {
-                    file: self.path.to_owned(),
-                    tx: e.tx_hash.map(|h| h.to_string()).unwrap_or(what),
-                    error: err.to_string(),
-                });
-            }
-            if let Some(sd) = e.state_diff {
-                out.push(self.tx(block, e.transaction_hash, parity(sd)));
-            } else if let Some(r) = e.result {
-                let (Some(pre), Some(post)) = (r.pre, r.post) else {
-                    return Err(TraceError::NotDiffMode {
-                        file: self.path.to_owned(),
-                        what: format!("{what}.result"),
-                    });
-                };
-                let d = geth(DiffMode { pre, post });
-                out.push(self.tx(block, e.tx_hash.or(e.transaction_hash), d));
-            } else {
-                return Err(self.unknown(&format!("{what} has neither `result` (geth debug_traceBlock*) nor `stateDiff` (Parity trace_replay*)")));
-            }
+        let txs: Vec<Result<TxDiff, TraceError>> = items
+            .into_par_iter()
+            .enumerate()
+            .map(|(i, e)| self.elem(i, e, block))
+            .collect();
+        out.reserve(txs.len());
+        for t in txs {
+            out.push(t?);
         }
         Ok(())
+    }
+
+    fn elem(&self, i: usize, e: BlockElem, block: Option<u64>) -> Result<TxDiff, TraceError> {
+        let what = || format!("element {i}");
+        let block = e.block_number.map(|b| b.to()).or(block);
+        if let Some(err) = e.error {
+            return Err(TraceError::TraceFailed {
+                file: self.path.to_owned(),
+                tx: e.tx_hash.map(|h| h.to_string()).unwrap_or_else(what),
+                error: err.to_string(),
+            });
+        }
+        if let Some(sd) = e.state_diff {
+            Ok(self.tx(block, e.transaction_hash, parity(sd)))
+        } else if let Some(r) = e.result {
+            let (Some(pre), Some(post)) = (r.pre, r.post) else {
+                return Err(TraceError::NotDiffMode {
+                    file: self.path.to_owned(),
+                    what: format!("{}.result", what()),
+                });
+            };
+            let d = geth(DiffMode { pre, post });
+            Ok(self.tx(block, e.tx_hash.or(e.transaction_hash), d))
+        } else {
+            Err(self.unknown(&format!("{} has neither `result` (geth debug_traceBlock*) nor `stateDiff` (Parity trace_replay*)", what())))
+        }
     }
 
     fn tx(
@@ -448,24 +487,7 @@ pub fn geth(d: DiffMode) -> BTreeMap<Address, AccountChange> {
             a.nonce = Some(Change { from: nf, to: nt });
         }
         a.code_changed = destroyed || q.code.as_ref().is_some_and(|c| Some(c) != p.code.as_ref());
-        let mut qs = q.storage;
-        for (slot, from) in p.storage {
-            let to = qs.remove(&slot).unwrap_or_default();
-            if from != to {
-                a.storage.insert(slot, Change { from, to });
-            }
-        }
-        for (slot, to) in qs {
-            if !to.is_zero() {
-                a.storage.insert(
-                    slot,
-                    Change {
-                        from: B256::ZERO,
-                        to,
-                    },
-                );
-            }
-        }
+        a.storage = merge_storage(p.storage, q.storage);
         if !a.is_noop() {
             out.insert(addr, a);
         }
@@ -483,20 +505,47 @@ pub fn geth(d: DiffMode) -> BTreeMap<Address, AccountChange> {
             a.nonce = Some(Change { from: 0, to: n });
         }
         a.code_changed = q.code.as_ref().is_some_and(|c| !c.is_empty());
-        for (slot, to) in q.storage {
-            if !to.is_zero() {
-                a.storage.insert(
-                    slot,
-                    Change {
-                        from: B256::ZERO,
-                        to,
-                    },
-                );
-            }
-        }
+        a.storage = merge_storage(BTreeMap::new(), q.storage);
         out.insert(addr, a);
     }
     out
+}
+
+/// The changed slots between a `pre` and a `post` storage map: a slot missing on a side
+/// is zero there; unchanged slots are left out. Both maps are sorted, so this is one merge
+/// pass, and the result is built from sorted entries.
+fn merge_storage(
+    pre: BTreeMap<B256, B256>,
+    post: BTreeMap<B256, B256>,
+) -> BTreeMap<B256, Change<B256>> {
+    let mut out = Vec::with_capacity(pre.len().max(post.len()));
+    let (mut p, mut q) = (pre.into_iter().peekable(), post.into_iter().peekable());
+    loop {
+        let (slot, from, to) = match (p.peek(), q.peek()) {
+            (None, None) => break,
+            (Some(&(ps, _)), Some(&(qs, _))) if ps == qs => {
+                let ((slot, from), (_, to)) =
+                    (p.next().unwrap_or_default(), q.next().unwrap_or_default());
+                (slot, from, to)
+            }
+            (Some(&(ps, _)), Some(&(qs, _))) if qs < ps => {
+                let (slot, to) = q.next().unwrap_or_default();
+                (slot, B256::ZERO, to)
+            }
+            (Some(_), _) => {
+                let (slot, from) = p.next().unwrap_or_default();
+                (slot, from, B256::ZERO)
+            }
+            (None, Some(_)) => {
+                let (slot, to) = q.next().unwrap_or_default();
+                (slot, B256::ZERO, to)
+            }
+        };
+        if from != to {
+            out.push((slot, Change { from, to }));
+        }
+    }
+    out.into_iter().collect()
 }
 
 fn delta<T: Default + PartialEq + Clone>(d: Delta<T>) -> Option<Change<T>> {
