@@ -481,7 +481,8 @@ fn values_sql(prefix: &str, rows: usize, cols: usize) -> String {
     s
 }
 
-/// Rows per multi-row INSERT. Small statements stay in sqlx's per-connection statement
-/// cache (a full chunk always has the same SQL), which measured far faster than a few
-/// huge statements with thousands of parameters.
-const ROWS_PER_INSERT: usize = 16;
+/// Rows per multi-row INSERT. A full chunk always has the same SQL, so it stays in sqlx's
+/// per-connection statement cache. Measured on SQLite with 300k claimants × 3 assets (about
+/// 1.2M rows): 16 rows took 7.6–8.1 s, 64 rows 5.4–5.7 s, 128 rows 6.4–6.8 s, 256 rows
+/// 9.7–10.1 s (binding cost grows faster than linearly with the parameters per statement).
+const ROWS_PER_INSERT: usize = 64;
