@@ -327,12 +327,13 @@ pub async fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
                 Ok((names, staged?))
             });
             let saved = store.as_ref().map(|store| -> anyhow::Result<Saved> {
-                // A row that cannot be made stops the save (rolled back) with its error.
-                let mut row_error = None;
+                // A row that cannot be made ends the rows early; the gate then refuses the
+                // commit, so the run is rolled back and the row's error reported.
+                let row_error: std::cell::RefCell<Option<anyhow::Error>> = Default::default();
                 let users = user_rows(&out, &names).map_while(|r| match r {
                     Ok(row) => Some(row),
                     Err(e) => {
-                        row_error.get_or_insert(e);
+                        row_error.borrow_mut().get_or_insert(e);
                         None
                     }
                 });
@@ -344,13 +345,17 @@ pub async fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
                 };
                 let claims = claim_rows(&out, &names);
                 let gate = async {
-                    staged_rx
+                    let staged = staged_rx
                         .await
-                        .unwrap_or_else(|_| Err("the output files were not written".into()))
+                        .unwrap_or_else(|_| Err("the output files were not written".into()));
+                    match row_error.borrow().as_ref() {
+                        Some(e) => Err(format!("{e:#}")),
+                        None => staged,
+                    }
                 };
                 let saved = tokio::runtime::Handle::current()
                     .block_on(store.save_run_streamed(&head, users, claims, gate));
-                match row_error {
+                match row_error.into_inner() {
                     Some(e) => Err(e),
                     None => Ok(saved?),
                 }
