@@ -272,8 +272,16 @@ pub fn load_inputs(m: &Manifest) -> Result<(LossInputs, Vec<UnmatchedSlots>), Pi
         })
         .collect();
     if let Some(p) = &m.inputs.classes {
+        // One shared name per class, however many accounts and rows carry it.
+        let mut names: HashMap<String, Name> = HashMap::new();
         inputs.classes = files::read_classes(&m.resolve(p))?
             .into_iter()
+            .map(|(a, c)| {
+                let n = names
+                    .entry(c)
+                    .or_insert_with_key(|c| Name::from(c.as_str()));
+                (a, Name::clone(n))
+            })
             .collect::<HashMap<_, _>>();
     }
     Ok((inputs, unmatched))

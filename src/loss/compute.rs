@@ -145,7 +145,7 @@ pub struct LossInputs {
     /// Excluded accounts.
     pub exclusions: Vec<(Address, Exclusion)>,
     /// User classes.
-    pub classes: HashMap<Address, String>,
+    pub classes: HashMap<Address, Name>,
 }
 
 /// Totals the report shows about the loss stage.
@@ -484,8 +484,11 @@ pub fn compute(inputs: &LossInputs) -> Result<(LossLedger, LossStats), LossError
         .iter()
         .map(|(a, _)| Name::from(a.symbol.as_str()))
         .collect();
-    let excl: HashMap<Address, &Exclusion> =
-        inputs.exclusions.iter().map(|(a, e)| (*a, e)).collect();
+    let excl: HashMap<Address, std::sync::Arc<Exclusion>> = inputs
+        .exclusions
+        .iter()
+        .map(|(a, e)| (*a, std::sync::Arc::new(e.clone())))
+        .collect();
     let mut net = vec![None::<Amount>; n_assets];
     let mut rows = Vec::with_capacity(merged.len());
     for ((account, ai, pi), amount) in merged {
@@ -505,7 +508,7 @@ pub fn compute(inputs: &LossInputs) -> Result<(LossLedger, LossStats), LossError
             },
             amount,
             value: value_of(amount, asset, *price)?,
-            exclusion: excl.get(&account).map(|e| (*e).clone()),
+            exclusion: excl.get(&account).cloned(),
         });
     }
     for (ai, t) in net.into_iter().enumerate() {

@@ -35,13 +35,13 @@ pub struct LossRow {
     /// Used by the `per_pool` allocation scope.
     pub pool: Option<Name>,
     /// User class (for the `per_class` scope); `None` when unclassified.
-    pub class: Option<String>,
+    pub class: Option<Name>,
     /// Loss in base units of `asset`, after netting; never zero in a ledger.
     pub amount: Amount,
     /// Loss valued in the numeraire at the manifest's reference price.
     pub value: Decimal,
-    /// Set when the account is excluded from payment.
-    pub exclusion: Option<Exclusion>,
+    /// Set when the account is excluded from payment (shared by all of its rows).
+    pub exclusion: Option<std::sync::Arc<Exclusion>>,
 }
 
 /// An account that gained (the attacker's side): reported, never counted as loss.

@@ -340,10 +340,10 @@ fn withhold_keeps_the_share_in_the_denominator_redistribute_removes_it() {
         (3, "DAI", None, None, 100),
     ]);
     let t = format!("{IN_KIND}[[funding]]\nid = \"f\"\nkind = \"recovered\"\nasset = \"DAI\"\namount = \"150\"\n");
-    l.rows[2].exclusion = Some(Exclusion {
+    l.rows[2].exclusion = Some(std::sync::Arc::new(Exclusion {
         reason: "attacker".into(),
         mode: ExclusionMode::Withhold,
-    });
+    }));
     let r = run(&l, &t).unwrap();
     assert_eq!(
         [paid(&r, 1, "DAI"), paid(&r, 2, "DAI"), paid(&r, 3, "DAI")],
@@ -354,10 +354,10 @@ fn withhold_keeps_the_share_in_the_denominator_redistribute_removes_it() {
         (amt(50), amt(50))
     );
     assert_eq!(r.users[2].rows[0].status, RowStatus::ExcludedWithheld);
-    l.rows[2].exclusion = Some(Exclusion {
+    l.rows[2].exclusion = Some(std::sync::Arc::new(Exclusion {
         reason: "attacker".into(),
         mode: ExclusionMode::Redistribute,
-    });
+    }));
     let r = run(&l, &t).unwrap();
     assert_eq!(
         [paid(&r, 1, "DAI"), paid(&r, 2, "DAI"), paid(&r, 3, "DAI")],

@@ -281,10 +281,10 @@ fn ledger_from(raw: &[RawRow]) -> LossLedger {
                 account: account(a),
                 asset: sym.into(),
                 pool: POOLS[pool].map(Into::into),
-                class: CLASSES[class].map(str::to_owned),
+                class: CLASSES[class].map(Into::into),
                 amount: amt,
                 value,
-                exclusion,
+                exclusion: exclusion.map(std::sync::Arc::new),
             },
         );
     }
