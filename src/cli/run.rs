@@ -75,6 +75,7 @@ fn output_names(out: &RunOutput) -> Vec<String> {
 fn render_one(
     m: &Manifest,
     out: &RunOutput,
+    summary: &report::Summary<'_>,
     summary_json: &[u8],
     name: &str,
     w: &mut dyn std::io::Write,
@@ -83,7 +84,7 @@ fn render_one(
         "summary.json" => w.write_all(summary_json)?,
         "claims.csv" => report::claims_csv(out, w)?,
         "user_results.csv" => report::user_results_csv(out, w)?,
-        "report.md" => w.write_all(report::markdown(m, out)?.as_bytes())?,
+        "report.md" => w.write_all(report::markdown(m, out, summary)?.as_bytes())?,
         tree => {
             let t = out
                 .trees
@@ -132,18 +133,19 @@ impl<'a> StoredUser<'a> {
     }
 }
 
-/// What the store needs besides the rows: the incident and the roots.
-fn record_head(m: &Manifest, out: &RunOutput) -> (IncidentRecord, Vec<RootRecord>) {
-    let roots = out
+/// What the store needs besides the rows: the incident, and the roots as the summary
+/// states them.
+fn record_head(m: &Manifest, summary: &report::Summary<'_>) -> (IncidentRecord, Vec<RootRecord>) {
+    let roots = summary
         .trees
         .iter()
         .map(|t| RootRecord {
-            tree: t.spec.file.clone(),
-            format: t.tree.format().to_string(),
+            tree: t.file.clone(),
+            format: t.format.clone(),
             asset: t.asset.clone(),
-            root: t.tree.root().to_string(),
-            leaves: t.tree.len() as u64,
-            total: t.tree.total().to_string(),
+            root: t.root.clone(),
+            leaves: t.leaves as u64,
+            total: t.total.to_string(),
         })
         .collect();
     let incident = IncidentRecord {
@@ -292,7 +294,8 @@ pub async fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
     };
     let timer = pipeline::StageTimer::new();
     let dir = args.out.clone().unwrap_or_else(|| m.outputs.dir.clone());
-    let summary = report::summary_json(&report::summary(&m, &out)?)?;
+    let run_summary = report::summary(&m, &out)?;
+    let summary = report::summary_json(&run_summary)?;
     // The rows are inserted while the files are rendered and staged; the transaction
     // commits only once the files are staged, and the files are published only after the
     // commit, so an error anywhere leaves both the database and the output directory as
@@ -306,7 +309,7 @@ pub async fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
     };
     steps.step("rendering and writing outputs; storing the run");
     let summary_text = String::from_utf8_lossy(&summary).into_owned();
-    let (incident, roots) = record_head(&m, &out);
+    let (incident, roots) = record_head(&m, &run_summary);
     let run_id = out.run_id.to_string();
     let names = if store.is_some() {
         checksummed_users(&out)
@@ -320,7 +323,7 @@ pub async fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
             let render = s.spawn(|| -> anyhow::Result<_> {
                 let names = output_names(&out);
                 let staged = stage(&dir, &names, |name, w| {
-                    render_one(&m, &out, &summary, name, w)
+                    render_one(&m, &out, &run_summary, &summary, name, w)
                 });
                 let _ = staged_tx.send(staged.as_ref().map(|_| ()).map_err(|e| format!("{e:#}")));
                 timer.lap("render+write");

@@ -294,13 +294,13 @@ fn bps_pct(bps: u32) -> String {
         + "%"
 }
 
-/// Renders the Markdown claim report.
+/// Renders the Markdown claim report from the run and its [`summary`] (built once by the
+/// caller, shared with `summary.json`).
 ///
 /// # Errors
 /// [`ReportError::Template`].
-pub fn markdown(m: &Manifest, out: &RunOutput) -> Result<String, ReportError> {
+pub fn markdown(m: &Manifest, out: &RunOutput, s: &Summary<'_>) -> Result<String, ReportError> {
     use minijinja::context;
-    let s = summary(m, out)?;
     // Payout assets are manifest assets (the policy checks it), so each has a price.
     let mut paid_values = Vec::with_capacity(out.policy.payouts.len());
     for p in &out.policy.payouts {
