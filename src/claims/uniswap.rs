@@ -326,15 +326,7 @@ impl UniswapDistribution {
             out.extend_from_slice(b",\n      \"proof\": [");
             proof.clear();
             self.tree.proof_into(self.leaf_pos[i] as usize, &mut proof);
-            for (k, h) in proof.iter().enumerate() {
-                out.extend_from_slice(if k == 0 {
-                    b"\n        "
-                } else {
-                    b",\n        "
-                });
-                push_b256(out, h);
-            }
-            out.extend_from_slice(if proof.is_empty() { b"]" } else { b"\n      ]" });
+            push_proof(out, &proof, 8, 6);
             if let Some(f) = c.flags {
                 out.extend_from_slice(b",\n      \"flags\": {\n        \"isSOCKS\": ");
                 out.extend_from_slice(if f.is_socks { b"true" } else { b"false" });
@@ -453,25 +445,30 @@ impl PackedDistribution {
             out.extend_from_slice(b",\n        \"proof\": [");
             proof.clear();
             self.tree.proof_into(i, &mut proof);
-            for (k, h) in proof.iter().enumerate() {
-                out.extend_from_slice(if k == 0 {
-                    b"\n            "
-                } else {
-                    b",\n            "
-                });
-                push_b256(out, h);
-            }
-            out.extend_from_slice(if proof.is_empty() {
-                b"]"
-            } else {
-                b"\n        ]"
-            });
+            push_proof(out, &proof, 12, 8);
             out.extend_from_slice(b"\n    }");
             spill(out, w)?;
         }
         out.extend_from_slice(b"\n}");
         w.write_all(out)
     }
+}
+
+/// Appends the body and closing bracket of a JSON proof array (the `[` is already written):
+/// one hash a line indented by `indent` spaces, then `]` on its own line indented by `close`;
+/// `]` alone when empty.
+fn push_proof(out: &mut Vec<u8>, proof: &[B256], indent: usize, close: usize) {
+    const SPACES: &[u8] = b"                ";
+    for (k, h) in proof.iter().enumerate() {
+        out.extend_from_slice(if k == 0 { b"\n" } else { b",\n" });
+        out.extend_from_slice(&SPACES[..indent]);
+        push_b256(out, h);
+    }
+    if !proof.is_empty() {
+        out.push(b'\n');
+        out.extend_from_slice(&SPACES[..close]);
+    }
+    out.push(b']');
 }
 
 /// Whether `proof` proves `(index, account, amount)` against a Uniswap distributor root.
