@@ -70,6 +70,27 @@ pub enum SolType {
     Tuple(Vec<SolType>),
 }
 
+/// Splits `s` at its top-level commas: commas inside `(…)` and `[…]` stay (tuple types,
+/// array values). The pieces are not trimmed. `None` when the brackets do not balance.
+pub fn split_top_level(s: &str) -> Option<Vec<&str>> {
+    let (mut parts, mut depth, mut start) = (Vec::new(), 0usize, 0usize);
+    for (i, c) in s.char_indices() {
+        match c {
+            '(' | '[' => depth += 1,
+            ')' | ']' => depth = depth.checked_sub(1)?,
+            ',' if depth == 0 => {
+                parts.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    (depth == 0).then(|| {
+        parts.push(&s[start..]);
+        parts
+    })
+}
+
 impl SolType {
     /// Parses a Solidity type name: `address`, `bool`, `uint` (= `uint256`), `uintN`,
     /// `bytesN`, `bytes`, `string`, `T[]`, `T[k]`, `(T1,T2)` and `tuple(T1,T2)`.
@@ -95,22 +116,14 @@ impl SolType {
             .strip_prefix('(')
             .and_then(|b| b.strip_suffix(')'))
         {
-            let mut parts = Vec::new();
-            let (mut depth, mut start) = (0usize, 0usize);
-            for (i, c) in body.char_indices() {
-                match c {
-                    '(' | '[' => depth += 1,
-                    ')' | ']' => depth = depth.checked_sub(1).ok_or_else(unknown)?,
-                    ',' if depth == 0 => {
-                        parts.push(Self::parse(&body[start..i])?);
-                        start = i + 1;
-                    }
-                    _ => {}
-                }
+            if body.trim().is_empty() {
+                return Ok(Self::Tuple(Vec::new()));
             }
-            if !body.trim().is_empty() {
-                parts.push(Self::parse(&body[start..])?);
-            }
+            let parts = split_top_level(body)
+                .ok_or_else(unknown)?
+                .into_iter()
+                .map(Self::parse)
+                .collect::<Result<_, _>>()?;
             return Ok(Self::Tuple(parts));
         }
         match s {

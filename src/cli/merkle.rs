@@ -92,24 +92,14 @@ fn parse_b256(s: &str) -> Result<B256, String> {
     claims::parse_hash(s).ok_or_else(|| format!("expected 0x followed by 64 hex digits, got {s:?}"))
 }
 
-/// Splits a comma-separated type list at top-level commas (tuples keep theirs).
+/// Splits a comma-separated type or value list at top-level commas (tuples keep theirs),
+/// trimmed; unbalanced brackets leave the text whole, for the type or value parser to reject.
 fn split_types(s: &str) -> Vec<String> {
-    let (mut out, mut depth, mut cur) = (Vec::new(), 0i32, String::new());
-    for c in s.chars() {
-        match c {
-            '(' | '[' => depth += 1,
-            ')' | ']' => depth -= 1,
-            ',' if depth == 0 => {
-                out.push(cur.trim().to_owned());
-                cur.clear();
-                continue;
-            }
-            _ => {}
-        }
-        cur.push(c);
-    }
-    out.push(cur.trim().to_owned());
-    out
+    crate::claims::abi::split_top_level(s)
+        .unwrap_or_else(|| vec![s])
+        .into_iter()
+        .map(|p| p.trim().to_owned())
+        .collect()
 }
 
 /// Runs `recoup merkle …`; returns the exit code.
