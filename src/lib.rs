@@ -2,6 +2,8 @@
 // Errors carry file, line, column, key and both sides of a conflict so that a reader can
 // act on them; they are built once, on the cold path, so their size does not matter.
 #![allow(clippy::result_large_err)]
+// The one exception, with its reason, is the CPU-feature dispatch in `primitives::keccak`.
+#![deny(unsafe_code)]
 
 pub mod claims;
 pub mod cli;

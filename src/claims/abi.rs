@@ -136,7 +136,7 @@ impl SolType {
         }
         if let Some(n) = s.strip_prefix("uint") {
             let bits: u16 = n.parse().map_err(|_| unknown())?;
-            if bits == 0 || bits > 256 || bits % 8 != 0 || n.starts_with('0') {
+            if bits == 0 || bits > 256 || !bits.is_multiple_of(8) || n.starts_with('0') {
                 return Err(unknown());
             }
             return Ok(Self::Uint(bits));

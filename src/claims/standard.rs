@@ -447,7 +447,7 @@ impl StandardMerkleTree {
         let encoding =
             LeafEncoding::new(&names).map_err(|e| dump_err(format!("leafEncoding: {e}")))?;
         let len = d.tree.len();
-        if len == 0 || len % 2 == 0 {
+        if len == 0 || len.is_multiple_of(2) {
             return Err(dump_err(format!(
                 "tree has {len} nodes; a tree of n leaves has 2n-1 (odd, at least 1)"
             )));

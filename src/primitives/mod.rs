@@ -9,6 +9,7 @@ mod address;
 mod amount;
 mod asset;
 mod bps;
+pub mod keccak;
 mod value;
 
 pub use address::{format_address, parse_address, AddressError};

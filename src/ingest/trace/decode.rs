@@ -4,7 +4,7 @@
 
 use super::diff::{Change, SlotTable, Timeline, TxDiff, WindowValue, WordMap};
 use super::format::{self, LogEntry};
-use super::layout::{erc7201_root, mapping_slot, BalanceLayout, MappingOrder, PRESETS};
+use super::layout::{erc7201_root, mapping_slots, BalanceLayout, MappingOrder, PRESETS};
 use super::TraceError;
 use crate::primitives::{parse_address, Address, Amount, B256, U256};
 use rayon::prelude::*;
@@ -430,6 +430,7 @@ fn addr(s: &str, what: &str) -> Result<Address, TraceError> {
 pub fn decode(config: &StateDiffConfig, base_dir: &Path) -> Result<DecodedState, TraceError> {
     // Files are read and parsed in parallel; the first failing file in manifest order is
     // the error, as when reading them one by one.
+    let t = crate::pipeline::StageTimer::new();
     let files: Vec<Result<Vec<TxDiff>, TraceError>> = config
         .traces
         .par_iter()
@@ -439,7 +440,10 @@ pub fn decode(config: &StateDiffConfig, base_dir: &Path) -> Result<DecodedState,
     for f in files {
         diffs.extend(f?);
     }
-    decode_diffs(config, base_dir, diffs)
+    t.lap("sd.parse");
+    let out = decode_diffs(config, base_dir, diffs);
+    t.lap("sd.decode+drop");
+    out
 }
 
 /// Reads one `traces` entry: its diffs, with the manifest's annotations applied.
@@ -489,9 +493,11 @@ pub fn decode_diffs(
     base_dir: &Path,
     diffs: Vec<TxDiff>,
 ) -> Result<DecodedState, TraceError> {
+    let t = crate::pipeline::StageTimer::new();
     let diffs = dedupe(diffs)?;
     let window = resolve_window(&config.window, &diffs)?;
     let tl = Timeline::build(&diffs, window)?;
+    t.lap("sd.chain");
 
     // Candidates.
     let mut cands: Vec<Address> = Vec::new();
@@ -532,6 +538,7 @@ pub fn decode_diffs(
     }
     cands.par_sort_unstable();
     cands.dedup();
+    t.lap("sd.cands");
 
     // Which candidate holds which changed slot. Entries are the tokens, then the vaults'
     // share tokens. Entries with the same layout (order, base) share one hash per
@@ -565,10 +572,8 @@ pub fn decode_diffs(
         let found: Vec<(usize, Hit)> = cands
             .par_chunks(256)
             .flat_map_iter(|batch| {
-                let slots: Vec<B256> = batch
-                    .iter()
-                    .map(|h| mapping_slot(*o, h.into_word(), *b))
-                    .collect();
+                let mut slots: Vec<B256> = Vec::with_capacity(batch.len());
+                mapping_slots(*o, batch, *b, &mut slots);
                 let mut found = Vec::new();
                 for (h, slot) in batch.iter().zip(slots) {
                     if !filter.may_contain(&slot) {
@@ -595,6 +600,7 @@ pub fn decode_diffs(
         }
     }
     let mut hits = hits.into_iter();
+    t.lap("sd.match");
 
     let mut out = DecodedState {
         chain_id: config.chain_id,
@@ -784,6 +790,7 @@ pub fn decode_diffs(
         .sort_by(|a, b| (&a.vault, a.account).cmp(&(&b.vault, b.account)));
     out.share_losses
         .sort_by(|a, b| (&a.vault, a.account).cmp(&(&b.vault, b.account)));
+    t.lap("sd.rows");
     Ok(out)
 }
 

@@ -8,6 +8,7 @@
 //! A mask keeps the balance bits of a packed word (USDC v2.2 keeps a blacklist flag in
 //! bit 255).
 
+use crate::primitives::keccak::keccak256_many;
 use crate::primitives::{keccak256, Address, B256, U256};
 use serde::Deserialize;
 
@@ -135,18 +136,30 @@ impl BalanceLayout {
 
 /// The slot of `m[key]` for a mapping `m` at `base`, in the given hash order.
 pub fn mapping_slot(order: MappingOrder, key: B256, base: B256) -> B256 {
+    keccak256(mapping_preimage(order, key, base))
+}
+
+/// The 64 bytes hashed for `m[key]`: `pad32(key) ++ pad32(base)` (Solidity) or the
+/// reverse (Vyper).
+fn mapping_preimage(order: MappingOrder, key: B256, base: B256) -> [u8; 64] {
     let mut buf = [0u8; 64];
-    match order {
-        MappingOrder::Solidity => {
-            buf[..32].copy_from_slice(key.as_slice());
-            buf[32..].copy_from_slice(base.as_slice());
-        }
-        MappingOrder::Vyper => {
-            buf[..32].copy_from_slice(base.as_slice());
-            buf[32..].copy_from_slice(key.as_slice());
-        }
-    }
-    keccak256(buf)
+    let (first, second) = match order {
+        MappingOrder::Solidity => (key, base),
+        MappingOrder::Vyper => (base, key),
+    };
+    buf[..32].copy_from_slice(first.as_slice());
+    buf[32..].copy_from_slice(second.as_slice());
+    buf
+}
+
+/// [`mapping_slot`] of every holder address in `keys` (as `pad32(address)`), appended to
+/// `out` in order; eight hashes at a time ([`crate::primitives::keccak`]).
+pub fn mapping_slots(order: MappingOrder, keys: &[Address], base: B256, out: &mut Vec<B256>) {
+    let pre: Vec<[u8; 64]> = keys
+        .iter()
+        .map(|k| mapping_preimage(order, k.into_word(), base))
+        .collect();
+    keccak256_many(&pre, out);
 }
 
 /// ERC-7201 namespace root: `keccak256(keccak256(id) − 1) & ~0xff`.
@@ -195,6 +208,25 @@ mod tests {
         buf[..32].copy_from_slice(b.as_slice());
         buf[32..].copy_from_slice(k.as_slice());
         assert_eq!(mapping_slot(MappingOrder::Vyper, k, b), keccak256(buf));
+    }
+
+    #[test]
+    fn batched_slots_equal_one_at_a_time_in_both_orders() {
+        let keys: Vec<Address> = (0..21u64)
+            .map(|i| Address::from_word(keccak256(i.to_be_bytes())))
+            .collect();
+        for order in [MappingOrder::Solidity, MappingOrder::Vyper] {
+            for n in [0, 1, 8, 13, 21] {
+                let b = B256::from(U256::from(51));
+                let mut got = Vec::new();
+                mapping_slots(order, &keys[..n], b, &mut got);
+                let want: Vec<B256> = keys[..n]
+                    .iter()
+                    .map(|k| mapping_slot(order, k.into_word(), b))
+                    .collect();
+                assert_eq!(got, want, "{order:?}, {n} keys");
+            }
+        }
     }
 
     #[test]
