@@ -2,6 +2,7 @@
 //! (OpenZeppelin `MerkleProof.processProof` / `processMultiProof`).
 
 use super::ClaimsError;
+use crate::primitives::keccak::{keccak256_x8, LANES};
 use alloy_primitives::{keccak256, B256};
 use std::collections::VecDeque;
 
@@ -15,6 +16,23 @@ pub fn hash_pair(a: &B256, b: &B256) -> B256 {
     buf[..32].copy_from_slice(lo.as_slice());
     buf[32..].copy_from_slice(hi.as_slice());
     keccak256(buf)
+}
+
+/// [`hash_pair`] of each adjacent pair: `out[k] = hash_pair(children[2k], children[2k + 1])`,
+/// eight hashes at a time ([`crate::primitives::keccak`]). `children` must hold exactly
+/// `2 × out.len()` hashes.
+pub fn hash_pairs(children: &[B256], out: &mut [B256]) {
+    assert_eq!(children.len(), 2 * out.len(), "hash_pairs: children ≠ 2 × nodes");
+    let mut pre = [[0u8; 64]; LANES];
+    for (pairs, nodes) in children.chunks(2 * LANES).zip(out.chunks_mut(LANES)) {
+        for (p, c) in pre.iter_mut().zip(pairs.chunks_exact(2)) {
+            let (lo, hi) = if c[0] <= c[1] { (&c[0], &c[1]) } else { (&c[1], &c[0]) };
+            p[..32].copy_from_slice(lo.as_slice());
+            p[32..].copy_from_slice(hi.as_slice());
+        }
+        let h = keccak256_x8::<64>(std::array::from_fn(|i| &pre[i]));
+        nodes.copy_from_slice(&h[..nodes.len()]);
+    }
 }
 
 /// Parses a 32-byte hash written `0x` + 64 hex digits (either case); `None` otherwise.

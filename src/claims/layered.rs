@@ -6,7 +6,7 @@
 //! only for n = 1, 2, 3, 4, 6, 8 (the "layout trap"): use the layout the claim contract's
 //! tooling used. Reference: Uniswap/merkle-distributor `src/merkle-tree.ts`.
 
-use super::hash::hash_pair;
+use super::hash::hash_pairs;
 use super::ClaimsError;
 use alloy_primitives::B256;
 use rayon::prelude::*;
@@ -30,17 +30,16 @@ impl LayeredTree {
         let mut layers = vec![leaves];
         while layers.last().map_or(0, Vec::len) > 1 {
             let prev = layers.last().expect("non-empty");
-            let next: Vec<B256> = prev
-                .par_chunks(2)
-                .with_min_len(1024)
-                .map(|c| {
-                    if c.len() == 2 {
-                        hash_pair(&c[0], &c[1])
-                    } else {
-                        c[0]
-                    }
-                })
-                .collect();
+            // Pairs hashed eight at a time; an odd last node is carried up as it is.
+            let pairs = prev.len() / 2;
+            let mut next = vec![B256::ZERO; prev.len().div_ceil(2)];
+            next[..pairs]
+                .par_chunks_mut(1024)
+                .zip(prev[..2 * pairs].par_chunks(2048))
+                .for_each(|(nodes, c)| hash_pairs(c, nodes));
+            if prev.len() % 2 == 1 {
+                next[pairs] = prev[prev.len() - 1];
+            }
             layers.push(next);
         }
         Ok(Self { layers })

@@ -9,7 +9,7 @@
 //! (`src/core.ts`, `src/merkletree.ts`, `src/standard.ts`).
 
 use super::abi::{encode_into, LeafEncoding, LeafValue, SolType};
-use super::hash::{hash_pair, process_multiproof, process_proof};
+use super::hash::{hash_pair, hash_pairs, process_multiproof, process_proof};
 use super::json::{push_b256, push_leaf_value, push_str, push_usize, spill, spill_buffer};
 use super::ClaimsError;
 use alloy_primitives::{keccak256, B256};
@@ -78,18 +78,16 @@ pub(crate) fn build_heap(leaves: &[B256]) -> Vec<B256> {
         let b = ((1usize << (d + 1)) - 1).min(n - 1);
         let (lo, hi) = tree.split_at_mut(b);
         let level = &mut lo[a..b];
-        let f = |(k, node): (usize, &mut B256)| {
-            let l = 2 * (a + k) + 1 - b;
-            *node = hash_pair(&hi[l], &hi[l + 1]);
-        };
+        // Node a + k has children 2(a + k) + 1 and + 2: a contiguous run of `hi`.
+        let first = 2 * a + 1 - b;
+        let children = &hi[first..first + 2 * level.len()];
         if level.len() >= PAR_MIN {
             level
-                .par_iter_mut()
-                .with_min_len(PAR_MIN / 2)
-                .enumerate()
-                .for_each(f);
+                .par_chunks_mut(PAR_MIN / 2)
+                .zip(children.par_chunks(PAR_MIN))
+                .for_each(|(nodes, c)| hash_pairs(c, nodes));
         } else {
-            level.iter_mut().enumerate().for_each(f);
+            hash_pairs(children, level);
         }
     }
     tree
