@@ -22,11 +22,19 @@ pub fn hash_pair(a: &B256, b: &B256) -> B256 {
 /// eight hashes at a time ([`crate::primitives::keccak`]). `children` must hold exactly
 /// `2 × out.len()` hashes.
 pub fn hash_pairs(children: &[B256], out: &mut [B256]) {
-    assert_eq!(children.len(), 2 * out.len(), "hash_pairs: children ≠ 2 × nodes");
+    assert_eq!(
+        children.len(),
+        2 * out.len(),
+        "hash_pairs: children ≠ 2 × nodes"
+    );
     let mut pre = [[0u8; 64]; LANES];
     for (pairs, nodes) in children.chunks(2 * LANES).zip(out.chunks_mut(LANES)) {
         for (p, c) in pre.iter_mut().zip(pairs.chunks_exact(2)) {
-            let (lo, hi) = if c[0] <= c[1] { (&c[0], &c[1]) } else { (&c[1], &c[0]) };
+            let (lo, hi) = if c[0] <= c[1] {
+                (&c[0], &c[1])
+            } else {
+                (&c[1], &c[0])
+            };
             p[..32].copy_from_slice(lo.as_slice());
             p[32..].copy_from_slice(hi.as_slice());
         }

@@ -12,11 +12,15 @@ use super::abi::{encode_into, LeafEncoding, LeafValue, SolType};
 use super::hash::{hash_pair, hash_pairs, process_multiproof, process_proof};
 use super::json::{push_b256, push_leaf_value, push_str, push_usize, spill, spill_buffer};
 use super::ClaimsError;
+use crate::primitives::keccak::{keccak256_many, keccak256_slices};
 use alloy_primitives::{keccak256, B256};
 use rayon::prelude::*;
 
 /// Below this many items a level is hashed on the calling thread.
 const PAR_MIN: usize = 2048;
+
+/// Rows per block when leaves are hashed in parallel.
+const LEAF_BLOCK: usize = 1024;
 
 /// `keccak256(keccak256(abi.encode(values...)))` for values checked against `types`.
 pub fn standard_leaf_hash(types: &[SolType], values: &[LeafValue]) -> B256 {
@@ -155,13 +159,29 @@ impl StandardMerkleTree {
         let w = encoding.len().max(1);
         let n = values.len() / w;
         let types = encoding.types();
+        // Rows go in blocks: encode the block, hash every encoding, then hash every hash,
+        // eight at a time (primitives::keccak). Same leaves as `standard_leaf_hash`.
         let hashes: Vec<B256> = values
-            .par_chunks(w)
-            .with_min_len(256)
-            .map_init(
-                || Vec::with_capacity(64),
-                |buf, r| leaf_hash_with(types, r, buf),
-            )
+            .par_chunks(w * LEAF_BLOCK)
+            .flat_map_iter(|rows| {
+                let mut enc = Vec::with_capacity(rows.len() * 32);
+                let mut ends = Vec::with_capacity(rows.len() / w);
+                for r in rows.chunks(w) {
+                    encode_into(types, r, &mut enc);
+                    ends.push(enc.len());
+                }
+                let msgs: Vec<&[u8]> = std::iter::once(0)
+                    .chain(ends.iter().copied())
+                    .zip(&ends)
+                    .map(|(a, b)| &enc[a..*b])
+                    .collect();
+                let mut inner = Vec::with_capacity(msgs.len());
+                keccak256_slices(&msgs, &mut inner);
+                let inner: Vec<[u8; 32]> = inner.into_iter().map(|h| h.0).collect();
+                let mut leaves = Vec::with_capacity(inner.len());
+                keccak256_many(&inner, &mut leaves);
+                leaves
+            })
             .collect();
         Self::from_leaf_hashes(encoding, values, hashes, n, sort_leaves)
     }

@@ -12,6 +12,7 @@
 use super::json::{push_b256, push_str, push_usize, spill, spill_buffer};
 use super::layered::LayeredTree;
 use super::ClaimsError;
+use crate::primitives::keccak::keccak256_many;
 use crate::primitives::{format_address, Amount};
 use alloy_primitives::{keccak256, Address, B256, U512};
 use rayon::prelude::*;
@@ -69,20 +70,44 @@ pub struct UniswapClaim {
 
 /// The Uniswap merkle-distributor leaf `keccak256(abi.encodePacked(index, account, amount))`.
 pub fn uniswap_leaf(index: u64, account: &Address, amount: Amount) -> B256 {
+    keccak256(uniswap_preimage(index, account, amount))
+}
+
+fn uniswap_preimage(index: u64, account: &Address, amount: Amount) -> [u8; 84] {
     let mut buf = [0u8; 84];
     buf[24..32].copy_from_slice(&index.to_be_bytes());
     buf[32..52].copy_from_slice(account.as_slice());
     buf[52..].copy_from_slice(&amount.raw().to_be_bytes::<32>());
-    keccak256(buf)
+    buf
 }
 
 /// The packed leaf `keccak256(abi.encodePacked(address account, uint256 amount))` (Beanstalk,
 /// 1inch-style, single hash).
 pub fn packed_leaf(account: &Address, amount: Amount) -> B256 {
+    keccak256(packed_preimage(account, amount))
+}
+
+fn packed_preimage(account: &Address, amount: Amount) -> [u8; 52] {
     let mut buf = [0u8; 52];
     buf[..20].copy_from_slice(account.as_slice());
     buf[20..].copy_from_slice(&amount.raw().to_be_bytes::<32>());
-    keccak256(buf)
+    buf
+}
+
+/// Leaves of many rows in parallel blocks, each block hashed eight at a time
+/// (primitives::keccak): `hash(preimage(row))` for every row, in order.
+fn leaves_of<T: Sync, const N: usize>(
+    rows: &[T],
+    preimage: impl Fn(&T) -> [u8; N] + Sync,
+) -> Vec<B256> {
+    rows.par_chunks(1024)
+        .flat_map_iter(|block| {
+            let pre: Vec<[u8; N]> = block.iter().map(&preimage).collect();
+            let mut out = Vec::with_capacity(pre.len());
+            keccak256_many(&pre, &mut out);
+            out
+        })
+        .collect()
 }
 
 /// ethers `BigNumber.toHexString()`: `0x` + minimal hex, left-padded to an even length
@@ -244,10 +269,11 @@ impl UniswapDistribution {
             })
             .collect();
         let keys: Vec<String> = keyed.into_iter().map(|(k, _)| k).collect();
-        let mut leaves: Vec<(B256, u32)> = claims
-            .par_iter()
-            .map(|c| (uniswap_leaf(c.index, &c.account, c.amount), c.index as u32))
-            .collect();
+        let mut leaves: Vec<(B256, u32)> =
+            leaves_of(&claims, |c| uniswap_preimage(c.index, &c.account, c.amount))
+                .into_iter()
+                .zip(claims.iter().map(|c| c.index as u32))
+                .collect();
         leaves.par_sort_unstable();
         // Indices are distinct, so no two leaves are equal and de-duplication is a no-op.
         let mut leaf_pos = vec![0u32; claims.len()];
@@ -378,11 +404,7 @@ impl PackedDistribution {
                 account: format_address(w[0]),
             });
         }
-        let leaves: Vec<B256> = entries
-            .par_iter()
-            .with_min_len(1024)
-            .map(|(a, v)| packed_leaf(a, *v))
-            .collect();
+        let leaves = leaves_of(entries, |(a, v)| packed_preimage(a, *v));
         Ok(Self {
             accounts: entries.iter().map(|e| e.0).collect(),
             amounts: entries.iter().map(|e| e.1).collect(),

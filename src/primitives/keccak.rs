@@ -280,6 +280,42 @@ pub fn keccak256_x8<const N: usize>(msgs: [&[u8; N]; LANES]) -> [B256; LANES] {
     })
 }
 
+/// `keccak256` of each message in `msgs`, appended to `out` in order. Messages of at most
+/// [`MAX_SINGLE_BLOCK`] bytes (lengths may differ) are hashed eight at a time; longer ones
+/// go through alloy's `keccak256` one by one. For leaf encodings whose length is only
+/// known at run time (OpenZeppelin `abi.encode` of a manifest's leaf types).
+pub fn keccak256_slices(msgs: &[&[u8]], out: &mut Vec<B256>) {
+    out.reserve(msgs.len());
+    for group in msgs.chunks(LANES) {
+        if group.len() < LANES || group.iter().any(|m| m.len() > MAX_SINGLE_BLOCK) {
+            out.extend(group.iter().map(alloy_primitives::keccak256));
+            continue;
+        }
+        let mut blocks = [[0u8; RATE_WORDS * 8]; LANES];
+        for (b, m) in blocks.iter_mut().zip(group) {
+            b[..m.len()].copy_from_slice(m);
+            b[m.len()] ^= 0x01;
+            b[RATE_WORDS * 8 - 1] ^= 0x80;
+        }
+        let mut s: State = [[0; LANES]; 25];
+        for (w, word) in s.iter_mut().take(RATE_WORDS).enumerate() {
+            for (l, b) in blocks.iter().enumerate() {
+                let mut x = [0u8; 8];
+                x.copy_from_slice(&b[w * 8..w * 8 + 8]);
+                word[l] = u64::from_le_bytes(x);
+            }
+        }
+        permute(&mut s);
+        out.extend((0..LANES).map(|l| {
+            let mut d = [0u8; 32];
+            for (w, chunk) in d.chunks_exact_mut(8).enumerate() {
+                chunk.copy_from_slice(&s[w][l].to_le_bytes());
+            }
+            B256::from(d)
+        }));
+    }
+}
+
 /// `keccak256` of every message in `msgs` (each `N` ≤ [`MAX_SINGLE_BLOCK`] bytes), in
 /// order, eight at a time; a last partial group is padded with copies of its first message
 /// and the extra results dropped.
@@ -370,6 +406,19 @@ mod tests {
                 }
                 assert_eq!(s, want, "AVX-512 path");
             }
+        }
+    }
+
+    #[test]
+    fn slices_of_mixed_lengths_equal_alloy_keccak256() {
+        // Lengths 0..=140 mixed within groups of eight, including over one block.
+        let data: Vec<u8> = (0..200u32).map(|i| (i * 37 % 251) as u8).collect();
+        let msgs: Vec<&[u8]> = (0..=140usize).map(|n| &data[n % 7..n % 7 + n]).collect();
+        for take in [0, 5, 8, 64, 100, msgs.len()] {
+            let mut got = Vec::new();
+            keccak256_slices(&msgs[..take], &mut got);
+            let want: Vec<B256> = msgs[..take].iter().map(keccak256).collect();
+            assert_eq!(got, want, "{take} messages");
         }
     }
 
