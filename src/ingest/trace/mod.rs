@@ -165,7 +165,7 @@ pub enum TraceError {
         what: String,
     },
     /// A vault total cannot be known from the diffs.
-    #[error("vault {vault}: {what}")]
+    #[error("vault {vault}: {what} (or give `totals`, calls at the window's blocks from `recoup ingest --vault`)")]
     VaultUnknown {
         /// The vault.
         vault: String,
