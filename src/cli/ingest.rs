@@ -1,9 +1,10 @@
-//! `recoup ingest`: pull state diffs, call traces, receipts and headers from a node into
-//! files an incident manifest then names, so every run can be repeated offline.
+//! `recoup ingest`: pull state diffs, call traces, receipts and headers (and, with
+//! `--vault`, vault totals by `eth_call`) from a node into files an incident manifest then
+//! names, so every run can be repeated offline.
 
-use super::GlobalArgs;
+use super::{parse_address_arg, GlobalArgs};
 use crate::ingest::trace::rpc::{self, FetchOptions, Selection};
-use crate::primitives::B256;
+use crate::primitives::{Address, B256};
 use anyhow::Context;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -33,6 +34,11 @@ pub struct IngestArgs {
     /// Skip callTracer traces (holder candidates from call frames and logs).
     #[arg(long)]
     pub no_call_traces: bool,
+    /// A vault (ERC-4626) whose `totalAssets()` and `totalSupply()` are called at the block
+    /// before the window's first block and at its last block, into `vault_totals.json`
+    /// (repeatable). A manifest's `[[state_diff.vaults]]` takes them with `totals`.
+    #[arg(long = "vault", value_name = "ADDRESS", value_parser = parse_address_arg)]
+    pub vaults: Vec<Address>,
     /// Overwrite files that already exist.
     #[arg(long)]
     pub force: bool,
@@ -54,11 +60,12 @@ fn parse_range(s: &str) -> Result<(u64, u64), String> {
     Ok((a, b))
 }
 
-/// Runs `recoup ingest`: fetches, checks every trace reads back, then writes all files
-/// at once (nothing is written when any request fails).
+/// Runs `recoup ingest`: fetches, checks every trace reads back, calls the vaults, then
+/// writes all files at once (nothing is written when any request fails).
 ///
 /// # Errors
-/// A node request that fails after its retries, an unreadable answer, an I/O error.
+/// A node request that fails after its retries (a vault call that reverts too), an
+/// unreadable answer, `--vault` with a window starting at block 0, an I/O error.
 pub async fn run(args: IngestArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
     let sel = match args.blocks {
         Some((from, to)) => Selection::Blocks { from, to },
@@ -69,6 +76,7 @@ pub async fn run(args: IngestArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
         timeout: Duration::from_secs(args.timeout),
         retries: args.retries,
         call_traces: !args.no_call_traces,
+        vaults: args.vaults.clone(),
     };
     let bar = if global.progress() {
         let b = indicatif::ProgressBar::new(0);

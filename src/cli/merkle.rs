@@ -1,7 +1,7 @@
 //! `recoup merkle`: build claim trees from a CSV, print proofs from a tree file, verify a
 //! proof against a root.
 
-use super::{GlobalArgs, EXIT_CHECK_FAILED};
+use super::{parse_address_arg, GlobalArgs, EXIT_CHECK_FAILED};
 use crate::claims::{
     self, build_tree, ClaimEntry, ClaimTreeSpec, LeafEncoding, LeafValue, SolType,
     StandardMerkleTree, TreeFormat,
@@ -82,10 +82,6 @@ pub struct VerifyArgs {
 
 fn parse_format(s: &str) -> Result<TreeFormat, String> {
     s.parse().map_err(|e: claims::ClaimsError| e.to_string())
-}
-
-fn parse_address_arg(s: &str) -> Result<Address, String> {
-    parse_address(s).map_err(|e| e.to_string())
 }
 
 fn parse_b256(s: &str) -> Result<B256, String> {

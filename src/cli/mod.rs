@@ -76,6 +76,11 @@ pub enum Command {
     Simulate(simulate::SimulateArgs),
 }
 
+/// Parses an address argument (mixed case must be EIP-55), for clap's `value_parser`.
+fn parse_address_arg(s: &str) -> Result<crate::primitives::Address, String> {
+    crate::primitives::parse_address(s).map_err(|e| e.to_string())
+}
+
 /// Where a subcommand's output paths are resolved against.
 pub fn cwd() -> PathBuf {
     std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."))

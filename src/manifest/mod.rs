@@ -584,6 +584,12 @@ impl Manifest {
             v.extend(d.call_traces.iter().map(|p| self.resolve(p)));
             v.extend(d.transfer_logs.iter().map(|p| self.resolve(p)));
             v.extend(d.holders.iter().map(|p| self.resolve(p)));
+            v.extend(
+                d.vaults
+                    .iter()
+                    .filter_map(|x| x.totals.as_ref())
+                    .map(|p| self.resolve(p)),
+            );
             if let Some(e) = &d.eth {
                 v.extend(e.receipts.iter().chain(&e.blocks).map(|p| self.resolve(p)));
             }

@@ -1,7 +1,8 @@
 //! A local chain end to end: users deposit into a vault and approve a router; one exploit
 //! transaction drains both; recoup pulls the diffs over RPC and its per-user losses equal
 //! the chain's own `balanceOf` / `convertToAssets` at the blocks before and after, to the
-//! wei; a fund covers part; recoup's claim root (its own `claims::StandardMerkleTree`) is
+//! wei, and so do they with the vault's totals called over RPC (`recoup ingest --vault`)
+//! instead of read from the diffs; a fund covers part; recoup's claim root (its own `claims::StandardMerkleTree`) is
 //! deployed in a distributor, funded, and every user claims exactly their payout with
 //! recoup's proof; a tampered amount, a wrong proof and a
 //! second claim revert.
@@ -9,10 +10,11 @@
 //! Needs `npm install --no-save --prefix tests` (anvil 1.7.1, solc-js 0.8.37, OZ merkle-tree 1.0.8).
 //! Without it the test fails under CI (env `CI` set) and skips loudly otherwise.
 
+use crate::support::recoup;
 use alloy_provider::{network::Ethereum, Provider, RootProvider};
 use alloy_sol_types::{sol, SolCall, SolValue};
 use recoup::claims::{LeafEncoding, LeafValue, StandardMerkleTree};
-use recoup::ingest::trace::{decode, rpc, StateDiffConfig};
+use recoup::ingest::trace::{decode, read_calls_file, rpc, StateDiffConfig};
 use recoup::primitives::{Address, Amount, B256, U256};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -27,6 +29,8 @@ sol! {
     function redeem(uint256 shares) returns (uint256);
     function balanceOf(address who) returns (uint256);
     function convertToAssets(uint256 shares) returns (uint256);
+    function totalAssets() returns (uint256);
+    function totalSupply() returns (uint256);
     function attack(address vault, address router, address token, address[] victims, address to);
     function claim(address account, uint256 amount, bytes32[] proof);
     function claimed(address account) returns (bool);
@@ -346,6 +350,7 @@ async fn recoup_losses_equal_chain_truth_and_its_root_pays_every_claim_once() {
 
     // The chain's truth: balanceOf and convertToAssets at the blocks before and after.
     let mut truth: BTreeMap<Address, U256> = BTreeMap::new();
+    let mut share_truth: BTreeMap<Address, Amount> = BTreeMap::new();
     for u in &users {
         let (tb, ta) = (
             c.call(token, balanceOfCall { who: *u }, pre).await,
@@ -357,6 +362,9 @@ async fn recoup_losses_equal_chain_truth_and_its_root_pays_every_claim_once() {
             c.call(vault, convertToAssetsCall { shares: s }, post).await,
         );
         truth.insert(*u, (tb - ta) + (cb - ca));
+        if cb != ca {
+            share_truth.insert(*u, Amount::new(cb - ca));
+        }
     }
     let gain = c.call(token, balanceOfCall { who: attacker }, post).await
         - c.call(token, balanceOfCall { who: attacker }, pre).await;
@@ -367,6 +375,7 @@ async fn recoup_losses_equal_chain_truth_and_its_root_pays_every_claim_once() {
         timeout: Duration::from_secs(30),
         retries: 2,
         call_traces: true,
+        vaults: vec![],
     };
     let fetched = rpc::fetch(
         &opts,
@@ -436,6 +445,16 @@ async fn recoup_losses_equal_chain_truth_and_its_root_pays_every_claim_once() {
         recoup_loss, truth,
         "recoup's per-user losses vs the chain's balanceOf/convertToAssets"
     );
+    vault_totals_by_calls_equal_chain_truth(
+        &c,
+        &opts,
+        (pre, post, exploit_hash),
+        (token, vault),
+        dir.path(),
+        (manifest.as_str(), s.share_losses.as_slice()),
+        &share_truth,
+    )
+    .await;
     let total = Amount::checked_sum(truth.values().copied()).unwrap();
     // Each holder's value is floored before and after, so the sum of share losses can miss
     // the vault's drop by up to one wei per holder, either way (4 vault holders here).
@@ -581,4 +600,149 @@ async fn recoup_losses_equal_chain_truth_and_its_root_pays_every_claim_once() {
         "the distributor keeps only the floor dust"
     );
     drop(anvil);
+}
+
+/// `recoup ingest --vault` (the binary, by transaction) and `rpc::fetch` (by block) call the
+/// vault's totals at `pre` and `post`; the manifest with `totals` naming that file gives
+/// per-holder share losses equal to the diff-derived ones and to the chain's
+/// `convertToAssets` at both blocks, to the wei. A vault call that reverts (the token has no
+/// `totalAssets()`) fails the command with exit 2 and writes nothing.
+async fn vault_totals_by_calls_equal_chain_truth(
+    c: &Chain,
+    opts: &rpc::FetchOptions,
+    (pre, post, exploit): (u64, u64, B256),
+    (token, vault): (Address, Address),
+    dir: &Path,
+    (manifest, by_diffs): (&str, &[recoup::ingest::trace::ShareLoss]),
+    share_truth: &BTreeMap<Address, Amount>,
+) {
+    let window = dir.join("window");
+    let (tx_arg, vault_arg) = (exploit.to_string(), vault.to_string());
+    let out = recoup(&[
+        "ingest",
+        "--json",
+        "--no-call-traces",
+        "--rpc-url",
+        &opts.rpc_url,
+        "--tx",
+        &tx_arg,
+        "--vault",
+        &vault_arg,
+        "--out",
+        window.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let snippet = printed["manifest"].as_str().unwrap();
+    let named = format!(
+        "address = \"{vault}\"\ntotals = {:?}",
+        format!("{}/vault_totals.json", window.display())
+    );
+    assert!(
+        snippet.contains(&named)
+            && snippet.contains(&format!("start_block = {post}, end_block = {post}")),
+        "{snippet}"
+    );
+    let calls = read_calls_file(&window.join("vault_totals.json")).unwrap();
+    assert_eq!(
+        (calls.chain_id, calls.before_block, calls.after_block),
+        (31337, pre, post)
+    );
+    let first = calls.first_tx.clone().unwrap();
+    assert_eq!(
+        (first.hash, first.index, first.block_tx_count),
+        (exploit, 0, 1)
+    );
+    let v = &calls.vaults[0];
+    assert_eq!(v.address, vault);
+    for (got, want) in [
+        (
+            &v.total_assets_before,
+            c.call(vault, totalAssetsCall {}, pre).await,
+        ),
+        (
+            &v.total_assets_after,
+            c.call(vault, totalAssetsCall {}, post).await,
+        ),
+        (
+            &v.total_supply_before,
+            c.call(vault, totalSupplyCall {}, pre).await,
+        ),
+        (
+            &v.total_supply_after,
+            c.call(vault, totalSupplyCall {}, post).await,
+        ),
+    ] {
+        assert_eq!(got.value.raw(), want, "{got:?}");
+    }
+    // By block range: the same calls at the same blocks.
+    let by_block = rpc::fetch(
+        &rpc::FetchOptions {
+            vaults: vec![vault],
+            call_traces: false,
+            ..opts.clone()
+        },
+        &rpc::Selection::Blocks {
+            from: post,
+            to: post,
+        },
+        |_, _| {},
+    )
+    .await
+    .unwrap()
+    .vault_totals
+    .unwrap();
+    assert_eq!(
+        (
+            by_block.before_block,
+            by_block.after_block,
+            &by_block.vaults
+        ),
+        (pre, post, &calls.vaults)
+    );
+
+    #[derive(serde::Deserialize)]
+    struct M {
+        state_diff: StateDiffConfig,
+    }
+    let with_calls = format!("{manifest}totals = \"window/vault_totals.json\"\n");
+    let m: M = toml::from_str(&with_calls).unwrap_or_else(|e| panic!("{e}\n{with_calls}"));
+    let s = decode(&m.state_diff, dir).unwrap();
+    assert_eq!(
+        s.share_losses, by_diffs,
+        "totals by calls vs from the diffs"
+    );
+    let by_calls: BTreeMap<Address, Amount> =
+        s.share_losses.iter().map(|l| (l.account, l.loss)).collect();
+    assert_eq!(
+        by_calls.len(),
+        4,
+        "every depositor lost through the share price"
+    );
+    assert_eq!(
+        &by_calls, share_truth,
+        "recoup's share losses with called totals vs the chain's convertToAssets"
+    );
+
+    // A failing call writes nothing: the token has no totalAssets().
+    let bad = dir.join("bad");
+    let out = recoup(&[
+        "ingest",
+        "-q",
+        "--retries",
+        "0",
+        "--rpc-url",
+        &opts.rpc_url,
+        "--blocks",
+        &format!("{post}..{post}"),
+        "--vault",
+        &token.to_string(),
+        "--out",
+        bad.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("eth_call totalAssets()"), "{err}");
+    assert!(!bad.exists(), "nothing written when a vault call fails");
 }

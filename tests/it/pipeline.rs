@@ -196,3 +196,43 @@ fn run_id_is_keccak_of_the_manifest_and_every_input_length_prefixed() {
         "balances, netting, covers, vault holders, gauge stakers"
     );
 }
+
+#[test]
+fn run_id_changes_with_the_vault_totals_file() {
+    let dir = support::tempdir();
+    std::fs::write(dir.path().join("t.json"), "[]").unwrap();
+    let totals = dir.path().join("vault_totals.json");
+    std::fs::write(&totals, "{}").unwrap();
+    let path = dir.path().join("incident.toml");
+    let text = r#"
+[incident]
+id = "called-totals"
+chain_id = 31337
+snapshot_block = 16
+
+[[assets]]
+symbol = "TUSD"
+decimals = 18
+price = "1"
+
+[state_diff]
+chain_id = 31337
+traces = ["t.json"]
+
+[[state_diff.vaults]]
+name = "vTUSD"
+address = "0xe7f1725e7734ce288f8367e1bb143e90bb3f0512"
+asset = "TUSD"
+shares_layout = { base_slot = "0", total_supply_slot = "1" }
+totals = "vault_totals.json"
+
+[policy]
+scope = "global"
+"#;
+    std::fs::write(&path, text).unwrap();
+    let m = Manifest::load(&path).unwrap();
+    assert!(m.input_files().contains(&totals), "{:?}", m.input_files());
+    let before = pipeline::run_id(&m).unwrap();
+    std::fs::write(&totals, "{ }").unwrap();
+    assert_ne!(pipeline::run_id(&m).unwrap(), before);
+}

@@ -60,6 +60,14 @@ pub(crate) async fn fresh_pg_database() -> Option<String> {
     Some(format!("{server}/{name}"))
 }
 
+/// Runs the `recoup` binary with `args`; its exit status and output.
+pub(crate) fn recoup(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_recoup"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 /// A temporary directory that is removed on drop.
 pub(crate) fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().expect("tempdir")

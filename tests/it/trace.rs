@@ -431,3 +431,254 @@ fn prestate_without_diff_mode_is_a_clear_error() {
         "{msg}"
     );
 }
+
+const EXPLOIT_TX: &str = "0x2ed5cfb205be9449ff391105e81d7231370f3eee93fec50f89a0572551597446";
+
+/// A vault totals file as `recoup ingest --vault` writes it for the anvil drain's exploit
+/// block 17 (values: the diff-derived totals the test above pins).
+fn calls_file() -> serde_json::Value {
+    let at = |method: &str, block: u64, value: &str| serde_json::json!({ "method": method, "block": block, "value": value });
+    serde_json::json!({
+        "chainId": 31337,
+        "beforeBlock": 16,
+        "afterBlock": 17,
+        "vaults": [{
+            "address": VAULT,
+            "totalAssetsBefore": at("totalAssets()", 16, "6150000000000000000001"),
+            "totalAssetsAfter": at("totalAssets()", 17, "1230000000000000000001"),
+            "totalSupplyBefore": at("totalSupply()", 16, "5290322580645161290322"),
+            "totalSupplyAfter": at("totalSupply()", 17, "5290322580645161290322"),
+        }]
+    })
+}
+
+/// The drain's range with the exploit window and `totals` naming `text`, written to `dir`.
+fn calls_config(dir: &Path, text: &str) -> StateDiffConfig {
+    let mut cfg = vault_config(
+        r#""range_3_17.prestate_diff_by_block.json""#,
+        "{ start_block = 17 }",
+        31337,
+        "\"oz\"",
+    );
+    cfg.vaults[0].totals = Some(write(dir, "vault_totals.json", text.as_bytes()));
+    cfg
+}
+
+/// Decodes [`calls_config`] with `file` as the totals.
+fn decode_with_calls(dir: &Path, file: &serde_json::Value) -> Result<DecodedState, TraceError> {
+    decode(
+        &calls_config(dir, &file.to_string()),
+        &data().join("anvil-vault-drain"),
+    )
+}
+
+/// Asserts a [`TraceError::VaultCalls`] naming the file, `field` and the vault, with `what`.
+fn assert_calls_error(r: Result<DecodedState, TraceError>, field: &str, what: &str) {
+    let e = r.unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        matches!(&e, TraceError::VaultCalls { field: f, vault, .. } if f == field && vault == "vTUSD"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("vault_totals.json: ") && msg.contains(what),
+        "{msg}"
+    );
+}
+
+#[test]
+fn vault_totals_from_calls_give_the_same_losses_as_the_diffs() {
+    if !have_data() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let by_calls = decode_with_calls(dir.path(), &calls_file()).unwrap();
+    let by_diffs = decode_vault(
+        r#""range_3_17.prestate_diff_by_block.json""#,
+        "{ start_block = 17 }",
+    );
+    assert_eq!(by_calls.vaults, by_diffs.vaults);
+    assert_eq!(by_calls.share_losses, by_diffs.share_losses);
+    assert_eq!(by_calls.share_losses.len(), 4);
+    // The file's values are what is used: a higher total after lowers every loss.
+    let mut f = calls_file();
+    f["vaults"][0]["totalAssetsAfter"]["value"] = "6150000000000000000001".into();
+    let s = decode_with_calls(dir.path(), &f).unwrap();
+    assert!(s.share_losses.is_empty(), "{:?}", s.share_losses);
+}
+
+#[test]
+fn vault_totals_for_another_chain_vault_or_window_name_file_and_field() {
+    if !have_data() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut f = calls_file();
+    f["chainId"] = 1.into();
+    assert_calls_error(decode_with_calls(dir.path(), &f), "chainId", "is 1");
+    let mut f = calls_file();
+    f["vaults"][0]["address"] = TOKEN.into();
+    assert_calls_error(
+        decode_with_calls(dir.path(), &f),
+        "vaults",
+        "no entry with address 0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512",
+    );
+    let mut f = calls_file();
+    f["afterBlock"] = 18.into();
+    assert_calls_error(
+        decode_with_calls(dir.path(), &f),
+        "afterBlock",
+        "is 18, but the window runs from",
+    );
+    let mut f = calls_file();
+    f["vaults"][0]["totalSupplyBefore"]["block"] = 15.into();
+    assert_calls_error(
+        decode_with_calls(dir.path(), &f),
+        "vaults[0].totalSupplyBefore.block",
+        "must be 16",
+    );
+    let mut f = calls_file();
+    f["vaults"][0]["totalAssetsAfter"]["method"] = "convertToAssets(uint256)".into();
+    assert_calls_error(
+        decode_with_calls(dir.path(), &f),
+        "vaults[0].totalAssetsAfter.method",
+        "expected \"totalAssets()\"",
+    );
+    // `totals` replaces the diff-derived totals: a total assets slot beside it is refused.
+    let mut cfg = calls_config(dir.path(), &calls_file().to_string());
+    cfg.vaults[0].total_assets_slot = Some("3".into());
+    let msg = decode(&cfg, &data().join("anvil-vault-drain"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("vaults.vTUSD") && msg.contains("total_assets_slot"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn vault_totals_with_a_window_starting_or_ending_mid_block_are_refused() {
+    if !have_data() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // Another transaction of block 17 before the exploit: the call at block 16 also sees
+    // the state before it, so the window starting at the exploit is mid-block.
+    write(
+        dir.path(),
+        "other.json",
+        br#"{"pre":{"0x0000000000000000000000000000000000000001":{"balance":"0x0"}},"post":{"0x0000000000000000000000000000000000000001":{"balance":"0x1"}}}"#,
+    );
+    let exploit = data().join("anvil-vault-drain/exploit.prestate_diff.json");
+    let totals = write(
+        dir.path(),
+        "vault_totals.json",
+        calls_file().to_string().as_bytes(),
+    );
+    let config = |traces: &str, window: &str| -> StateDiffConfig {
+        toml::from_str(&format!(
+            r#"
+chain_id = 31337
+traces = [{traces}]
+window = {window}
+[[tokens]]
+asset = "TUSD"
+address = "{TOKEN}"
+layout = "oz"
+[[vaults]]
+name = "vTUSD"
+address = "{VAULT}"
+asset = "TUSD"
+shares_layout = {{ base_slot = "0", total_supply_slot = "1" }}
+totals = {totals:?}
+"#
+        ))
+        .unwrap()
+    };
+    let exploit_entry = format!("{{ path = {exploit:?}, block = 17, tx = \"{EXPLOIT_TX}\" }}");
+    let other_entry = format!(
+        "{{ path = \"other.json\", block = 17, tx = \"0x{}\" }}",
+        "11".repeat(32)
+    );
+    let r = decode(
+        &config(
+            &format!("{other_entry}, {exploit_entry}"),
+            &format!("{{ start_tx = \"{EXPLOIT_TX}\" }}"),
+        ),
+        dir.path(),
+    );
+    assert_calls_error(r, "beforeBlock", "the window starts mid-block: tx 0x2ed5");
+    // The same after it: the window ending at the exploit ends mid-block.
+    let r = decode(
+        &config(
+            &format!("{exploit_entry}, {other_entry}"),
+            &format!("{{ end_tx = \"{EXPLOIT_TX}\" }}"),
+        ),
+        dir.path(),
+    );
+    assert_calls_error(r, "afterBlock", "the window ends mid-block");
+    // Only the exploit traced (`--tx`): the file's own record of its position tells.
+    let mut f = calls_file();
+    f["firstTx"] =
+        serde_json::json!({ "hash": EXPLOIT_TX, "block": 17, "index": 3, "blockTxCount": 4 });
+    write(dir.path(), "vault_totals.json", f.to_string().as_bytes());
+    let r = decode(&config(&exploit_entry, "{}"), dir.path());
+    assert_calls_error(
+        r,
+        "beforeBlock",
+        "transaction 3 of block 17, per the file's firstTx",
+    );
+    f["firstTx"]["index"] = 0.into();
+    f["lastTx"] =
+        serde_json::json!({ "hash": EXPLOIT_TX, "block": 17, "index": 0, "blockTxCount": 4 });
+    write(dir.path(), "vault_totals.json", f.to_string().as_bytes());
+    let r = decode(&config(&exploit_entry, "{}"), dir.path());
+    assert_calls_error(r, "afterBlock", "transaction 0 of 4 in block 17");
+    // At the block's edges it is accepted.
+    f["lastTx"]["blockTxCount"] = 1.into();
+    write(dir.path(), "vault_totals.json", f.to_string().as_bytes());
+    let s = decode(&config(&exploit_entry, "{}"), dir.path()).unwrap();
+    assert_eq!(
+        s.vaults[0].total_assets_after.to_string(),
+        "1230000000000000000001"
+    );
+}
+
+#[test]
+fn malformed_vault_totals_file_names_file_line_and_field() {
+    if !have_data() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pretty = |f: &serde_json::Value| serde_json::to_string_pretty(f).unwrap();
+    let check = |text: String, field: &str, what: &str| {
+        let cfg = calls_config(dir.path(), &text);
+        let e = decode(&cfg, &data().join("anvil-vault-drain")).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            matches!(e, TraceError::Json { line, .. } if line > 0),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("vault_totals.json:") && msg.contains(field) && msg.contains(what),
+            "{msg}"
+        );
+    };
+    let mut f = calls_file();
+    f["vaults"][0]["totalAssetsBefore"]["value"] = "6150e18".into();
+    check(pretty(&f), "vaults[0].totalAssetsBefore.value", "");
+    let mut f = calls_file();
+    f["vaults"][0]["totalSupplyAfter"]
+        .as_object_mut()
+        .unwrap()
+        .remove("value");
+    check(
+        pretty(&f),
+        "vaults[0].totalSupplyAfter",
+        "missing field `value`",
+    );
+    let mut f = calls_file();
+    f["blocks"] = 17.into();
+    check(pretty(&f), "blocks", "unknown field");
+    check(pretty(&calls_file())[..200].to_owned(), "", "EOF");
+}

@@ -40,6 +40,8 @@ use std::path::{Path, PathBuf};
 /// shares_layout = { base_slot = "0", total_supply_slot = "1" }
 /// # total_assets_slot = "3"            # default: the vault's balance of the underlying
 /// # virtual_offset = 0                 # OZ 5 ERC4626: (TA + 1) / (TS + 10^offset)
+/// # totals = "traces/vault_totals.json"  # totals by eth_call (`recoup ingest --vault`):
+/// #   the window must start and end on block edges, see `calls`
 ///
 /// [state_diff.eth]                     # optional: ETH balance changes, gas excluded
 /// asset = "ETH"
@@ -201,6 +203,14 @@ pub struct VaultSpec {
     /// Absent: assets = shares × TA / TS.
     #[serde(default)]
     pub virtual_offset: Option<u8>,
+    /// A vault totals file written by `recoup ingest --vault` ([`super::calls`]): total
+    /// assets and supply before and after come from its `totalAssets()` / `totalSupply()`
+    /// calls instead of the diffs. Its chain id, this vault's address and its blocks must
+    /// fit the window, which must start with its first block's first transaction and end
+    /// with its last block's last one (a call at block N sees all of block N). Not with
+    /// `total_assets_slot`.
+    #[serde(default)]
+    pub totals: Option<PathBuf>,
 }
 
 /// ETH balance changes, with gas paid excluded.
@@ -426,7 +436,8 @@ fn addr(s: &str, what: &str) -> Result<Address, TraceError> {
 /// # Errors
 /// Any [`TraceError`]: unreadable or malformed files (named with line and column), a chain
 /// gap, a file for another chain id, an unknown layout, a window bound not found, a vault
-/// whose totals are unknown from the diffs, a missing receipt for ETH.
+/// whose totals are unknown from the diffs, a vault totals file that does not fit the vault
+/// or the window ([`TraceError::VaultCalls`]), a missing receipt for ETH.
 pub fn decode(config: &StateDiffConfig, base_dir: &Path) -> Result<DecodedState, TraceError> {
     // Files are read and parsed in parallel; the first failing file in manifest order is
     // the error, as when reading them one by one.
@@ -533,7 +544,30 @@ pub fn decode_diffs(
                 message: "needs total_supply_slot".into(),
             });
         }
-        vaults.push((v, a, l));
+        // Totals by eth_call, checked now: a file that does not fit fails before the work.
+        let calls = match &v.totals {
+            None => None,
+            Some(p) => {
+                if v.total_assets_slot.is_some() {
+                    return Err(TraceError::Config {
+                        what: format!("vaults.{}", v.name),
+                        message: "give `totals` or `total_assets_slot`, not both".into(),
+                    });
+                }
+                let path = base_dir.join(p);
+                let f = super::calls::read_calls_file(&path)?;
+                Some(super::calls::totals_for(
+                    &f,
+                    &path,
+                    config.chain_id,
+                    &v.name,
+                    a,
+                    &diffs,
+                    window,
+                )?)
+            }
+        };
+        vaults.push((v, a, l, calls));
         cands.push(a);
     }
     cands.par_sort_unstable();
@@ -549,7 +583,7 @@ pub fn decode_diffs(
     let entries: Vec<(Address, &BalanceLayout)> = tokens
         .iter()
         .map(|(_, a, l)| (*a, l))
-        .chain(vaults.iter().map(|(_, a, l)| (*a, l)))
+        .chain(vaults.iter().map(|(_, a, l, _)| (*a, l)))
         .collect();
     let mut groups: Vec<LayoutGroup<'_>> = Vec::new();
     for (k, (token, l)) in entries.iter().enumerate() {
@@ -695,7 +729,7 @@ pub fn decode_diffs(
         balances.insert(*token, held);
     }
 
-    for (v, vaddr, l) in &vaults {
+    for (v, vaddr, l, calls) in &vaults {
         let shares = decode_token(
             &v.name,
             *vaddr,
@@ -703,46 +737,57 @@ pub fn decode_diffs(
             hits.next().unwrap_or_default(),
             &mut out,
         );
-        let ts_slot = l.total_supply.unwrap_or_default();
-        let ts = tl.slot(*vaddr, ts_slot).ok_or_else(|| TraceError::VaultUnknown {
-            vault: v.name.clone(),
-            what: format!("totalSupply (slot {ts_slot}) never changes in the traces; add earlier history (e.g. the deposits) to `traces`"),
-        })?;
-        let (ts_b, ts_a) = (l.balance(ts.start), l.balance(ts.end));
-        let (ta_b, ta_a) = match &v.total_assets_slot {
-            Some(s) => {
-                let slot = parse_slot(s).ok_or_else(|| TraceError::Config {
-                    what: format!("vaults.{}.total_assets_slot", v.name),
-                    message: format!("expected a slot, got {s:?}"),
-                })?;
-                let w = tl
-                    .slot(*vaddr, slot)
-                    .ok_or_else(|| TraceError::VaultUnknown {
-                        vault: v.name.clone(),
-                        what: format!("total assets slot {slot} never changes in the traces"),
-                    })?;
-                (super::diff::word(w.start), super::diff::word(w.end))
-            }
+        let [ta_b, ta_a, ts_b, ts_a] = match calls {
+            Some(t) => *t,
             None => {
-                let (_, token, _) =
-                    tokens
-                        .iter()
-                        .find(|(a, _, _)| *a == v.asset)
-                        .ok_or_else(|| TraceError::Config {
-                            what: format!("vaults.{}.asset", v.name),
-                            message: format!(
-                            "{:?} is not a `tokens` entry; declare it or give total_assets_slot",
-                            v.asset
-                        ),
+                let ts_slot = l.total_supply.unwrap_or_default();
+                let ts = tl.slot(*vaddr, ts_slot).ok_or_else(|| TraceError::VaultUnknown {
+                    vault: v.name.clone(),
+                    what: format!("totalSupply (slot {ts_slot}) never changes in the traces; add earlier history (e.g. the deposits) to `traces`"),
+                })?;
+                let (ts_b, ts_a) = (l.balance(ts.start), l.balance(ts.end));
+                let (ta_b, ta_a) = match &v.total_assets_slot {
+                    Some(s) => {
+                        let slot = parse_slot(s).ok_or_else(|| TraceError::Config {
+                            what: format!("vaults.{}.total_assets_slot", v.name),
+                            message: format!("expected a slot, got {s:?}"),
                         })?;
-                let held = &balances[token];
-                let i = held
-                    .binary_search_by_key(vaddr, |(h, ..)| *h)
-                    .map_err(|_| TraceError::VaultUnknown {
-                        vault: v.name.clone(),
-                        what: format!("its {} balance never changes in the traces", v.asset),
-                    })?;
-                (held[i].1.from, held[i].1.to)
+                        let w = tl
+                            .slot(*vaddr, slot)
+                            .ok_or_else(|| TraceError::VaultUnknown {
+                                vault: v.name.clone(),
+                                what: format!(
+                                    "total assets slot {slot} never changes in the traces"
+                                ),
+                            })?;
+                        (super::diff::word(w.start), super::diff::word(w.end))
+                    }
+                    None => {
+                        let (_, token, _) =
+                            tokens
+                                .iter()
+                                .find(|(a, _, _)| *a == v.asset)
+                                .ok_or_else(|| TraceError::Config {
+                                    what: format!("vaults.{}.asset", v.name),
+                                    message: format!(
+                                    "{:?} is not a `tokens` entry; declare it or give total_assets_slot",
+                                    v.asset
+                                ),
+                                })?;
+                        let held = &balances[token];
+                        let i = held
+                            .binary_search_by_key(vaddr, |(h, ..)| *h)
+                            .map_err(|_| TraceError::VaultUnknown {
+                                vault: v.name.clone(),
+                                what: format!(
+                                    "its {} balance never changes in the traces",
+                                    v.asset
+                                ),
+                            })?;
+                        (held[i].1.from, held[i].1.to)
+                    }
+                };
+                [ta_b, ta_a, ts_b, ts_a]
             }
         };
         out.vaults.push(VaultTotals {

@@ -5,17 +5,20 @@
 //! Tenderly `stateChanges`, recoup node records) into [`diff::TxDiff`]s; [`diff::Timeline`]
 //! chains them and checks each slot's `from` against the previous `to`; [`decode()`] maps
 //! token storage to holders with [`layout`] and computes vault totals and share-price
-//! losses; [`rpc`] fetches the same files from a node.
+//! losses, or takes the totals from [`calls`] (`eth_call`s at the window's two blocks);
+//! [`rpc`] fetches the same files from a node.
 //!
 //! Units: balances and amounts are base units of their asset; ETH in wei; storage words
 //! are raw 32-byte values.
 
+pub mod calls;
 pub mod decode;
 pub mod diff;
 pub mod format;
 pub mod layout;
 pub mod rpc;
 
+pub use calls::{read_calls_file, CallValue, TxPosition, VaultCalls, VaultCallsFile};
 pub use decode::{
     convert_to_assets, decode, decode_diffs, resolve_layout, BalanceChange, DecodedState,
     LayoutSpec, ShareBalance, ShareLoss, StateDiffConfig, TokenSpec, TraceInput, UnmatchedSlot,
@@ -162,12 +165,26 @@ pub enum TraceError {
         what: String,
     },
     /// A vault total cannot be known from the diffs.
-    #[error("vault {vault}: {what}")]
+    #[error("vault {vault}: {what} (or give `totals`, calls at the window's blocks from `recoup ingest --vault`)")]
     VaultUnknown {
         /// The vault.
         vault: String,
         /// What is missing.
         what: String,
+    },
+    /// A vault totals file (`totals`, written by `recoup ingest --vault`) does not fit the
+    /// manifest: another chain id, no entry for the vault's address, a method or block that
+    /// is not the window's, or a window that starts or ends mid-block.
+    #[error("{file}: {field}: {message} (vault {vault})", file = file.display())]
+    VaultCalls {
+        /// The totals file.
+        file: PathBuf,
+        /// The vault's name in the manifest.
+        vault: String,
+        /// The file's field, e.g. `chainId` or `vaults[0].totalAssetsBefore.block`.
+        field: String,
+        /// What is wrong and how to fix it.
+        message: String,
     },
     /// A window transaction has no receipt or block header, so gas cannot be excluded.
     #[error("{file}: {tx}: no receipt/header in state_diff.eth, so the gas it paid cannot be excluded from ETH changes", file = file.display())]

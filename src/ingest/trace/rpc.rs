@@ -8,15 +8,28 @@
 //! Methods: `debug_traceTransaction` / `debug_traceBlockByNumber` with
 //! `{"tracer":"prestateTracer","tracerConfig":{"diffMode":true,"disableCode":true}}` and with
 //! `{"tracer":"callTracer","tracerConfig":{"withLog":true}}`; `eth_getTransactionReceipt`,
-//! `eth_getBlockReceipts`, `eth_getBlockByNumber`. Every call has a timeout and retries with
-//! exponential backoff.
+//! `eth_getBlockReceipts`, `eth_getBlockByNumber`; with vaults, `eth_call` of
+//! `totalAssets()` and `totalSupply()` at the block before the window and at its last block,
+//! written as one [`VaultCallsFile`] (`vault_totals.json`). Every call has a timeout and
+//! retries with exponential backoff.
 
+use super::calls::{
+    totalAssetsCall, totalSupplyCall, CallValue, TxPosition, VaultCalls, VaultCallsFile,
+};
 use super::TraceError;
-use crate::primitives::B256;
-use alloy_provider::{network::Ethereum, Provider, RootProvider};
+use crate::primitives::{Address, Amount, B256, U256};
+use alloy_provider::network::{Ethereum, Network, TransactionBuilder};
+use alloy_provider::transport::TransportResult;
+use alloy_provider::{Provider, RootProvider};
+use alloy_sol_types::SolCall;
 use serde_json::{json, value::RawValue, Value};
+use std::collections::HashMap;
+use std::future::{Future, IntoFuture};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// The file name of the vault totals `fetch` writes.
+pub const VAULT_TOTALS_FILE: &str = "vault_totals.json";
 
 /// What to fetch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +56,9 @@ pub struct FetchOptions {
     pub retries: u32,
     /// Also fetch callTracer traces with logs (holder candidates).
     pub call_traces: bool,
+    /// Vaults whose `totalAssets()` and `totalSupply()` are called at the block before the
+    /// window's first block and at its last block ([`VAULT_TOTALS_FILE`]).
+    pub vaults: Vec<Address>,
 }
 
 /// One file to write: a name inside the output directory and its bytes.
@@ -50,7 +66,7 @@ pub struct FetchOptions {
 pub struct FetchedFile {
     /// File name (no directories).
     pub name: String,
-    /// What it holds: `traces`, `call_traces`, `receipts`, `blocks`.
+    /// What it holds: `traces`, `call_traces`, `receipts`, `blocks`, `vault_totals`.
     pub role: &'static str,
     /// JSON bytes.
     pub bytes: Vec<u8>,
@@ -63,6 +79,8 @@ pub struct Fetched {
     pub chain_id: u64,
     /// Files in chain order.
     pub files: Vec<FetchedFile>,
+    /// The vault totals (also in `files` as [`VAULT_TOTALS_FILE`]), when vaults were asked for.
+    pub vault_totals: Option<VaultCallsFile>,
 }
 
 struct Client {
@@ -74,29 +92,77 @@ struct Client {
 
 impl Client {
     async fn call(&self, method: &'static str, params: Value) -> Result<Box<RawValue>, TraceError> {
+        self.retry(method, &params, || {
+            self.p
+                .raw_request::<_, Box<RawValue>>(method.into(), params.clone())
+        })
+        .await
+    }
+
+    /// `eth_call` of a view returning one `uint256`, on `to` at block `block`; the value and
+    /// the method's signature.
+    async fn call_uint<C: SolCall<Return = U256>>(
+        &self,
+        to: Address,
+        call: C,
+        block: u64,
+    ) -> Result<CallValue, TraceError> {
+        let data = call.abi_encode();
+        let method = format!("eth_call {}", C::SIGNATURE);
+        let params = json!([{ "to": to, "data": alloy_primitives::hex::encode_prefixed(&data) }, hex(block)]);
+        let tx = <Ethereum as Network>::TransactionRequest::default()
+            .with_to(to)
+            .with_input(data);
+        let out = self
+            .retry(&method, &params, || {
+                self.p.call(tx.clone()).number(block).into_future()
+            })
+            .await?;
+        let value = C::abi_decode_returns(&out).map_err(|e| {
+            self.err(
+                &method,
+                &params,
+                format!("returned {out}, not a uint256 ({e}); is {to} a vault at block {block}?"),
+                0,
+            )
+        })?;
+        Ok(CallValue {
+            method: C::SIGNATURE.to_owned(),
+            block,
+            value: Amount::new(value),
+        })
+    }
+
+    /// Runs `request` under the timeout, retrying transport errors and timeouts with
+    /// exponential backoff from 250 ms; `method` and `params` name it in errors.
+    async fn retry<T, F, Fut>(
+        &self,
+        method: &str,
+        params: &Value,
+        request: F,
+    ) -> Result<T, TraceError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = TransportResult<T>>,
+    {
         let mut wait = Duration::from_millis(250);
         let mut attempt = 0;
         loop {
-            let r = tokio::time::timeout(
-                self.timeout,
-                self.p
-                    .raw_request::<_, Box<RawValue>>(method.into(), params.clone()),
-            )
-            .await;
+            let r = tokio::time::timeout(self.timeout, request()).await;
             let err = match r {
                 Ok(Ok(v)) => return Ok(v),
                 Ok(Err(e)) => {
                     // A JSON-RPC error response (method not found, bad params) will not
                     // change on retry.
                     if e.is_error_resp() {
-                        return Err(self.err(method, &params, e.to_string(), attempt));
+                        return Err(self.err(method, params, e.to_string(), attempt));
                     }
                     e.to_string()
                 }
                 Err(_) => format!("timed out after {:?}", self.timeout),
             };
             if attempt >= self.retries {
-                return Err(self.err(method, &params, err, attempt));
+                return Err(self.err(method, params, err, attempt));
             }
             attempt += 1;
             tokio::time::sleep(wait).await;
@@ -171,13 +237,41 @@ fn hex(n: u64) -> String {
     format!("0x{n:x}")
 }
 
-/// Fetches the selection. `tick` is called after each file (for a progress bar), with the
-/// number done and the total.
+/// The number of transactions of a block, from its `eth_getBlockByNumber` record.
+fn tx_count(f: &FetchedFile) -> Result<u64, TraceError> {
+    #[derive(serde::Deserialize)]
+    struct Record {
+        result: Header,
+    }
+    #[derive(serde::Deserialize)]
+    struct Header {
+        transactions: Vec<serde::de::IgnoredAny>,
+    }
+    serde_json::from_slice::<Record>(&f.bytes)
+        .map(|r| r.result.transactions.len() as u64)
+        .map_err(|e| TraceError::Json {
+            file: PathBuf::from(&f.name),
+            line: e.line(),
+            column: e.column(),
+            message: e.to_string(),
+        })
+}
+
+/// Fetches the selection. `tick` is called as requests complete (for a progress bar), with
+/// the number done and the total.
+///
+/// With `opts.vaults`, each vault's `totalAssets()` and `totalSupply()` are called at the
+/// block before the window's first block (`FROM − 1` for blocks; for transactions, the
+/// block before the earliest one's block) and at its last block, and written as one
+/// [`VAULT_TOTALS_FILE`]. With transactions, the file also gives the earliest and latest
+/// one's position in its block, so that a window starting or ending mid-block is caught
+/// when the file is used (see [`super::calls`]).
 ///
 /// # Errors
-/// [`TraceError::Rpc`] naming the URL, method and params after the retries are spent;
-/// [`TraceError::Config`] for a bad URL; [`TraceError::Json`] when the node's answer is
-/// not a trace recoup can read.
+/// [`TraceError::Rpc`] naming the URL, method and params after the retries are spent (a
+/// vault call that reverts or returns no `uint256` too); [`TraceError::Config`] for a bad
+/// URL, or vaults with a window starting at block 0; [`TraceError::Json`] when the node's
+/// answer is not a trace (or block) recoup can read.
 pub async fn fetch(
     opts: &FetchOptions,
     sel: &Selection,
@@ -187,6 +281,17 @@ pub async fn fetch(
         what: "--rpc-url".into(),
         message: format!("{e}"),
     })?;
+    // Vault totals need a block before the window: checked before any request.
+    let no_before = match sel {
+        Selection::Blocks { from, .. } => *from == 0,
+        Selection::Txs(h) => h.is_empty(),
+    };
+    if no_before && !opts.vaults.is_empty() {
+        return Err(TraceError::Config {
+            what: "--vault".into(),
+            message: "the window starts at block 0 or selects no transaction: there is no block before it to call at".into(),
+        });
+    }
     let c = Client {
         p: RootProvider::new_http(url),
         url: opts.rpc_url.clone(),
@@ -199,9 +304,11 @@ pub async fn fetch(
         .to::<u64>();
     let mut files = Vec::new();
     let per = if opts.call_traces { 4 } else { 3 };
-    match sel {
+    let vault_calls = 4 * opts.vaults.len();
+    // The window's first and last block, and (for transactions) their edge positions.
+    let (done, total, first_block, last_block, edges) = match sel {
         Selection::Txs(hashes) => {
-            let total = hashes.len() * per;
+            let total = hashes.len() * per + vault_calls;
             // Receipts first: they give each transaction's block and index, for ordering.
             let mut rs = Vec::new();
             for h in hashes {
@@ -235,6 +342,7 @@ pub async fn fetch(
             rs.sort_by_key(|(b, i, ..)| (*b, *i));
             let mut done = rs.len();
             let mut blocks_seen = std::collections::BTreeSet::new();
+            let mut tx_counts: HashMap<u64, u64> = HashMap::new();
             for (b, _, h, rp, r) in &rs {
                 let name = format!("tx-{h}");
                 files.push(FetchedFile {
@@ -278,8 +386,8 @@ pub async fn fetch(
                     tick(done, total);
                 }
                 if blocks_seen.insert(*b) {
-                    files.push(
-                        c.fetch(
+                    let header = c
+                        .fetch(
                             chain_id,
                             "eth_getBlockByNumber",
                             json!([hex(*b), false]),
@@ -287,11 +395,24 @@ pub async fn fetch(
                             format!("block-{b}.header.json"),
                             "blocks",
                         )
-                        .await?,
-                    );
+                        .await?;
+                    if !opts.vaults.is_empty() {
+                        tx_counts.insert(*b, tx_count(&header)?);
+                    }
+                    files.push(header);
                 }
                 done += 1;
                 tick(done, total);
+            }
+            let position = |(b, i, h, ..): &(u64, u64, B256, Value, Box<RawValue>)| TxPosition {
+                hash: *h,
+                block: *b,
+                index: *i,
+                block_tx_count: tx_counts.get(b).copied().unwrap_or_default(),
+            };
+            match (rs.first(), rs.last()) {
+                (Some(f), Some(l)) => (done, total, f.0, l.0, Some((position(f), position(l)))),
+                _ => (done, total, 0, 0, None),
             }
         }
         Selection::Blocks { from, to } => {
@@ -301,7 +422,7 @@ pub async fn fetch(
                     message: format!("{from}..{to} is empty"),
                 });
             }
-            let total = (to - from + 1) as usize * per;
+            let total = (to - from + 1) as usize * per + vault_calls;
             let mut done = 0;
             for b in *from..=*to {
                 files.push(
@@ -359,34 +480,110 @@ pub async fn fetch(
                 done += 1;
                 tick(done, total);
             }
+            (done, total, *from, *to, None)
         }
-    }
+    };
     // Every trace must read back: a node answer recoup cannot parse fails now, not later.
     for f in files.iter().filter(|f| f.role == "traces") {
         super::format::parse_diff_bytes(Path::new(&f.name), &f.bytes)?;
     }
-    Ok(Fetched { chain_id, files })
+    let vault_totals = if opts.vaults.is_empty() {
+        None
+    } else {
+        let before = first_block
+            .checked_sub(1)
+            .ok_or_else(|| TraceError::Config {
+                what: "--vault".into(),
+                message: format!("no block before block {first_block} to call at"),
+            })?;
+        let mut done = done;
+        let mut vaults = Vec::with_capacity(opts.vaults.len());
+        for v in &opts.vaults {
+            let total_assets_before = c.call_uint(*v, totalAssetsCall {}, before).await?;
+            let total_supply_before = c.call_uint(*v, totalSupplyCall {}, before).await?;
+            done += 2;
+            tick(done, total);
+            let total_assets_after = c.call_uint(*v, totalAssetsCall {}, last_block).await?;
+            let total_supply_after = c.call_uint(*v, totalSupplyCall {}, last_block).await?;
+            done += 2;
+            tick(done, total);
+            vaults.push(VaultCalls {
+                address: *v,
+                total_assets_before,
+                total_assets_after,
+                total_supply_before,
+                total_supply_after,
+            });
+        }
+        let (first_tx, last_tx) = edges.unzip();
+        let f = VaultCallsFile {
+            chain_id,
+            before_block: before,
+            after_block: last_block,
+            first_tx,
+            last_tx,
+            vaults,
+        };
+        let mut bytes = serde_json::to_vec_pretty(&f).map_err(|e| TraceError::Json {
+            file: VAULT_TOTALS_FILE.into(),
+            line: 0,
+            column: 0,
+            message: e.to_string(),
+        })?;
+        bytes.push(b'\n');
+        files.push(FetchedFile {
+            name: VAULT_TOTALS_FILE.to_owned(),
+            role: "vault_totals",
+            bytes,
+        });
+        Some(f)
+    };
+    Ok(Fetched {
+        chain_id,
+        files,
+        vault_totals,
+    })
 }
 
 /// The `[state_diff]` lines naming the fetched files (paths relative to `dir_in_manifest`).
+/// With vault totals, also the window they were called around (`start_block`, `end_block`)
+/// and a `[[state_diff.vaults]]` table per vault naming [`VAULT_TOTALS_FILE`] as `totals`
+/// (its `name`, `asset` and `shares_layout` left to fill in).
 pub fn manifest_snippet(f: &Fetched, dir_in_manifest: &str) -> String {
+    let path = |name: &str| format!("{:?}", format!("{dir_in_manifest}/{name}"));
     let list = |role: &str| {
         let v: Vec<String> = f
             .files
             .iter()
             .filter(|x| x.role == role)
-            .map(|x| format!("{:?}", format!("{dir_in_manifest}/{}", x.name)))
+            .map(|x| path(&x.name))
             .collect();
         format!("[{}]", v.join(", "))
     };
-    format!(
-        "[state_diff]\nchain_id = {}\ntraces = {}\ncall_traces = {}\n# tokens, vaults and window: add [[state_diff.tokens]] / [[state_diff.vaults]] here\n\n[state_diff.eth]\nreceipts = {}\nblocks = {}\n",
+    let window = match &f.vault_totals {
+        Some(t) => format!(
+            "window = {{ start_block = {}, end_block = {} }}   # the blocks {VAULT_TOTALS_FILE} was called around\n",
+            t.before_block + 1,
+            t.after_block
+        ),
+        None => String::new(),
+    };
+    let mut s = format!(
+        "[state_diff]\nchain_id = {}\ntraces = {}\ncall_traces = {}\n{window}# tokens, vaults and window: add [[state_diff.tokens]] / [[state_diff.vaults]] here\n\n[state_diff.eth]\nreceipts = {}\nblocks = {}\n",
         f.chain_id,
         list("traces"),
         list("call_traces"),
         list("receipts"),
         list("blocks")
-    )
+    );
+    for v in f.vault_totals.iter().flat_map(|t| &t.vaults) {
+        s.push_str(&format!(
+            "\n[[state_diff.vaults]]   # add name, asset and shares_layout\naddress = \"{}\"\ntotals = {}\n",
+            v.address,
+            path(VAULT_TOTALS_FILE)
+        ));
+    }
+    s
 }
 
 /// Writes every file into `dir` (created if needed) all-or-nothing: files are written to a
