@@ -84,9 +84,8 @@ macro_rules! rho_pi {
 
 /// Keccak-f\[1600\] on all eight states, 24 rounds. Written so that every step is an
 /// element-wise operation on [`Lane`]s with constant rotation counts, which the compiler
-/// turns into one vector instruction per step where the target has them. (Measured: this
-/// shape, with ρ/π into a second array, compiles to 2.7× the asm permutation's throughput
-/// per hash on AVX-512; an in-place ρ/π chain or 25 named words spill far more.)
+/// turns into vector instructions where the target has them (the AVX2 and baseline
+/// builds; AVX-512 has its own register-resident [`permute_avx512`]).
 #[inline(always)]
 fn permute_portable(a: &mut State) {
     for rc in RC {
@@ -269,8 +268,13 @@ pub fn keccak256_x8<const N: usize>(msgs: [&[u8; N]; LANES]) -> [B256; LANES] {
             word[l] = u64::from_le_bytes(b);
         }
     }
+    permute_and_squeeze(s)
+}
+
+/// Permutes eight absorbed states and reads each one's digest: its first four words,
+/// little-endian.
+fn permute_and_squeeze(mut s: State) -> [B256; LANES] {
     permute(&mut s);
-    // Squeeze: the first four words are the digest.
     std::array::from_fn(|l| {
         let mut out = [0u8; 32];
         for (w, chunk) in out.chunks_exact_mut(8).enumerate() {
@@ -305,14 +309,7 @@ pub fn keccak256_slices(msgs: &[&[u8]], out: &mut Vec<B256>) {
                 word[l] = u64::from_le_bytes(x);
             }
         }
-        permute(&mut s);
-        out.extend((0..LANES).map(|l| {
-            let mut d = [0u8; 32];
-            for (w, chunk) in d.chunks_exact_mut(8).enumerate() {
-                chunk.copy_from_slice(&s[w][l].to_le_bytes());
-            }
-            B256::from(d)
-        }));
+        out.extend(permute_and_squeeze(s));
     }
 }
 
