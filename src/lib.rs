@@ -17,3 +17,4 @@ pub mod primitives;
 pub mod report;
 pub mod sim;
 pub mod store;
+pub mod timing;

@@ -384,37 +384,7 @@ fn first_seen(inputs: &LossInputs) -> FirstSeen {
     seen
 }
 
-/// Prints stage timings to stderr when `RECOUP_TIMINGS` is set (for benchmarking).
-pub struct StageTimer {
-    on: bool,
-    last: std::sync::Mutex<std::time::Instant>,
-}
-
-impl StageTimer {
-    /// Starts timing.
-    pub fn new() -> Self {
-        Self {
-            on: std::env::var_os("RECOUP_TIMINGS").is_some(),
-            last: std::sync::Mutex::new(std::time::Instant::now()),
-        }
-    }
-
-    /// Prints the time since the previous lap.
-    pub fn lap(&self, stage: &str) {
-        if self.on {
-            let now = std::time::Instant::now();
-            let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-            eprintln!("timing {stage:<12} {:>8.3} s", (now - *last).as_secs_f64());
-            *last = now;
-        }
-    }
-}
-
-impl Default for StageTimer {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+pub use crate::timing::StageTimer;
 
 /// Runs ingest → loss → policy → claims.
 ///

@@ -441,7 +441,7 @@ fn addr(s: &str, what: &str) -> Result<Address, TraceError> {
 pub fn decode(config: &StateDiffConfig, base_dir: &Path) -> Result<DecodedState, TraceError> {
     // Files are read and parsed in parallel; the first failing file in manifest order is
     // the error, as when reading them one by one.
-    let t = crate::pipeline::StageTimer::new();
+    let t = crate::timing::StageTimer::new();
     let files: Vec<Result<Vec<TxDiff>, TraceError>> = config
         .traces
         .par_iter()
@@ -504,7 +504,7 @@ pub fn decode_diffs(
     base_dir: &Path,
     diffs: Vec<TxDiff>,
 ) -> Result<DecodedState, TraceError> {
-    let t = crate::pipeline::StageTimer::new();
+    let t = crate::timing::StageTimer::new();
     let diffs = dedupe(diffs)?;
     let window = resolve_window(&config.window, &diffs)?;
     let tl = Timeline::build(&diffs, window)?;
