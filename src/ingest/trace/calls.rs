@@ -37,7 +37,7 @@
 
 use super::diff::TxDiff;
 use super::TraceError;
-use crate::primitives::{Address, Amount, B256, U256};
+use crate::primitives::{Address, Amount, B256};
 use alloy_sol_types::SolCall;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -100,11 +100,11 @@ pub struct VaultCalls {
     pub address: Address,
     /// `totalAssets()` at `beforeBlock`, base units of the underlying.
     pub total_assets_before: CallValue,
-    /// `totalAssets()` at `afterBlock`.
+    /// `totalAssets()` at `afterBlock`, base units of the underlying.
     pub total_assets_after: CallValue,
     /// `totalSupply()` at `beforeBlock`, base units of the shares.
     pub total_supply_before: CallValue,
-    /// `totalSupply()` at `afterBlock`.
+    /// `totalSupply()` at `afterBlock`, base units of the shares.
     pub total_supply_after: CallValue,
 }
 
@@ -143,22 +143,22 @@ pub fn read_calls_file(path: &Path) -> Result<VaultCallsFile, TraceError> {
     })
 }
 
-/// Takes one vault's totals from `file` (read from `path`) for the window
-/// `diffs[window.0..window.1]`: `[TA before, TA after, TS before, TS after]`.
+/// Finds one vault's entry in `file` (read from `path`) and checks it against the window
+/// `diffs[window.0..window.1]`; its four values are the vault's totals.
 ///
 /// # Errors
 /// [`TraceError::VaultCalls`] naming the file, the field and the vault when the chain id
 /// differs from `chain_id`, the file has no entry for `address`, a method or block does not
 /// fit the window, a window edge has no block number or is mid-block (see the module docs).
-pub fn totals_for(
-    file: &VaultCallsFile,
+pub fn totals_for<'f>(
+    file: &'f VaultCallsFile,
     path: &Path,
     chain_id: u64,
     vault: &str,
     address: Address,
     diffs: &[TxDiff],
     window: (usize, usize),
-) -> Result<[U256; 4], TraceError> {
+) -> Result<&'f VaultCalls, TraceError> {
     let err = |field: String, message: String| TraceError::VaultCalls {
         file: path.to_owned(),
         vault: vault.to_owned(),
@@ -306,10 +306,5 @@ pub fn totals_for(
             ));
         }
     }
-    Ok([
-        v.total_assets_before.value.raw(),
-        v.total_assets_after.value.raw(),
-        v.total_supply_before.value.raw(),
-        v.total_supply_after.value.raw(),
-    ])
+    Ok(v)
 }

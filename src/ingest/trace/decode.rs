@@ -556,7 +556,7 @@ pub fn decode_diffs(
                 }
                 let path = base_dir.join(p);
                 let f = super::calls::read_calls_file(&path)?;
-                Some(super::calls::totals_for(
+                let c = super::calls::totals_for(
                     &f,
                     &path,
                     config.chain_id,
@@ -564,7 +564,17 @@ pub fn decode_diffs(
                     a,
                     &diffs,
                     window,
-                )?)
+                )?;
+                Some(Totals {
+                    assets: Change {
+                        from: c.total_assets_before.value.raw(),
+                        to: c.total_assets_after.value.raw(),
+                    },
+                    supply: Change {
+                        from: c.total_supply_before.value.raw(),
+                        to: c.total_supply_after.value.raw(),
+                    },
+                })
             }
         };
         vaults.push((v, a, l, calls));
@@ -737,59 +747,11 @@ pub fn decode_diffs(
             hits.next().unwrap_or_default(),
             &mut out,
         );
-        let [ta_b, ta_a, ts_b, ts_a] = match calls {
+        let t = match calls {
             Some(t) => *t,
-            None => {
-                let ts_slot = l.total_supply.unwrap_or_default();
-                let ts = tl.slot(*vaddr, ts_slot).ok_or_else(|| TraceError::VaultUnknown {
-                    vault: v.name.clone(),
-                    what: format!("totalSupply (slot {ts_slot}) never changes in the traces; add earlier history (e.g. the deposits) to `traces`"),
-                })?;
-                let (ts_b, ts_a) = (l.balance(ts.start), l.balance(ts.end));
-                let (ta_b, ta_a) = match &v.total_assets_slot {
-                    Some(s) => {
-                        let slot = parse_slot(s).ok_or_else(|| TraceError::Config {
-                            what: format!("vaults.{}.total_assets_slot", v.name),
-                            message: format!("expected a slot, got {s:?}"),
-                        })?;
-                        let w = tl
-                            .slot(*vaddr, slot)
-                            .ok_or_else(|| TraceError::VaultUnknown {
-                                vault: v.name.clone(),
-                                what: format!(
-                                    "total assets slot {slot} never changes in the traces"
-                                ),
-                            })?;
-                        (super::diff::word(w.start), super::diff::word(w.end))
-                    }
-                    None => {
-                        let (_, token, _) =
-                            tokens
-                                .iter()
-                                .find(|(a, _, _)| *a == v.asset)
-                                .ok_or_else(|| TraceError::Config {
-                                    what: format!("vaults.{}.asset", v.name),
-                                    message: format!(
-                                    "{:?} is not a `tokens` entry; declare it or give total_assets_slot",
-                                    v.asset
-                                ),
-                                })?;
-                        let held = &balances[token];
-                        let i = held
-                            .binary_search_by_key(vaddr, |(h, ..)| *h)
-                            .map_err(|_| TraceError::VaultUnknown {
-                                vault: v.name.clone(),
-                                what: format!(
-                                    "its {} balance never changes in the traces",
-                                    v.asset
-                                ),
-                            })?;
-                        (held[i].1.from, held[i].1.to)
-                    }
-                };
-                [ta_b, ta_a, ts_b, ts_a]
-            }
+            None => totals_from_diffs(v, *vaddr, l, &tl, &tokens, &balances)?,
         };
+        let (ta_b, ta_a, ts_b, ts_a) = (t.assets.from, t.assets.to, t.supply.from, t.supply.to);
         out.vaults.push(VaultTotals {
             vault: v.name.clone(),
             address: *vaddr,
@@ -837,6 +799,78 @@ pub fn decode_diffs(
         .sort_by(|a, b| (&a.vault, a.account).cmp(&(&b.vault, b.account)));
     t.lap("sd.rows");
     Ok(out)
+}
+
+/// A vault's totals over the window in base units: `assets` of the underlying
+/// (`totalAssets`), `supply` of its shares (`totalSupply`).
+#[derive(Clone, Copy)]
+struct Totals {
+    assets: Change<U256>,
+    supply: Change<U256>,
+}
+
+/// A vault's totals from the diffs: supply from its `total_supply` slot; assets from
+/// `total_assets_slot`, or else from its balance of the underlying (a `tokens` entry).
+///
+/// # Errors
+/// [`TraceError::VaultUnknown`] when a total never changes in the traces;
+/// [`TraceError::Config`] for a bad `total_assets_slot` or an underlying that is not a
+/// `tokens` entry.
+fn totals_from_diffs(
+    v: &VaultSpec,
+    vaddr: Address,
+    l: &BalanceLayout,
+    tl: &Timeline,
+    tokens: &[(String, Address, BalanceLayout)],
+    balances: &HashMap<Address, Held>,
+) -> Result<Totals, TraceError> {
+    let ts_slot = l.total_supply.unwrap_or_default();
+    let ts = tl.slot(vaddr, ts_slot).ok_or_else(|| TraceError::VaultUnknown {
+        vault: v.name.clone(),
+        what: format!("totalSupply (slot {ts_slot}) never changes in the traces; add earlier history (e.g. the deposits) to `traces`"),
+    })?;
+    let supply = Change {
+        from: l.balance(ts.start),
+        to: l.balance(ts.end),
+    };
+    if let Some(s) = &v.total_assets_slot {
+        let slot = parse_slot(s).ok_or_else(|| TraceError::Config {
+            what: format!("vaults.{}.total_assets_slot", v.name),
+            message: format!("expected a slot, got {s:?}"),
+        })?;
+        let w = tl
+            .slot(vaddr, slot)
+            .ok_or_else(|| TraceError::VaultUnknown {
+                vault: v.name.clone(),
+                what: format!("total assets slot {slot} never changes in the traces"),
+            })?;
+        let assets = Change {
+            from: super::diff::word(w.start),
+            to: super::diff::word(w.end),
+        };
+        return Ok(Totals { assets, supply });
+    }
+    let (_, token, _) = tokens
+        .iter()
+        .find(|(a, _, _)| *a == v.asset)
+        .ok_or_else(|| TraceError::Config {
+            what: format!("vaults.{}.asset", v.name),
+            message: format!(
+                "{:?} is not a `tokens` entry; declare it or give total_assets_slot",
+                v.asset
+            ),
+        })?;
+    let held = &balances[token];
+    let i = held
+        .binary_search_by_key(&vaddr, |(h, ..)| *h)
+        .map_err(|_| TraceError::VaultUnknown {
+            vault: v.name.clone(),
+            what: format!("its {} balance never changes in the traces", v.asset),
+        })?;
+    Ok(Totals {
+        assets: held[i].1,
+        supply,
+    })
 }
 
 /// A bitset over the leading 64 bits of a set of slots (about 16 bits per slot, at most
