@@ -2,12 +2,14 @@
 //! in the same process: `cargo bench --bench primitives` (env `N`, `RUNS`).
 //!
 //! - `keccak`: N 64-byte messages (a mapping-slot preimage, a Merkle node) through
-//!   `primitives::keccak::keccak256_many` (eight lanes) and through alloy's `keccak256`
-//!   one at a time; the digests are compared.
+//!   `primitives::keccak::keccak256_many_lanes` (eight lanes, whatever the CPU) and through
+//!   alloy's `keccak256` one at a time; the digests are compared. The ratio is what
+//!   `keccak::lanes_pay` decides on: the batch functions use eight lanes only with
+//!   AVX-512F, where they win.
 //! - `parse_address`: N lowercase addresses through `primitives::parse_address` (EIP-55
 //!   rules) and through alloy's `Address::from_str` (no checksum rules).
 
-use recoup::primitives::keccak::keccak256_many;
+use recoup::primitives::keccak::{keccak256_many_lanes, lanes_pay};
 use recoup::primitives::{keccak256, parse_address, Address, B256};
 use std::time::{Duration, Instant};
 
@@ -45,7 +47,7 @@ fn main() {
         scalar.push(t.elapsed());
         let t = Instant::now();
         let mut b = Vec::new();
-        keccak256_many(&msgs, &mut b);
+        keccak256_many_lanes(&msgs, &mut b);
         lanes.push(t.elapsed());
         assert_eq!(a, b, "eight-lane digests differ from alloy's");
     }
@@ -62,6 +64,15 @@ fn main() {
     println!(
         "  ratio alloy / eight lanes        {:>7.2}",
         s.as_secs_f64() / l.as_secs_f64()
+    );
+    println!(
+        "  this CPU {} AVX-512F: the batch functions hash {}",
+        if lanes_pay() { "has" } else { "lacks" },
+        if lanes_pay() {
+            "eight at a time"
+        } else {
+            "one at a time with alloy's"
+        }
     );
 
     let texts: Vec<String> = msgs

@@ -11,15 +11,22 @@ use std::collections::VecDeque;
 /// numeric comparison for 32-byte values.
 #[inline]
 pub fn hash_pair(a: &B256, b: &B256) -> B256 {
+    keccak256(pair_preimage(a, b))
+}
+
+/// `min(a,b) ‖ max(a,b)`, the 64 bytes [`hash_pair`] hashes.
+#[inline]
+fn pair_preimage(a: &B256, b: &B256) -> [u8; 64] {
     let mut buf = [0u8; 64];
     let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
     buf[..32].copy_from_slice(lo.as_slice());
     buf[32..].copy_from_slice(hi.as_slice());
-    keccak256(buf)
+    buf
 }
 
 /// [`hash_pair`] of each adjacent pair: `out[k] = hash_pair(children[2k], children[2k + 1])`,
-/// eight hashes at a time ([`crate::primitives::keccak`]). `children` must hold exactly
+/// in batches of eight ([`crate::primitives::keccak::keccak256_x8`]: eight lanes at once with
+/// AVX-512F, one at a time otherwise). `children` must hold exactly
 /// `2 × out.len()` hashes.
 pub fn hash_pairs(children: &[B256], out: &mut [B256]) {
     assert_eq!(
@@ -30,13 +37,7 @@ pub fn hash_pairs(children: &[B256], out: &mut [B256]) {
     let mut pre = [[0u8; 64]; LANES];
     for (pairs, nodes) in children.chunks(2 * LANES).zip(out.chunks_mut(LANES)) {
         for (p, c) in pre.iter_mut().zip(pairs.chunks_exact(2)) {
-            let (lo, hi) = if c[0] <= c[1] {
-                (&c[0], &c[1])
-            } else {
-                (&c[1], &c[0])
-            };
-            p[..32].copy_from_slice(lo.as_slice());
-            p[32..].copy_from_slice(hi.as_slice());
+            *p = pair_preimage(&c[0], &c[1]);
         }
         let h = keccak256_x8::<64>(std::array::from_fn(|i| &pre[i]));
         nodes.copy_from_slice(&h[..nodes.len()]);

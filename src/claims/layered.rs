@@ -30,7 +30,8 @@ impl LayeredTree {
         let mut layers = vec![leaves];
         while layers.last().map_or(0, Vec::len) > 1 {
             let prev = layers.last().expect("non-empty");
-            // Pairs hashed eight at a time; an odd last node is carried up as it is.
+            // Pairs hashed in batches (eight at a time with AVX-512F, primitives::keccak); an
+            // odd last node is carried up as it is.
             let pairs = prev.len() / 2;
             let mut next = vec![B256::ZERO; prev.len().div_ceil(2)];
             next[..pairs]

@@ -5,12 +5,14 @@
 //! Merkle trees spend most of their time in Keccak-f\[1600\]. A scalar permutation cannot
 //! use the vector units; eight permutations in lock step can: every step of a round is the
 //! same operation on the same state word of all eight, so a state word of the eight fits
-//! one 512-bit register (AVX-512) or two 256-bit ones (AVX2).
+//! one 512-bit register (AVX-512).
 //!
-//! The permutation below is written once, portably, over `[u64; 8]` lanes, and compiled
-//! three times: for AVX-512F, for AVX2 (chosen at run time by CPU feature detection) and
-//! for the build's baseline. Results are the same on every path; the tests compare each
-//! against alloy's `keccak256` (the reference used everywhere else in recoup).
+//! The permutation is written twice: with AVX-512F intrinsics, chosen at run time by CPU
+//! feature detection, and portably over `[u64; 8]` lanes (the reference the tests hold the
+//! AVX-512 one to). Without AVX-512F eight lanes are slower than alloy's scalar keccak, so
+//! there the batch functions hash one message at a time with alloy's ([`lanes_pay`]).
+//! Results are the same on every path; the tests compare each against alloy's `keccak256`
+//! (the reference used everywhere else in recoup), on every CPU.
 //!
 //! Reference: FIPS 202 §3 (the step mappings θ, ρ, π, χ, ι) with Ethereum's original
 //! Keccak padding (`0x01 … 0x80`, not SHA-3's `0x06`), rate 1088 bits (136 bytes).
@@ -84,8 +86,9 @@ macro_rules! rho_pi {
 
 /// Keccak-f\[1600\] on all eight states, 24 rounds. Written so that every step is an
 /// element-wise operation on [`Lane`]s with constant rotation counts, which the compiler
-/// turns into vector instructions where the target has them (the AVX2 and baseline
-/// builds; AVX-512 has its own register-resident [`permute_avx512`]).
+/// turns into vector instructions where the target has them. With AVX-512F the
+/// register-resident [`permute_avx512`] is used instead; this one is the reference the
+/// tests hold it to, and the lanes of the tests on other CPUs.
 #[inline(always)]
 fn permute_portable(a: &mut State) {
     for rc in RC {
@@ -213,12 +216,6 @@ fn permute_avx512(state: &mut State) {
     *state = unsafe { std::mem::transmute::<[__m512i; 25], State>(v) };
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn permute_avx2(a: &mut State) {
-    permute_portable(a)
-}
-
 /// Keccak-f\[1600\] on eight states, on the widest vector unit this CPU has.
 #[allow(unsafe_code)]
 fn permute(a: &mut State) {
@@ -229,18 +226,41 @@ fn permute(a: &mut State) {
             // `permute_avx512`, which is otherwise safe code.
             return unsafe { permute_avx512(a) };
         }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2 (checked just above), the only requirement of
-            // `permute_avx2`, which is otherwise safe code.
-            return unsafe { permute_avx2(a) };
-        }
     }
     permute_portable(a)
 }
 
+/// True when hashing eight messages in lock step beats alloy's scalar keccak256 one message
+/// at a time on this CPU: only where AVX-512F holds a state word of all eight in one
+/// register. Measured with `cargo bench --bench primitives` (64-byte messages, one
+/// thread): with AVX-512F, 82.7 ns a hash against alloy's 384.2 ns; on an EPYC with AVX2
+/// only, eight lanes in pairs of 256-bit registers took 986 ns against alloy's 578 ns (the
+/// 25-word state in 50 registers spills), so there every batch function below hashes one
+/// message at a time with alloy's.
+pub fn lanes_pay() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// `keccak256` of eight messages of `N` bytes each (`N` ≤ [`MAX_SINGLE_BLOCK`], checked at
-/// compile time), equal to `[keccak256(msgs[0]), …, keccak256(msgs[7])]`.
+/// compile time), equal to `[keccak256(msgs[0]), …, keccak256(msgs[7])]`: in lock step
+/// where [`lanes_pay`], one at a time with alloy's elsewhere.
 pub fn keccak256_x8<const N: usize>(msgs: [&[u8; N]; LANES]) -> [B256; LANES] {
+    if lanes_pay() {
+        x8_lanes(msgs)
+    } else {
+        msgs.map(alloy_primitives::keccak256)
+    }
+}
+
+/// [`keccak256_x8`] through the eight-lane permutation, whatever the CPU.
+fn x8_lanes<const N: usize>(msgs: [&[u8; N]; LANES]) -> [B256; LANES] {
     const {
         assert!(
             N <= MAX_SINGLE_BLOCK,
@@ -285,10 +305,20 @@ fn permute_and_squeeze(mut s: State) -> [B256; LANES] {
 }
 
 /// `keccak256` of each message in `msgs`, appended to `out` in order. Messages of at most
-/// [`MAX_SINGLE_BLOCK`] bytes (lengths may differ) are hashed eight at a time; longer ones
-/// go through alloy's `keccak256` one by one. For leaf encodings whose length is only
+/// [`MAX_SINGLE_BLOCK`] bytes (lengths may differ) are hashed eight at a time where
+/// [`lanes_pay`]; longer ones, and all of them elsewhere, go through alloy's `keccak256`
+/// one by one. For leaf encodings whose length is only
 /// known at run time (OpenZeppelin `abi.encode` of a manifest's leaf types).
 pub fn keccak256_slices(msgs: &[&[u8]], out: &mut Vec<B256>) {
+    if lanes_pay() {
+        slices_lanes(msgs, out);
+    } else {
+        out.extend(msgs.iter().map(alloy_primitives::keccak256));
+    }
+}
+
+/// [`keccak256_slices`] through the eight-lane permutation, whatever the CPU.
+fn slices_lanes(msgs: &[&[u8]], out: &mut Vec<B256>) {
     out.reserve(msgs.len());
     for group in msgs.chunks(LANES) {
         if group.len() < LANES || group.iter().any(|m| m.len() > MAX_SINGLE_BLOCK) {
@@ -314,12 +344,23 @@ pub fn keccak256_slices(msgs: &[&[u8]], out: &mut Vec<B256>) {
 }
 
 /// `keccak256` of every message in `msgs` (each `N` ≤ [`MAX_SINGLE_BLOCK`] bytes), in
-/// order, eight at a time; a last partial group is padded with copies of its first message
-/// and the extra results dropped.
+/// order: eight at a time where [`lanes_pay`] (a last partial group is padded with copies
+/// of its first message and the extra results dropped), one at a time with alloy's
+/// elsewhere.
 pub fn keccak256_many<const N: usize>(msgs: &[[u8; N]], out: &mut Vec<B256>) {
+    if lanes_pay() {
+        keccak256_many_lanes(msgs, out);
+    } else {
+        out.extend(msgs.iter().map(alloy_primitives::keccak256));
+    }
+}
+
+/// [`keccak256_many`] through the eight-lane permutation whatever the CPU (the portable
+/// build without AVX-512F): for the benchmark that measures the choice [`lanes_pay`] makes.
+pub fn keccak256_many_lanes<const N: usize>(msgs: &[[u8; N]], out: &mut Vec<B256>) {
     out.reserve(msgs.len());
     for group in msgs.chunks(LANES) {
-        let h = keccak256_x8::<N>(std::array::from_fn(|i| group.get(i).unwrap_or(&group[0])));
+        let h = x8_lanes::<N>(std::array::from_fn(|i| group.get(i).unwrap_or(&group[0])));
         out.extend_from_slice(&h[..group.len()]);
     }
 }
@@ -341,10 +382,15 @@ mod tests {
     fn check<const N: usize>() {
         for count in [0, 1, 7, 8, 9, 17, 1000] {
             let m = msgs::<N>(N as u64, count);
-            let mut got = Vec::new();
-            keccak256_many(&m, &mut got);
             let want: Vec<B256> = m.iter().map(keccak256).collect();
-            assert_eq!(got, want, "N = {N}, count = {count}");
+            // The eight-lane path on every CPU (portable where AVX-512F is missing), and
+            // the dispatched one.
+            let mut got = Vec::new();
+            keccak256_many_lanes(&m, &mut got);
+            assert_eq!(got, want, "lanes, N = {N}, count = {count}");
+            got.clear();
+            keccak256_many(&m, &mut got);
+            assert_eq!(got, want, "dispatched, N = {N}, count = {count}");
         }
     }
 
@@ -366,7 +412,7 @@ mod tests {
         check::<135>();
     }
 
-    /// Every compiled path (portable, and AVX2 / AVX-512 where this CPU has them) gives
+    /// Every compiled path (portable, and AVX-512 where this CPU has it) gives
     /// the same states as the portable one, over several rounds of chained permutations.
     #[test]
     #[allow(unsafe_code)]
@@ -387,14 +433,6 @@ mod tests {
         assert_eq!(dispatched, want);
         #[cfg(target_arch = "x86_64")]
         {
-            if std::arch::is_x86_feature_detected!("avx2") {
-                let mut s = start;
-                for _ in 0..5 {
-                    // SAFETY: AVX2 checked just above.
-                    unsafe { permute_avx2(&mut s) };
-                }
-                assert_eq!(s, want, "AVX2 path");
-            }
             if std::arch::is_x86_feature_detected!("avx512f") {
                 let mut s = start;
                 for _ in 0..5 {
@@ -412,10 +450,13 @@ mod tests {
         let data: Vec<u8> = (0..200u32).map(|i| (i * 37 % 251) as u8).collect();
         let msgs: Vec<&[u8]> = (0..=140usize).map(|n| &data[n % 7..n % 7 + n]).collect();
         for take in [0, 5, 8, 64, 100, msgs.len()] {
-            let mut got = Vec::new();
-            keccak256_slices(&msgs[..take], &mut got);
             let want: Vec<B256> = msgs[..take].iter().map(keccak256).collect();
-            assert_eq!(got, want, "{take} messages");
+            let mut got = Vec::new();
+            slices_lanes(&msgs[..take], &mut got);
+            assert_eq!(got, want, "lanes, {take} messages");
+            got.clear();
+            keccak256_slices(&msgs[..take], &mut got);
+            assert_eq!(got, want, "dispatched, {take} messages");
         }
     }
 
@@ -426,6 +467,7 @@ mod tests {
         let want: B256 = "0xc5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470"
             .parse()
             .unwrap();
+        assert_eq!(x8_lanes::<0>([&[]; 8]), [want; 8]);
         assert_eq!(keccak256_x8::<0>([&[]; 8]), [want; 8]);
     }
 }

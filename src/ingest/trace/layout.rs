@@ -153,7 +153,8 @@ fn mapping_preimage(order: MappingOrder, key: B256, base: B256) -> [u8; 64] {
 }
 
 /// [`mapping_slot`] of every holder address in `keys` (as `pad32(address)`), appended to
-/// `out` in order; eight hashes at a time ([`crate::primitives::keccak`]).
+/// `out` in order, through [`crate::primitives::keccak::keccak256_many`] (eight at a time
+/// with AVX-512F).
 pub fn mapping_slots(order: MappingOrder, keys: &[Address], base: B256, out: &mut Vec<B256>) {
     let pre: Vec<[u8; 64]> = keys
         .iter()
