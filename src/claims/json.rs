@@ -95,9 +95,23 @@ fn itoa_buf(mut n: usize) -> Itoa {
 /// Appends a leaf value the way OpenZeppelin's `dump()` carries it through
 /// `JSON.stringify`: addresses EIP-55 checksummed, integers as decimal strings, bytes as
 /// lowercase `0x` hex strings, booleans as JSON booleans, lists as arrays.
-pub(crate) fn push_leaf_value(out: &mut Vec<u8>, v: &LeafValue) {
+///
+/// `texts` yields the EIP-55 text of each address in `v`, in the order
+/// [`leaf_value_addresses`] lists them; an address it has no text for is checksummed here.
+pub(crate) fn push_leaf_value(
+    out: &mut Vec<u8>,
+    v: &LeafValue,
+    texts: &mut impl Iterator<Item = [u8; 42]>,
+) {
     match v {
-        LeafValue::Address(a) => push_str(out, &format_address(a)),
+        LeafValue::Address(a) => match texts.next() {
+            Some(t) => {
+                out.push(b'"');
+                out.extend_from_slice(&t);
+                out.push(b'"');
+            }
+            None => push_str(out, &format_address(a)),
+        },
         LeafValue::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
         LeafValue::Uint(u) => {
             out.push(b'"');
@@ -116,10 +130,19 @@ pub(crate) fn push_leaf_value(out: &mut Vec<u8>, v: &LeafValue) {
                 if i > 0 {
                     out.push(b',');
                 }
-                push_leaf_value(out, x);
+                push_leaf_value(out, x, texts);
             }
             out.push(b']');
         }
+    }
+}
+
+/// Appends the addresses in `v`, depth first, in the order [`push_leaf_value`] writes them.
+pub(crate) fn leaf_value_addresses(v: &LeafValue, out: &mut Vec<crate::primitives::Address>) {
+    match v {
+        LeafValue::Address(a) => out.push(*a),
+        LeafValue::List(xs) => xs.iter().for_each(|x| leaf_value_addresses(x, out)),
+        LeafValue::Bool(_) | LeafValue::Uint(_) | LeafValue::Bytes(_) | LeafValue::String(_) => {}
     }
 }
 

@@ -94,8 +94,8 @@ fn packed_preimage(account: &Address, amount: Amount) -> [u8; 52] {
     buf
 }
 
-/// Leaves of many rows in parallel blocks, each block hashed eight at a time
-/// (primitives::keccak): `hash(preimage(row))` for every row, in order.
+/// Leaves of many rows in parallel blocks, each block hashed in a batch (eight at a time
+/// with AVX-512F, primitives::keccak): `hash(preimage(row))` for every row, in order.
 fn leaves_of<T: Sync, const N: usize>(
     rows: &[T],
     preimage: impl Fn(&T) -> [u8; N] + Sync,
@@ -240,10 +240,14 @@ impl UniswapDistribution {
             });
         }
         let token_total = checked_total(entries.iter().map(|e| e.amount))?;
-        let mut keyed: Vec<(String, &BalanceEntry)> = entries
-            .par_iter()
-            .map(|e| (format_address(&e.account), e))
-            .collect();
+        let accounts: Vec<Address> = entries.iter().map(|e| e.account).collect();
+        let mut keyed: Vec<(String, &BalanceEntry)> =
+            crate::primitives::checksum_many_par(&accounts)
+                .into_par_iter()
+                .zip(entries.par_iter())
+                .map(|(k, e)| (String::from_utf8(k.to_vec()).expect("ASCII"), e))
+                .collect();
+        drop(accounts);
         if opts.index_order == IndexOrder::ChecksumSorted {
             keyed.par_sort_unstable_by(|a, b| a.0.cmp(&b.0));
         }

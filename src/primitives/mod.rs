@@ -12,7 +12,7 @@ mod bps;
 pub mod keccak;
 mod value;
 
-pub use address::{format_address, parse_address, AddressError};
+pub use address::{checksum_many, checksum_many_par, format_address, parse_address, AddressError};
 pub use amount::{format_units, parse_units, Amount, AmountError};
 pub use asset::Asset;
 pub use bps::{Bps, BpsError};

@@ -124,7 +124,7 @@ pub fn summary<'a>(m: &'a Manifest, out: &'a RunOutput) -> Result<Summary<'a>, R
         snapshot_block: m.incident.snapshot_block,
         numeraire: &m.incident.numeraire,
         users: out.policy.users.len(),
-        loss_rows: out.ledger.rows.len(),
+        loss_rows: out.loss_rows,
         total_loss_value,
         total_residual_value,
         loss: &out.loss_stats,
@@ -159,23 +159,51 @@ pub fn summary_json(s: &Summary<'_>) -> Result<Vec<u8>, ReportError> {
     Ok(v)
 }
 
+/// The EIP-55 text of every user's account, in `out.policy.users` order (42 ASCII bytes
+/// each), computed once on all threads ([`crate::primitives::checksum_many_par`]) and
+/// shared by [`claims_csv`], [`user_results_csv`] and the stored rows.
+pub fn account_texts(out: &RunOutput) -> Vec<[u8; 42]> {
+    let accounts: Vec<crate::primitives::Address> =
+        out.policy.users.iter().map(|u| u.account).collect();
+    crate::primitives::checksum_many_par(&accounts)
+}
+
+/// Each user with its account's text from `texts` ([`account_texts`] of the same run).
+fn with_texts<'a>(
+    out: &'a RunOutput,
+    texts: &'a [[u8; 42]],
+) -> impl Iterator<Item = (&'a crate::policy::UserResult, &'a str)> {
+    assert_eq!(
+        texts.len(),
+        out.policy.users.len(),
+        "account texts of another run"
+    );
+    out.policy
+        .users
+        .iter()
+        .zip(texts.iter().map(|t| std::str::from_utf8(t).expect("ASCII")))
+}
+
 /// `claims.csv`: `account,asset,amount` — one row per user and payout asset, amount in
 /// base units, sorted by account then asset (the input of `recoup merkle build`),
-/// written to `w` as it goes.
+/// written to `w` as it goes; accounts as `texts` ([`account_texts`]) gives them.
 ///
 /// # Errors
 /// [`ReportError::Csv`], including the writer's errors.
-pub fn claims_csv(out: &RunOutput, w: &mut dyn std::io::Write) -> Result<(), ReportError> {
+pub fn claims_csv(
+    out: &RunOutput,
+    texts: &[[u8; 42]],
+    w: &mut dyn std::io::Write,
+) -> Result<(), ReportError> {
     let mut w = csv::Writer::from_writer(w);
     w.write_record(["account", "asset", "amount"])?;
     let mut amount = String::new();
-    for u in &out.policy.users {
-        let account = format_address(&u.account);
+    for (u, account) in with_texts(out, texts) {
         for p in &u.payouts {
             amount.clear();
             use std::fmt::Write as _;
             let _ = write!(amount, "{}", p.amount);
-            w.write_record([account.as_str(), &p.asset, amount.as_str()])?;
+            w.write_record([account, &p.asset, amount.as_str()])?;
         }
     }
     w.flush().map_err(|e| ReportError::Csv(e.into()))
@@ -183,11 +211,16 @@ pub fn claims_csv(out: &RunOutput, w: &mut dyn std::io::Write) -> Result<(), Rep
 
 /// `user_results.csv`: one row per loss row with its policy outcome, base units:
 /// `account,asset,pool,class,tier,status,loss,value,claim,covered,withheld,haircut,excess,sources`
-/// where `sources` is `id:amount` pairs joined by `;`; written to `w` as it goes.
+/// where `sources` is `id:amount` pairs joined by `;`; written to `w` as it goes; accounts
+/// as `texts` ([`account_texts`]) gives them.
 ///
 /// # Errors
 /// [`ReportError::Csv`], including the writer's errors.
-pub fn user_results_csv(out: &RunOutput, w: &mut dyn std::io::Write) -> Result<(), ReportError> {
+pub fn user_results_csv(
+    out: &RunOutput,
+    texts: &[[u8; 42]],
+    w: &mut dyn std::io::Write,
+) -> Result<(), ReportError> {
     use std::fmt::Write as _;
     let mut w = csv::Writer::from_writer(w);
     w.write_record([
@@ -197,8 +230,7 @@ pub fn user_results_csv(out: &RunOutput, w: &mut dyn std::io::Write) -> Result<(
     // Reused text buffers: one per numeric column and one for the sources.
     let mut num: [String; 7] = Default::default();
     let mut sources = String::new();
-    for u in &out.policy.users {
-        let account = format_address(&u.account);
+    for (u, account) in with_texts(out, texts) {
         for r in &u.rows {
             sources.clear();
             for (i, s) in r.sources.iter().enumerate() {
@@ -216,7 +248,7 @@ pub fn user_results_csv(out: &RunOutput, w: &mut dyn std::io::Write) -> Result<(
             let _ = write!(num[5], "{}", r.haircut);
             let _ = write!(num[6], "{}", r.excess);
             w.write_record([
-                account.as_str(),
+                account,
                 &r.asset,
                 r.pool.as_deref().unwrap_or(""),
                 r.class.as_deref().unwrap_or(""),
