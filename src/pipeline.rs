@@ -83,8 +83,12 @@ pub struct TreeOutput {
 pub struct RunOutput {
     /// keccak256 of the manifest and input bytes.
     pub run_id: B256,
-    /// The loss ledger.
+    /// The loss ledger. A caller that needs only the outputs may empty `ledger.rows` once
+    /// the run is done (`recoup run` does, before rendering: at a million claimants the
+    /// rows are ≈ 400 MB); [`RunOutput::loss_rows`] keeps their number.
     pub ledger: LossLedger,
+    /// Number of loss rows (`ledger.rows.len()` as the run produced it).
+    pub loss_rows: usize,
     /// Loss-stage totals.
     pub loss_stats: LossStats,
     /// The policy result: per user, per source, per group, checks.
@@ -442,6 +446,7 @@ pub fn run(m: &Manifest) -> Result<RunOutput, PipelineError> {
     Ok(RunOutput {
         run_id: id,
         unmatched_slots,
+        loss_rows: ledger.rows.len(),
         ledger,
         loss_stats,
         policy: result,

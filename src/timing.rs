@@ -17,14 +17,41 @@ impl StageTimer {
         }
     }
 
-    /// Prints the time since the previous lap.
+    /// Prints the time since the previous lap, and on Linux the resident set size now and
+    /// at its peak so far (`VmRSS`, `VmHWM` of `/proc/self/status`).
     pub fn lap(&self, stage: &str) {
         if self.on {
             let now = std::time::Instant::now();
             let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-            eprintln!("timing {stage:<12} {:>8.3} s", (now - *last).as_secs_f64());
+            eprintln!(
+                "timing {stage:<12} {:>8.3} s{}",
+                (now - *last).as_secs_f64(),
+                rss()
+            );
             *last = now;
         }
+    }
+}
+
+/// `  rss X MiB, peak Y MiB` from `/proc/self/status`, or nothing where it cannot be read.
+fn rss() -> String {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return String::new();
+    };
+    let kib = |key: &str| -> Option<u64> {
+        let line = status.lines().find(|l| l.starts_with(key))?;
+        line[key.len()..]
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()
+    };
+    match (kib("VmRSS:"), kib("VmHWM:")) {
+        (Some(now), Some(peak)) => {
+            format!("   rss {:>5} MiB, peak {:>5} MiB", now / 1024, peak / 1024)
+        }
+        _ => String::new(),
     }
 }
 

@@ -77,13 +77,14 @@ fn render_one(
     out: &RunOutput,
     summary: &report::Summary<'_>,
     summary_json: &[u8],
+    accounts: &[[u8; 42]],
     name: &str,
     w: &mut dyn std::io::Write,
 ) -> anyhow::Result<()> {
     match name {
         "summary.json" => w.write_all(summary_json)?,
-        "claims.csv" => report::claims_csv(out, w)?,
-        "user_results.csv" => report::user_results_csv(out, w)?,
+        "claims.csv" => report::claims_csv(out, accounts, w)?,
+        "user_results.csv" => report::user_results_csv(out, accounts, w)?,
         "report.md" => w.write_all(report::markdown(m, out, summary)?.as_bytes())?,
         tree => {
             let t = out
@@ -157,27 +158,30 @@ fn record_head(m: &Manifest, summary: &report::Summary<'_>) -> (IncidentRecord, 
     (incident, roots)
 }
 
-/// EIP-55 text of every user's account, in user (account) order, computed on all threads
-/// once and shared by the per-user and claim rows (42 bytes each, no allocation per user).
-fn checksummed_users(out: &RunOutput) -> Vec<[u8; 42]> {
+/// Positions of `texts` in the byte order of the text (SQLite's BINARY collation). Rows are
+/// stored in this order so that on SQLite each insert appends to the end of its table's
+/// primary-key b-tree (on PostgreSQL the order depends on the database's collation; it
+/// changes nothing but speed either way).
+///
+/// EIP-55 text does not sort like the address bytes (an upper-case hex letter sorts before
+/// every lower-case one), so rows in account order land all over the b-tree and split its
+/// pages: with rows inserted in account order, SQLite spent more than half of its time on a
+/// million-claimant run rebalancing pages (`perf`).
+fn text_order(texts: &[[u8; 42]]) -> Vec<u32> {
     use rayon::prelude::*;
-    out.policy
-        .users
-        .par_iter()
-        .map(|u| {
-            let mut buf = [0u8; 42];
-            let _ = u.account.to_checksum_raw(&mut buf, None);
-            buf
-        })
-        .collect()
+    let mut order: Vec<u32> = (0..texts.len() as u32).collect();
+    order.par_sort_unstable_by_key(|&i| &texts[i as usize]);
+    order
 }
 
-/// The per-user rows, made as they are stored: (EIP-55 account, compact result JSON).
+/// The per-user rows, made as they are stored, in the text order of the accounts:
+/// (EIP-55 account, compact result JSON).
 fn user_rows<'a>(
     out: &'a RunOutput,
-    names: &'a [[u8; 42]],
+    accounts: &'a [[u8; 42]],
 ) -> impl Iterator<Item = anyhow::Result<(String, String)>> + 'a {
-    out.policy.users.iter().zip(names).map(|(u, name)| {
+    text_order(accounts).into_iter().map(move |i| {
+        let (u, name) = (&out.policy.users[i as usize], &accounts[i as usize]);
         let stored = StoredUser::of(u).with_context(|| format!("totals of {}", u.account))?;
         Ok((
             String::from_utf8_lossy(name).into_owned(),
@@ -186,27 +190,38 @@ fn user_rows<'a>(
     })
 }
 
-/// The claim rows of every tree, made as they are stored.
+/// The claim rows of every tree, made as they are stored: tree by tree in the order of
+/// their file names, each tree's rows in the text order of the accounts (the order of the
+/// table's primary key), each with its leaf's position in the tree's values.
 fn claim_rows<'a>(
     out: &'a RunOutput,
-    names: &'a [[u8; 42]],
+    accounts: &'a [[u8; 42]],
 ) -> impl Iterator<Item = ClaimRecord> + 'a {
     // Users are sorted by account: reuse their EIP-55 text for the claims instead of
     // checksumming each claim again.
-    let checksummed = move |a: &crate::primitives::Address| match out
-        .policy
-        .users
-        .binary_search_by_key(a, |u| u.account)
-    {
-        Ok(i) => String::from_utf8_lossy(&names[i]).into_owned(),
-        Err(_) => crate::primitives::format_address(a),
+    let checksummed = move |a: &crate::primitives::Address| -> [u8; 42] {
+        match out.policy.users.binary_search_by_key(a, |u| u.account) {
+            Ok(i) => accounts[i],
+            Err(_) => {
+                let mut buf = [0u8; 42];
+                let _ = a.to_checksum_raw(&mut buf, None);
+                buf
+            }
+        }
     };
-    out.trees.iter().flat_map(move |t| {
-        t.entries.iter().enumerate().map(move |(i, e)| ClaimRecord {
-            tree: t.spec.file.clone(),
-            account: checksummed(&e.account),
-            amount: e.amount.to_string(),
-            leaf_index: i as u64,
+    let mut trees: Vec<&'a crate::pipeline::TreeOutput> = out.trees.iter().collect();
+    trees.sort_by(|a, b| a.spec.file.cmp(&b.spec.file));
+    trees.into_iter().flat_map(move |t| {
+        let texts: Vec<[u8; 42]> = t.entries.iter().map(|e| checksummed(&e.account)).collect();
+        let order = text_order(&texts);
+        order.into_iter().map(move |i| {
+            let e = &t.entries[i as usize];
+            ClaimRecord {
+                tree: t.spec.file.clone(),
+                account: String::from_utf8_lossy(&texts[i as usize]).into_owned(),
+                amount: e.amount.to_string(),
+                leaf_index: u64::from(i),
+            }
         })
     })
 }
@@ -275,7 +290,7 @@ pub async fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
     steps.step("reading the manifest");
     let m = Manifest::load(&args.manifest)?;
     steps.step("ingest → loss → policy → claim trees");
-    let out = match tokio::task::block_in_place(|| pipeline::run(&m)) {
+    let mut out = match tokio::task::block_in_place(|| pipeline::run(&m)) {
         Ok(o) => o,
         Err(e) if e.is_check_failure() => {
             steps.done();
@@ -292,6 +307,10 @@ pub async fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
         }
         Err(e) => return Err(e.into()),
     };
+    // Nothing below reads the loss rows (the per-row outcome is in the policy result, the
+    // count in `loss_rows`): free them (≈ 400 MB at a million claimants) before rendering
+    // and storing, which add the outputs' and the rows' memory to what is held.
+    out.ledger.rows = Vec::new();
     let timer = pipeline::StageTimer::new();
     let dir = args.out.clone().unwrap_or_else(|| m.outputs.dir.clone());
     let run_summary = report::summary(&m, &out)?;
@@ -311,19 +330,16 @@ pub async fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
     let summary_text = String::from_utf8_lossy(&summary).into_owned();
     let (incident, roots) = record_head(&m, &run_summary);
     let run_id = out.run_id.to_string();
-    let names = if store.is_some() {
-        checksummed_users(&out)
-    } else {
-        Vec::new()
-    };
-    timer.lap("db record");
+    // Every account's EIP-55 text, once, for the CSV outputs and the stored rows.
+    let accounts = report::account_texts(&out);
+    timer.lap("run record");
     // The files are staged on one thread while this one inserts the rows, made as they go.
     let (staged, saved) = tokio::task::block_in_place(|| {
         std::thread::scope(|s| {
             let render = s.spawn(|| -> anyhow::Result<_> {
                 let names = output_names(&out);
                 let staged = stage(&dir, &names, |name, w| {
-                    render_one(&m, &out, &run_summary, &summary, name, w)
+                    render_one(&m, &out, &run_summary, &summary, &accounts, name, w)
                 });
                 let _ = staged_tx.send(staged.as_ref().map(|_| ()).map_err(|e| format!("{e:#}")));
                 timer.lap("render+write");
@@ -333,7 +349,7 @@ pub async fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
                 // A row that cannot be made ends the rows early; the gate then refuses the
                 // commit, so the run is rolled back and the row's error reported.
                 let row_error: std::cell::RefCell<Option<anyhow::Error>> = Default::default();
-                let users = user_rows(&out, &names).map_while(|r| match r {
+                let users = user_rows(&out, &accounts).map_while(|r| match r {
                     Ok(row) => Some(row),
                     Err(e) => {
                         row_error.borrow_mut().get_or_insert(e);
@@ -346,7 +362,7 @@ pub async fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
                     summary_json: &summary_text,
                     roots: &roots,
                 };
-                let claims = claim_rows(&out, &names);
+                let claims = claim_rows(&out, &accounts);
                 let gate = async {
                     let staged = staged_rx
                         .await
@@ -382,7 +398,7 @@ pub async fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
         println!(
             "{} users with a loss, {} loss rows",
             out.policy.users.len(),
-            out.ledger.rows.len()
+            out.loss_rows
         );
         for t in &out.trees {
             println!(

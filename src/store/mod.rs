@@ -306,48 +306,33 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(q("saving the run"))?;
-        let mut users = users.peekable();
-        let mut chunk = Vec::with_capacity(ROWS_PER_INSERT);
-        while users.peek().is_some() {
-            chunk.clear();
-            chunk.extend(users.by_ref().take(ROWS_PER_INSERT));
-            let sql = values_sql(
-                "INSERT INTO user_results (run_seq, account, result_json) VALUES ",
-                chunk.len(),
-                3,
-            );
-            // Only placeholders are generated; values are bound.
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for (account, json) in &chunk {
-                query = query.bind(seq).bind(account).bind(json);
-            }
-            query
-                .execute(&mut *tx)
-                .await
-                .map_err(q("saving per-user results"))?;
-        }
-        let mut claims = claims.peekable();
-        let mut chunk = Vec::with_capacity(ROWS_PER_INSERT);
-        while claims.peek().is_some() {
-            chunk.clear();
-            chunk.extend(claims.by_ref().take(ROWS_PER_INSERT));
-            let sql = values_sql(
-                "INSERT INTO claims (run_seq, tree, account, amount, leaf_index) VALUES ",
-                chunk.len(),
-                5,
-            );
-            // Only placeholders are generated; values are bound.
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for c in &chunk {
-                query = query
+        insert_rows(
+            &mut tx,
+            self.backend,
+            "INSERT INTO user_results (run_seq, account, result_json) VALUES ",
+            3,
+            users,
+            |query, (account, json)| query.bind(seq).bind(account).bind(json),
+            "saving per-user results",
+        )
+        .await?;
+        insert_rows(
+            &mut tx,
+            self.backend,
+            "INSERT INTO claims (run_seq, tree, account, amount, leaf_index) VALUES ",
+            5,
+            claims,
+            |query, c| {
+                query
                     .bind(seq)
                     .bind(&c.tree)
                     .bind(&c.account)
                     .bind(&c.amount)
-                    .bind(c.leaf_index as i64);
-            }
-            query.execute(&mut *tx).await.map_err(q("saving claims"))?;
-        }
+                    .bind(c.leaf_index as i64)
+            },
+            "saving claims",
+        )
+        .await?;
         for r in run.roots {
             let _: AnyQueryResult = sqlx::query("INSERT INTO roots (run_id, tree, format, asset, root, leaves, total) VALUES ($1, $2, $3, $4, $5, $6, $7)")
                 .bind(run.run_id)
@@ -458,8 +443,51 @@ impl StoredTable {
     }
 }
 
-/// `prefix ($1, $2, $3), ($4, $5, $6), …` for `rows` rows of `cols` columns.
-fn values_sql(prefix: &str, rows: usize, cols: usize) -> String {
+/// A query whose values are being bound.
+type AnyQuery = sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments>;
+
+/// Inserts `rows` with multi-row INSERTs of [`ROWS_PER_INSERT`] rows each: `prefix` names
+/// the table and its `cols` columns (`INSERT INTO t (a, b) VALUES `), `bind` binds one
+/// row's `cols` values in that order. Rows are pulled from the iterator a chunk at a time.
+/// Only placeholders are generated; values are bound. The SQL of a full chunk is made once
+/// and shared (`Arc`), only a last, shorter chunk gets its own: building it per chunk was
+/// 6.7% of the CPU spent making a million-claimant run's rows (`perf`).
+async fn insert_rows<T>(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    backend: Backend,
+    prefix: &str,
+    cols: usize,
+    rows: impl Iterator<Item = T>,
+    bind: impl Fn(AnyQuery, &T) -> AnyQuery,
+    context: &'static str,
+) -> Result<(), StoreError> {
+    let sql = |n: usize| -> std::sync::Arc<str> { values_sql(backend, prefix, n, cols).into() };
+    let full = sql(ROWS_PER_INSERT);
+    let mut rows = rows.peekable();
+    let mut chunk = Vec::with_capacity(ROWS_PER_INSERT);
+    while rows.peek().is_some() {
+        chunk.clear();
+        chunk.extend(rows.by_ref().take(ROWS_PER_INSERT));
+        let text = if chunk.len() == ROWS_PER_INSERT {
+            full.clone()
+        } else {
+            sql(chunk.len())
+        };
+        let query = chunk
+            .iter()
+            .fold(sqlx::query(sqlx::AssertSqlSafe(text)), &bind);
+        query.execute(&mut **tx).await.map_err(q(context))?;
+    }
+    Ok(())
+}
+
+/// `prefix (…), (…), …` for `rows` rows of `cols` placeholders each: `$1, $2, …` for
+/// PostgreSQL, anonymous `?` for SQLite. SQLite resolves a numbered placeholder's index by
+/// a linear scan of the statement's parameter names, and sqlx asks for every parameter's
+/// name when it binds, so `$N` costs O(parameters²) a statement there: in a
+/// million-claimant run `sqlite3_bind_parameter_name` alone was 9.7% of all CPU (`perf`),
+/// the largest single symbol. With `?` sqlx binds by position and SQLite scans nothing.
+fn values_sql(backend: Backend, prefix: &str, rows: usize, cols: usize) -> String {
     let mut s = String::with_capacity(prefix.len() + rows * cols * 7);
     s.push_str(prefix);
     let mut n = 1;
@@ -472,8 +500,13 @@ fn values_sql(prefix: &str, rows: usize, cols: usize) -> String {
             if c > 0 {
                 s.push_str(", ");
             }
-            s.push('$');
-            s.push_str(&n.to_string());
+            match backend {
+                Backend::Sqlite => s.push('?'),
+                Backend::Postgres => {
+                    s.push('$');
+                    s.push_str(&n.to_string());
+                }
+            }
             n += 1;
         }
         s.push(')');
@@ -482,7 +515,5 @@ fn values_sql(prefix: &str, rows: usize, cols: usize) -> String {
 }
 
 /// Rows per multi-row INSERT. A full chunk always has the same SQL, so it stays in sqlx's
-/// per-connection statement cache. Measured on SQLite with 300k claimants × 3 assets (about
-/// 1.2M rows): 16 rows took 7.6–8.1 s, 64 rows 5.4–5.7 s, 128 rows 6.4–6.8 s, 256 rows
-/// 9.7–10.1 s (binding cost grows faster than linearly with the parameters per statement).
-const ROWS_PER_INSERT: usize = 64;
+/// per-connection statement cache. See BENCHMARKS.md for how it was chosen.
+const ROWS_PER_INSERT: usize = 256;

@@ -154,6 +154,13 @@ fn example_satisfies_the_published_plan_invariants() {
             assert!(u.payouts.is_empty(), "excluded account was paid");
         }
     }
+    // The count the report states survives the CLI emptying the rows; every row has one
+    // outcome in the policy result.
+    assert_eq!(out.loss_rows, out.ledger.rows.len());
+    assert_eq!(
+        out.loss_rows,
+        out.policy.users.iter().map(|u| u.rows.len()).sum::<usize>()
+    );
     // The gauge was looked through: it has no loss row of its own.
     let gauge = m.wrappers[0].address;
     assert!(out.ledger.rows.iter().all(|r| r.account != gauge));
