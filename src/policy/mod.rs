@@ -23,6 +23,17 @@
 //! descending remainder, ties to account ascending, then asset, then pool. Largest
 //! remainder is not monotone in the funds (the Alabama paradox: one more unit of funds can
 //! move a dust unit away from a user, so a user may get 1 unit less); floor is.
+//!
+//! # Monotonicity
+//! More funds in any source never pays any user less (property-tested), with two
+//! exceptions. The first is largest remainder's dust unit, above. The second is the
+//! waterfall itself: an insurance source's claim is computed on what the user still has
+//! unpaid *at its turn*, less the deductible, times `1 − coinsurance`, capped by the cover.
+//! More funds in an earlier source lower that unpaid amount, so the insurer pays less;
+//! when a later source would have paid the same rows anyway (for example one restricted to
+//! the pool the earlier source paid), the user ends with less by at most what the insurer
+//! now pays less. Put insurance last in the waterfall, or restrict it like its neighbours,
+//! where that matters.
 
 mod config;
 mod engine;

@@ -481,6 +481,33 @@ fn run(b: &Built) -> PolicyResult {
     .unwrap_or_else(|e| panic!("policy failed: {e}"))
 }
 
+/// What insurance sources pay each user, per (account, payout asset), in base units
+/// (withheld rows excluded, as in [`payouts`]).
+fn insurance_payouts(r: &PolicyResult, b: &Built) -> BTreeMap<(Address, String), U256> {
+    let insurer: BTreeMap<&str, &str> = b
+        .funding
+        .iter()
+        .filter(|s| s.kind == SourceKind::Insurance)
+        .map(|s| (s.id.as_str(), s.asset.as_str()))
+        .collect();
+    let mut m: BTreeMap<(Address, String), U256> = BTreeMap::new();
+    for u in &r.users {
+        for row in u
+            .rows
+            .iter()
+            .filter(|r| r.status == policy::RowStatus::Paid)
+        {
+            for p in &row.sources {
+                if let Some(asset) = insurer.get(&*p.source) {
+                    let e = m.entry((u.account, (*asset).to_owned())).or_default();
+                    *e = add(*e, p.amount.raw());
+                }
+            }
+        }
+    }
+    m
+}
+
 /// Payouts per (account, asset), in base units.
 fn payouts(r: &PolicyResult) -> BTreeMap<(Address, String), U256> {
     r.users
@@ -555,18 +582,23 @@ proptest! {
     }
 
     /// In kind (per_asset): with floor rounding, more funds in any source never pays any
-    /// user less of any asset. With largest remainder a user can lose a dust unit to
+    /// user less of any asset, except by what a later insurance source now pays them less
+    /// (its claim is on what the user still has unpaid at its turn; see the `policy`
+    /// module's "Monotonicity"). With largest remainder a user can lose a dust unit to
     /// another (the Alabama paradox): never more than 1 unit per source.
     #[test]
     fn more_funds_never_pays_anyone_less_in_kind(mut c in case_strategy(), which in 0usize..4, extra in amount_strategy()) {
         c.scope = 1;
         let b = build(&c);
-        let before = payouts(&run(&b));
-        let after = payouts(&run(&with_more(&b, which, extra)));
+        let (rb, ra) = (run(&b), run(&with_more(&b, which, extra)));
+        let (before, after) = (payouts(&rb), payouts(&ra));
+        let (ins_before, ins_after) = (insurance_payouts(&rb, &b), insurance_payouts(&ra, &b));
         let slack = if c.rounding == Rounding::Floor { U256::ZERO } else { U256::from(b.funding.len()) };
         for (key, v) in &before {
             let a = after.get(key).copied().unwrap_or_default();
-            prop_assert!(add(a, slack) >= *v, "{:?}: {} before, {} with more funds", key, v, a);
+            let drop = ins_before.get(key).copied().unwrap_or_default()
+                .saturating_sub(ins_after.get(key).copied().unwrap_or_default());
+            prop_assert!(add(add(a, slack), drop) >= *v, "{:?}: {} before, {} with more funds (insurance pays {} less)", key, v, a, drop);
         }
     }
 
@@ -577,14 +609,17 @@ proptest! {
     #[test]
     fn more_funds_never_lowers_anyone_s_payout_value(c in case_strategy(), which in 0usize..4, extra in amount_strategy()) {
         let b = build(&c);
-        let before = values(&run(&b));
-        let after = values(&run(&with_more(&b, which, extra)));
+        let (rb, ra) = (run(&b), run(&with_more(&b, which, extra)));
+        let (before, after) = (values(&payouts(&rb)), values(&payouts(&ra)));
+        let (ins_before, ins_after) = (values(&insurance_payouts(&rb, &b)), values(&insurance_payouts(&ra, &b)));
         let rows_per_user: BTreeMap<Address, usize> = b.ledger.rows.iter().fold(BTreeMap::new(), |mut m, r| { *m.entry(r.account).or_default() += 1; m });
         for (acct, v) in &before {
             let a = after.get(acct).copied().unwrap_or_default();
             let rounding = if c.rounding == Rounding::Floor { 0 } else { 1 };
             let slack = mul(U256::from(b.funding.len() * (rows_per_user[acct] + rounding)), U256::from(10u64.pow(12)));
-            prop_assert!(add(a, slack) >= *v, "{}: value {} before, {} with more funds", acct, v, a);
+            let drop = ins_before.get(acct).copied().unwrap_or_default()
+                .saturating_sub(ins_after.get(acct).copied().unwrap_or_default());
+            prop_assert!(add(add(a, slack), drop) >= *v, "{}: value {} before, {} with more funds (insurance pays {} less)", acct, v, a, drop);
         }
     }
 
@@ -635,9 +670,9 @@ fn with_more(b: &Built, which: usize, extra: u128) -> Built {
 
 /// Payout value per account in 1e-18 numeraire units, exact: A (6 decimals, price 1) is
 /// worth 10^12 per base unit, B (18 decimals, price 2000) 2000.
-fn values(r: &PolicyResult) -> BTreeMap<Address, U256> {
+fn values(payouts: &BTreeMap<(Address, String), U256>) -> BTreeMap<Address, U256> {
     let mut m: BTreeMap<Address, U256> = BTreeMap::new();
-    for ((a, asset), v) in payouts(r) {
+    for (&(a, ref asset), &v) in payouts {
         let w = if asset == "A" {
             U256::from(10u64.pow(12))
         } else {
@@ -647,4 +682,62 @@ fn values(r: &PolicyResult) -> BTreeMap<Address, U256> {
         *e = add(*e, mul(v, w));
     }
     m
+}
+
+/// The case the monotonicity properties allow for, found by them in CI: an insurance source
+/// between two recovered-funds sources restricted to pool p2. The user (value 5,229.91 A,
+/// in the 2 bps tier) claims 1,045,665 in p1 and 316 in p2. Figures by hand:
+///
+/// - before: s0 (1 unit, p2) pays 1; the insurer's claim is
+///   min(cover 67,775, floor((1,045,980 − 869,735) × 3,852 / 10,000) = 67,889) = 67,775,
+///   spread in row order, so all to p1; s2 (p2 only) pays p2's last 315. Total 68,091.
+/// - s0 + 314: s0 pays 315 of p2; the insurer's claim is
+///   floor((1,045,666 − 869,735) × 3,852 / 10,000) = 67,768, now under the cover; s2 pays
+///   p2's last 1. Total 68,084: 7 less, exactly what the insurer pays less.
+///
+/// s0's extra only displaced s2 (which would have paid p2 anyway) but lowered the unpaid
+/// amount the insurer's deductible and coinsurance apply to. This is the waterfall as
+/// configured (the insurer pays on what is unpaid at its turn), not rounding.
+#[test]
+fn an_insurer_between_pool_restricted_sources_can_pay_less_when_recoveries_grow() {
+    let c = Case {
+        rows: vec![(8, 0, 1, 0, 5_228_328_819, 2), (8, 0, 2, 0, 1_580_640, 2)],
+        sources: vec![
+            (0, 0, 1, None, None, 2, 0, 0),
+            (2, 0, 553_669_280, None, None, 3, 869_735, 6_148),
+            (0, 0, 267_251, None, None, 2, 0, 0),
+        ],
+        scope: 0,
+        rounding: Rounding::Floor,
+        dust: None,
+        tier: Some((5230, 2)),
+        cap_bps: 10_000,
+        covers: vec![(8, 67_775)],
+    };
+    let b = build(&c);
+    let more = with_more(&b, 0, 314);
+    let key = (account(8), "A".to_owned());
+    let by_source = |r: &PolicyResult| -> Vec<(String, u64)> {
+        let u = &r.users[0];
+        let mut v: BTreeMap<String, u64> = BTreeMap::new();
+        for row in &u.rows {
+            for p in &row.sources {
+                *v.entry(p.source.to_string()).or_default() += p.amount.raw().to::<u64>();
+            }
+        }
+        v.into_iter().collect()
+    };
+    let (rb, ra) = (run(&b), run(&more));
+    assert_eq!(
+        by_source(&rb),
+        [("s0".into(), 1), ("s1".into(), 67_775), ("s2".into(), 315)]
+    );
+    assert_eq!(
+        by_source(&ra),
+        [("s0".into(), 315), ("s1".into(), 67_768), ("s2".into(), 1)]
+    );
+    assert_eq!(payouts(&rb)[&key], U256::from(68_091u32));
+    assert_eq!(payouts(&ra)[&key], U256::from(68_084u32));
+    assert_eq!(insurance_payouts(&rb, &b)[&key], U256::from(67_775u32));
+    assert_eq!(insurance_payouts(&ra, &more)[&key], U256::from(67_768u32));
 }
