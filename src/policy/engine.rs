@@ -60,6 +60,70 @@ struct Pay {
     covered: Amount,
 }
 
+/// Allocations per chunk of a [`PayLog`] run: 72 B each, so a full chunk is ≈ 4.7 MB.
+const PAY_CHUNK: usize = 1 << 16;
+
+/// The waterfall's allocations, in the order they were made, as runs of strictly
+/// ascending rows: a source pays its rows in row order (one run a priority round), so a
+/// run holds at most one allocation a row, and a row's allocations lie in runs in
+/// waterfall order. [`build`] walks the runs side by side, row by row, and frees each
+/// chunk once it has passed it: at a million claimants the allocations (≈ 540 MB) are
+/// given back while the result that replaces them is made, instead of both being held.
+#[derive(Default)]
+struct PayLog {
+    runs: Vec<PayRun>,
+    len: usize,
+}
+
+struct PayRun {
+    chunks: Vec<Vec<Pay>>,
+    last_row: u32,
+    /// Read position: chunk, then index in it.
+    at: (usize, usize),
+}
+
+impl PayLog {
+    fn push(&mut self, pay: Pay) {
+        self.len += 1;
+        let run = match self.runs.last_mut() {
+            Some(r) if r.last_row < pay.row => r,
+            _ => {
+                self.runs.push(PayRun {
+                    chunks: vec![Vec::new()],
+                    last_row: pay.row,
+                    at: (0, 0),
+                });
+                self.runs.last_mut().expect("pushed")
+            }
+        };
+        run.last_row = pay.row;
+        let full = run.chunks.last().is_some_and(|c| c.len() == PAY_CHUNK);
+        if full {
+            run.chunks.push(Vec::with_capacity(PAY_CHUNK));
+        }
+        run.chunks.last_mut().expect("one chunk at least").push(pay);
+    }
+}
+
+impl PayRun {
+    /// The next allocation not yet taken, if it is for `row`.
+    fn peek(&self, row: u32) -> Option<&Pay> {
+        self.chunks
+            .get(self.at.0)
+            .and_then(|c| c.get(self.at.1))
+            .filter(|p| p.row == row)
+    }
+
+    /// Steps past the allocation [`Self::peek`] returned, freeing its chunk when done.
+    fn advance(&mut self) {
+        self.at.1 += 1;
+        if self.at.1 == self.chunks[self.at.0].len() {
+            self.chunks[self.at.0] = Vec::new();
+            self.at = (self.at.0 + 1, 0);
+        }
+    }
+}
+
 /// Conversion from a row's asset to a source's asset.
 #[derive(Clone, Copy)]
 enum Conv {
@@ -435,7 +499,7 @@ pub fn apply(
     }
 
     // The waterfall.
-    let mut pays: Vec<Pay> = Vec::new();
+    let mut pays = PayLog::default();
     let mut src_out: Vec<SourceResult> = Vec::with_capacity(funding.len());
     for (si, s) in funding.iter().enumerate() {
         let sa = asset_ix[s.asset.as_str()];
@@ -695,7 +759,7 @@ fn build(
     lrows: &[LossRow],
     rows: &[Row],
     users: &[User],
-    pays: Vec<Pay>,
+    mut pays: PayLog,
     sources: Vec<SourceResult>,
     funding: &[FundingSource],
     config: &PolicyConfig,
@@ -703,27 +767,14 @@ fn build(
     pools: &Names<'_>,
     classes: &Names<'_>,
 ) -> Result<PolicyResult, PolicyError> {
-    // Counting sort by row, stable (waterfall order within a row), as a permutation of
-    // indices: the allocations themselves are not copied (millions of them at scale).
-    let mut start = vec![0u32; rows.len() + 1];
-    for x in &pays {
-        start[x.row as usize + 1] += 1;
-    }
-    for i in 0..rows.len() {
-        start[i + 1] += start[i];
-    }
-    if pays.len() >= u32::MAX as usize {
+    if pays.len >= u32::MAX as usize {
         return Err(PolicyError::ValueOverflow(
             "more than 2^32 - 1 allocations".into(),
         ));
     }
-    let mut by_row = vec![0u32; pays.len()];
-    for (i, x) in pays.iter().enumerate() {
-        let at = &mut start[x.row as usize];
-        by_row[*at as usize] = i as u32;
-        *at += 1;
-    }
-    drop(start);
+    let mut taken = 0usize;
+    // Runs with an allocation for the current row, in waterfall order.
+    let mut here: Vec<usize> = Vec::with_capacity(pays.runs.len());
     let asset_names: Vec<Name> = asset_syms.iter().map(|s| Name::from(*s)).collect();
     let src_names: Vec<Name> = funding.iter().map(|s| Name::from(s.id.as_str())).collect();
     let tier_names: Vec<Name> = config
@@ -759,7 +810,6 @@ fn build(
         *a = a.checked_add(b).map_err(ovf(what, None))?;
         Ok(())
     };
-    let mut p = 0usize;
     for u in users {
         let mut upay_assets: Vec<(usize, Amount)> = Vec::new();
         let mut out_rows = Vec::with_capacity((u.end - u.first) as usize);
@@ -770,13 +820,23 @@ fn build(
             let mut settled = Amount::ZERO;
             // Exact capacity: a growing Vec would reserve room for four payments per row
             // (320 bytes) however few the row has, across millions of rows.
-            let mut n = 0;
-            while p + n < by_row.len() && pays[by_row[p + n] as usize].row == ri {
-                n += 1;
-            }
-            let mut sp = Vec::with_capacity(n);
-            while p < by_row.len() && pays[by_row[p] as usize].row == ri {
-                let x = &pays[by_row[p] as usize];
+            here.clear();
+            here.extend((0..pays.runs.len()).filter(|&k| pays.runs[k].peek(ri).is_some()));
+            let mut sp = Vec::with_capacity(here.len());
+            for &k in &here {
+                let x = {
+                    let run = &mut pays.runs[k];
+                    let x = run.peek(ri).map(|x| (x.src, x.amount, x.covered));
+                    run.advance();
+                    taken += 1;
+                    let (src, amount, covered) = x.expect("found above");
+                    Pay {
+                        row: ri,
+                        src,
+                        amount,
+                        covered,
+                    }
+                };
                 add(&mut settled, x.covered, "a row's settled claim")?;
                 sp.push(SourcePayment {
                     source: src_names[x.src as usize].clone(),
@@ -791,7 +851,6 @@ fn build(
                     }
                     add(&mut totals[a], x.amount, "a payout total")?;
                 }
-                p += 1;
             }
             // Engine-side check: the allocations settle exactly claim − remaining.
             let expect = r
@@ -899,7 +958,16 @@ fn build(
             .collect(),
         checks: Vec::new(),
     };
-    drop((pays, by_row));
+    // Every allocation is for a row of this ledger, so the walk must have taken them all.
+    if taken != pays.len {
+        return Err(PolicyError::Invariant {
+            check: "every allocation reaches its row",
+            subject: "the waterfall's allocations".into(),
+            expected: pays.len.to_string(),
+            got: taken.to_string(),
+        });
+    }
+    drop(pays);
     result.checks = verify(&result, lrows, funding, config)?;
     Ok(result)
 }
