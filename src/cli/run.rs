@@ -290,7 +290,13 @@ pub async fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
     steps.step("reading the manifest");
     let m = Manifest::load(&args.manifest)?;
     steps.step("ingest → loss → policy → claim trees");
-    let mut out = match tokio::task::block_in_place(|| pipeline::run(&m)) {
+    // Nothing after the policy reads the loss rows (the per-row outcomes are in the policy
+    // result, the count in `loss_rows`): the pipeline frees them (≈ 400 MB at a million
+    // claimants) before the claim trees, rendering and storing add their memory.
+    let opts = pipeline::RunOptions {
+        keep_loss_rows: false,
+    };
+    let out = match tokio::task::block_in_place(|| pipeline::run_with(&m, opts)) {
         Ok(o) => o,
         Err(e) if e.is_check_failure() => {
             steps.done();
@@ -307,10 +313,6 @@ pub async fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
         }
         Err(e) => return Err(e.into()),
     };
-    // Nothing below reads the loss rows (the per-row outcome is in the policy result, the
-    // count in `loss_rows`): free them (≈ 400 MB at a million claimants) before rendering
-    // and storing, which add the outputs' and the rows' memory to what is held.
-    out.ledger.rows = Vec::new();
     let timer = pipeline::StageTimer::new();
     let dir = args.out.clone().unwrap_or_else(|| m.outputs.dir.clone());
     let run_summary = report::summary(&m, &out)?;
@@ -339,10 +341,12 @@ pub async fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
             let render = s.spawn(|| -> anyhow::Result<_> {
                 let names = output_names(&out);
                 let staged = stage(&dir, &names, |name, w| {
-                    render_one(&m, &out, &run_summary, &summary, &accounts, name, w)
+                    let r = render_one(&m, &out, &run_summary, &summary, &accounts, name, w);
+                    timer.lap(&format!("  {name}"));
+                    r
                 });
                 let _ = staged_tx.send(staged.as_ref().map(|_| ()).map_err(|e| format!("{e:#}")));
-                timer.lap("render+write");
+                timer.lap("render+write (rest)");
                 Ok((names, staged?))
             });
             let saved = store.as_ref().map(|store| -> anyhow::Result<Saved> {

@@ -175,6 +175,31 @@ fn example_satisfies_the_published_plan_invariants() {
 }
 
 #[test]
+fn dropping_the_loss_rows_changes_nothing_else() {
+    let m = Manifest::load(&example().join("incident.toml")).unwrap();
+    let kept = pipeline::run(&m).unwrap();
+    let lean = pipeline::run_with(
+        &m,
+        pipeline::RunOptions {
+            keep_loss_rows: false,
+        },
+    )
+    .unwrap();
+    assert!(!kept.ledger.rows.is_empty());
+    assert!(lean.ledger.rows.is_empty());
+    assert_eq!(lean.loss_rows, kept.ledger.rows.len());
+    assert_eq!(lean.run_id, kept.run_id);
+    assert_eq!(lean.ledger.gains, kept.ledger.gains);
+    assert_eq!(
+        serde_json::to_string(&lean.policy).unwrap(),
+        serde_json::to_string(&kept.policy).unwrap()
+    );
+    for (a, b) in lean.trees.iter().zip(&kept.trees) {
+        assert_eq!(a.tree.root(), b.tree.root(), "{}", a.spec.file);
+    }
+}
+
+#[test]
 fn run_id_is_keccak_of_the_manifest_and_every_input_length_prefixed() {
     // A slow, obviously-right reference: concatenate everything, hash once.
     let m = Manifest::load(&example().join("incident.toml")).unwrap();
