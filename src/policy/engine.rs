@@ -53,6 +53,7 @@ struct User {
 
 /// One allocation: row `row` got `amount` (source units) from source `src`, settling
 /// `covered` of its claim (row units).
+#[derive(Clone, Copy)]
 struct Pay {
     row: u32,
     src: u32,
@@ -72,7 +73,6 @@ const PAY_CHUNK: usize = 1 << 16;
 #[derive(Default)]
 struct PayLog {
     runs: Vec<PayRun>,
-    len: usize,
 }
 
 struct PayRun {
@@ -84,7 +84,6 @@ struct PayRun {
 
 impl PayLog {
     fn push(&mut self, pay: Pay) {
-        self.len += 1;
         let run = match self.runs.last_mut() {
             Some(r) if r.last_row < pay.row => r,
             _ => {
@@ -103,24 +102,42 @@ impl PayLog {
         }
         run.chunks.last_mut().expect("one chunk at least").push(pay);
     }
+
+    /// How many runs have their next allocation for `row`.
+    fn count_for(&self, row: u32) -> usize {
+        self.runs
+            .iter()
+            .filter(|r| r.next_row() == Some(row))
+            .count()
+    }
+
+    /// True once every allocation has been taken.
+    fn drained(&self) -> bool {
+        self.runs.iter().all(|r| r.next_row().is_none())
+    }
 }
 
 impl PayRun {
-    /// The next allocation not yet taken, if it is for `row`.
-    fn peek(&self, row: u32) -> Option<&Pay> {
+    /// The row of the next allocation not yet taken.
+    fn next_row(&self) -> Option<u32> {
         self.chunks
             .get(self.at.0)
             .and_then(|c| c.get(self.at.1))
-            .filter(|p| p.row == row)
+            .map(|p| p.row)
     }
 
-    /// Steps past the allocation [`Self::peek`] returned, freeing its chunk when done.
-    fn advance(&mut self) {
+    /// Takes the next allocation if it is for `row`, freeing its chunk once passed.
+    fn take(&mut self, row: u32) -> Option<Pay> {
+        if self.next_row() != Some(row) {
+            return None;
+        }
+        let pay = self.chunks[self.at.0][self.at.1];
         self.at.1 += 1;
         if self.at.1 == self.chunks[self.at.0].len() {
             self.chunks[self.at.0] = Vec::new();
             self.at = (self.at.0 + 1, 0);
         }
+        Some(pay)
     }
 }
 
@@ -767,14 +784,6 @@ fn build(
     pools: &Names<'_>,
     classes: &Names<'_>,
 ) -> Result<PolicyResult, PolicyError> {
-    if pays.len >= u32::MAX as usize {
-        return Err(PolicyError::ValueOverflow(
-            "more than 2^32 - 1 allocations".into(),
-        ));
-    }
-    let mut taken = 0usize;
-    // Runs with an allocation for the current row, in waterfall order.
-    let mut here: Vec<usize> = Vec::with_capacity(pays.runs.len());
     let asset_names: Vec<Name> = asset_syms.iter().map(|s| Name::from(*s)).collect();
     let src_names: Vec<Name> = funding.iter().map(|s| Name::from(s.id.as_str())).collect();
     let tier_names: Vec<Name> = config
@@ -820,23 +829,8 @@ fn build(
             let mut settled = Amount::ZERO;
             // Exact capacity: a growing Vec would reserve room for four payments per row
             // (320 bytes) however few the row has, across millions of rows.
-            here.clear();
-            here.extend((0..pays.runs.len()).filter(|&k| pays.runs[k].peek(ri).is_some()));
-            let mut sp = Vec::with_capacity(here.len());
-            for &k in &here {
-                let x = {
-                    let run = &mut pays.runs[k];
-                    let x = run.peek(ri).map(|x| (x.src, x.amount, x.covered));
-                    run.advance();
-                    taken += 1;
-                    let (src, amount, covered) = x.expect("found above");
-                    Pay {
-                        row: ri,
-                        src,
-                        amount,
-                        covered,
-                    }
-                };
+            let mut sp = Vec::with_capacity(pays.count_for(ri));
+            for x in pays.runs.iter_mut().filter_map(|run| run.take(ri)) {
                 add(&mut settled, x.covered, "a row's settled claim")?;
                 sp.push(SourcePayment {
                     source: src_names[x.src as usize].clone(),
@@ -959,12 +953,15 @@ fn build(
         checks: Vec::new(),
     };
     // Every allocation is for a row of this ledger, so the walk must have taken them all.
-    if taken != pays.len {
+    if !pays.drained() {
         return Err(PolicyError::Invariant {
             check: "every allocation reaches its row",
             subject: "the waterfall's allocations".into(),
-            expected: pays.len.to_string(),
-            got: taken.to_string(),
+            expected: "none left".into(),
+            got: format!(
+                "{} runs not walked to their end",
+                pays.runs.iter().filter(|r| r.next_row().is_some()).count()
+            ),
         });
     }
     drop(pays);
