@@ -84,10 +84,8 @@ pub struct RunOutput {
     /// keccak256 of the manifest and input bytes.
     pub run_id: B256,
     /// The loss ledger; its rows are empty when [`RunOptions::keep_loss_rows`] is off
-    /// (`recoup run` turns it off), and [`RunOutput::loss_rows`] keeps their number.
+    /// (`recoup run` turns it off); [`RunOutput::loss_rows`] counts them either way.
     pub ledger: LossLedger,
-    /// Number of loss rows (`ledger.rows.len()` as the run produced it).
-    pub loss_rows: usize,
     /// Loss-stage totals.
     pub loss_stats: LossStats,
     /// The policy result: per user, per source, per group, checks.
@@ -97,6 +95,14 @@ pub struct RunOutput {
     /// Changed token slots of the state diffs that matched no candidate holder, per token
     /// (reported, never dropped silently).
     pub unmatched_slots: Vec<UnmatchedSlots>,
+}
+
+impl RunOutput {
+    /// Number of loss rows: the policy result has one outcome per row of the ledger, so
+    /// this holds whether or not [`RunOptions::keep_loss_rows`] kept the rows themselves.
+    pub fn loss_rows(&self) -> usize {
+        self.policy.users.iter().map(|u| u.rows.len()).sum()
+    }
 }
 
 /// Hashes the manifest and every input file (name relative to the manifest, then bytes,
@@ -447,7 +453,6 @@ pub fn run_with(m: &Manifest, opts: RunOptions) -> Result<RunOutput, PipelineErr
         .map(|a| (a.symbol.clone(), a.price))
         .collect();
     let result = policy::apply(&ledger, &m.funding, &m.policy, &covers, &assets, &prices)?;
-    let loss_rows = ledger.rows.len();
     if !opts.keep_loss_rows {
         ledger.rows = Vec::new();
     }
@@ -477,7 +482,6 @@ pub fn run_with(m: &Manifest, opts: RunOptions) -> Result<RunOutput, PipelineErr
     Ok(RunOutput {
         run_id: id,
         unmatched_slots,
-        loss_rows,
         ledger,
         loss_stats,
         policy: result,

@@ -291,7 +291,7 @@ pub async fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
     let m = Manifest::load(&args.manifest)?;
     steps.step("ingest → loss → policy → claim trees");
     // Nothing after the policy reads the loss rows (the per-row outcomes are in the policy
-    // result, the count in `loss_rows`): the pipeline frees them (≈ 400 MB at a million
+    // result, the count in `loss_rows()`): the pipeline frees them (≈ 400 MB at a million
     // claimants) before the claim trees, rendering and storing add their memory.
     let opts = pipeline::RunOptions {
         keep_loss_rows: false,
@@ -402,7 +402,7 @@ pub async fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
         println!(
             "{} users with a loss, {} loss rows",
             out.policy.users.len(),
-            out.loss_rows
+            out.loss_rows()
         );
         for t in &out.trees {
             println!(

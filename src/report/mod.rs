@@ -124,7 +124,7 @@ pub fn summary<'a>(m: &'a Manifest, out: &'a RunOutput) -> Result<Summary<'a>, R
         snapshot_block: m.incident.snapshot_block,
         numeraire: &m.incident.numeraire,
         users: out.policy.users.len(),
-        loss_rows: out.loss_rows,
+        loss_rows: out.loss_rows(),
         total_loss_value,
         total_residual_value,
         loss: &out.loss_stats,
