@@ -393,8 +393,6 @@ fn first_seen(inputs: &LossInputs) -> FirstSeen {
     seen
 }
 
-pub use crate::timing::StageTimer;
-
 /// How [`run_with`] runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RunOptions {
@@ -428,7 +426,7 @@ pub fn run(m: &Manifest) -> Result<RunOutput, PipelineError> {
 /// # Errors
 /// As [`run`].
 pub fn run_with(m: &Manifest, opts: RunOptions) -> Result<RunOutput, PipelineError> {
-    let t = StageTimer::new();
+    let t = crate::timing::StageTimer::new();
     let (id, inputs) = rayon::join(|| run_id(m), || load_inputs(m));
     let (id, (inputs, unmatched_slots)) = (id?, inputs?);
     let covers = load_covers(m)?;

@@ -400,10 +400,11 @@ impl StandardMerkleTree {
             spill(out, w)?;
         }
         out.extend_from_slice(b"],\"values\":[");
-        // Addresses are checksummed a few thousand values at a time, eight hashes at once.
+        // Addresses are checksummed in batches of values (primitives::checksum_many).
+        const VALUES_PER_BATCH: usize = 4096;
         let mut addresses = Vec::new();
-        for start in (0..self.len()).step_by(4096) {
-            let end = (start + 4096).min(self.len());
+        for start in (0..self.len()).step_by(VALUES_PER_BATCH) {
+            let end = (start + VALUES_PER_BATCH).min(self.len());
             addresses.clear();
             for i in start..end {
                 for v in self.value(i) {

@@ -313,7 +313,7 @@ pub async fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
         }
         Err(e) => return Err(e.into()),
     };
-    let timer = pipeline::StageTimer::new();
+    let timer = crate::timing::StageTimer::new();
     let dir = args.out.clone().unwrap_or_else(|| m.outputs.dir.clone());
     let run_summary = report::summary(&m, &out)?;
     let summary = report::summary_json(&run_summary)?;

@@ -190,6 +190,9 @@ fn with_texts<'a>(
 ///
 /// # Errors
 /// [`ReportError::Csv`], including the writer's errors.
+///
+/// # Panics
+/// When `texts` does not have one entry per user of `out` (texts of another run).
 pub fn claims_csv(
     out: &RunOutput,
     texts: &[[u8; 42]],
@@ -216,6 +219,9 @@ pub fn claims_csv(
 ///
 /// # Errors
 /// [`ReportError::Csv`], including the writer's errors.
+///
+/// # Panics
+/// When `texts` does not have one entry per user of `out` (texts of another run).
 pub fn user_results_csv(
     out: &RunOutput,
     texts: &[[u8; 42]],
