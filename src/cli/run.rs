@@ -174,13 +174,14 @@ fn text_order(texts: &[[u8; 42]]) -> Vec<u32> {
     order
 }
 
-/// The per-user rows, made as they are stored, in the text order of the accounts:
-/// (EIP-55 account, compact result JSON).
+/// The per-user rows, made as they are stored, in the text order of the accounts
+/// (`order`, [`text_order`] of `accounts`): (EIP-55 account, compact result JSON).
 fn user_rows<'a>(
     out: &'a RunOutput,
     accounts: &'a [[u8; 42]],
+    order: &'a [u32],
 ) -> impl Iterator<Item = anyhow::Result<(String, String)>> + 'a {
-    text_order(accounts).into_iter().map(move |i| {
+    order.iter().map(move |&i| {
         let (u, name) = (&out.policy.users[i as usize], &accounts[i as usize]);
         let stored = StoredUser::of(u).with_context(|| format!("totals of {}", u.account))?;
         Ok((
@@ -193,32 +194,44 @@ fn user_rows<'a>(
 /// The claim rows of every tree, made as they are stored: tree by tree in the order of
 /// their file names, each tree's rows in the text order of the accounts (the order of the
 /// table's primary key), each with its leaf's position in the tree's values.
+///
+/// A tree's entries are users' payouts, so each entry's account text and its place in the
+/// text order are the user's (`accounts`, `order` as for [`user_rows`]): the entries are
+/// sorted by that rank, not by their text again.
 fn claim_rows<'a>(
     out: &'a RunOutput,
     accounts: &'a [[u8; 42]],
+    order: &'a [u32],
 ) -> impl Iterator<Item = ClaimRecord> + 'a {
-    // Users are sorted by account: reuse their EIP-55 text for the claims instead of
-    // checksumming each claim again.
-    let checksummed = move |a: &crate::primitives::Address| -> [u8; 42] {
-        match out.policy.users.binary_search_by_key(a, |u| u.account) {
-            Ok(i) => accounts[i],
-            Err(_) => {
-                let mut buf = [0u8; 42];
-                let _ = a.to_checksum_raw(&mut buf, None);
-                buf
-            }
-        }
-    };
+    use rayon::prelude::*;
+    let mut rank = vec![0u32; order.len()];
+    for (k, &i) in order.iter().enumerate() {
+        rank[i as usize] = k as u32;
+    }
     let mut trees: Vec<&'a crate::pipeline::TreeOutput> = out.trees.iter().collect();
     trees.sort_by(|a, b| a.spec.file.cmp(&b.spec.file));
     trees.into_iter().flat_map(move |t| {
-        let texts: Vec<[u8; 42]> = t.entries.iter().map(|e| checksummed(&e.account)).collect();
-        let order = text_order(&texts);
-        order.into_iter().map(move |i| {
+        // (rank of the entry's user in the text order, entry's leaf position)
+        let mut by_text: Vec<(u32, u32)> = t
+            .entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let user = out
+                    .policy
+                    .users
+                    .binary_search_by_key(&e.account, |u| u.account)
+                    .expect("claim entries are made from the policy's users");
+                (rank[user], i as u32)
+            })
+            .collect();
+        by_text.par_sort_unstable();
+        by_text.into_iter().map(move |(r, i)| {
             let e = &t.entries[i as usize];
             ClaimRecord {
                 tree: t.spec.file.clone(),
-                account: String::from_utf8_lossy(&texts[i as usize]).into_owned(),
+                account: String::from_utf8_lossy(&accounts[order[r as usize] as usize])
+                    .into_owned(),
                 amount: e.amount.to_string(),
                 leaf_index: u64::from(i),
             }
@@ -334,6 +347,12 @@ pub async fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
     let run_id = out.run_id.to_string();
     // Every account's EIP-55 text, once, for the CSV outputs and the stored rows.
     let accounts = report::account_texts(&out);
+    // Their byte order, in which the stored rows are inserted (see `text_order`).
+    let order = if store.is_some() {
+        text_order(&accounts)
+    } else {
+        Vec::new()
+    };
     timer.lap("run record");
     // The files are staged on one thread while this one inserts the rows, made as they go.
     let (staged, saved) = tokio::task::block_in_place(|| {
@@ -353,7 +372,7 @@ pub async fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
                 // A row that cannot be made ends the rows early; the gate then refuses the
                 // commit, so the run is rolled back and the row's error reported.
                 let row_error: std::cell::RefCell<Option<anyhow::Error>> = Default::default();
-                let users = user_rows(&out, &accounts).map_while(|r| match r {
+                let users = user_rows(&out, &accounts, &order).map_while(|r| match r {
                     Ok(row) => Some(row),
                     Err(e) => {
                         row_error.borrow_mut().get_or_insert(e);
@@ -366,7 +385,7 @@ pub async fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
                     summary_json: &summary_text,
                     roots: &roots,
                 };
-                let claims = claim_rows(&out, &accounts);
+                let claims = claim_rows(&out, &accounts, &order);
                 let gate = async {
                     let staged = staged_rx
                         .await
