@@ -113,7 +113,7 @@ fn time(
     println!(
         "{name}: {} rows, {} users: apply CPU median {:.3} s (wall median {:.3}, min {:.3}, max {:.3}); serde_json {:.3} s, {} MB",
         l.rows.len(),
-        r.users.len(),
+        r.user_count(),
         cpu_t[1],
         t[1],
         t[0],

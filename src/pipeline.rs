@@ -101,7 +101,7 @@ impl RunOutput {
     /// Number of loss rows: the policy result has one outcome per row of the ledger, so
     /// this holds whether or not [`RunOptions::keep_loss_rows`] kept the rows themselves.
     pub fn loss_rows(&self) -> usize {
-        self.policy.users.iter().map(|u| u.rows.len()).sum()
+        self.policy.row_count()
     }
 }
 
@@ -323,16 +323,12 @@ pub fn load_covers(m: &Manifest) -> Result<CoverList, PipelineError> {
 /// ascending account order.
 pub fn claim_entries(result: &PolicyResult, asset: &str) -> Vec<ClaimEntry> {
     result
-        .users
-        .iter()
+        .users()
         .filter_map(|u| {
-            u.payouts
-                .iter()
-                .find(|p| &*p.asset == asset && !p.amount.is_zero())
-                .map(|p| ClaimEntry {
-                    account: u.account,
-                    amount: p.amount,
-                })
+            u.payout(asset).map(|amount| ClaimEntry {
+                account: u.account(),
+                amount,
+            })
         })
         .collect()
 }

@@ -114,22 +114,22 @@ struct StoredUser<'a> {
 }
 
 impl<'a> StoredUser<'a> {
-    fn of(u: &'a crate::policy::UserResult) -> Result<Self, crate::primitives::AmountError> {
+    fn of(u: crate::policy::UserRef<'a>) -> Result<Self, crate::primitives::AmountError> {
         let mut losses = std::collections::BTreeMap::new();
         let mut haircuts = std::collections::BTreeMap::new();
-        for r in &u.rows {
-            let l: &mut crate::primitives::Amount = losses.entry(&*r.asset).or_default();
-            *l = l.checked_add(r.loss)?;
-            let h: &mut crate::primitives::Amount = haircuts.entry(&*r.asset).or_default();
-            *h = h.checked_add(r.haircut)?;
+        for r in u.rows() {
+            let l: &mut crate::primitives::Amount = losses.entry(r.asset()).or_default();
+            *l = l.checked_add(r.loss())?;
+            let h: &mut crate::primitives::Amount = haircuts.entry(r.asset()).or_default();
+            *h = h.checked_add(r.haircut())?;
         }
         Ok(Self {
-            tier: u.tier.as_deref(),
-            loss_value: u.loss_value,
-            residual_value: u.residual_value,
+            tier: u.tier(),
+            loss_value: u.loss_value(),
+            residual_value: u.residual_value(),
             losses,
             haircuts,
-            payouts: u.payouts.iter().map(|p| (&*p.asset, p.amount)).collect(),
+            payouts: u.payouts().map(|p| (p.asset, p.amount)).collect(),
         })
     }
 }
@@ -182,8 +182,8 @@ fn user_rows<'a>(
     order: &'a [u32],
 ) -> impl Iterator<Item = anyhow::Result<(String, String)>> + 'a {
     order.iter().map(move |&i| {
-        let (u, name) = (&out.policy.users[i as usize], &accounts[i as usize]);
-        let stored = StoredUser::of(u).with_context(|| format!("totals of {}", u.account))?;
+        let (u, name) = (out.policy.user(i as usize), &accounts[i as usize]);
+        let stored = StoredUser::of(u).with_context(|| format!("totals of {}", u.account()))?;
         Ok((
             String::from_utf8_lossy(name).into_owned(),
             serde_json::to_string(&stored)?,
@@ -219,8 +219,8 @@ fn claim_rows<'a>(
             .map(|(i, e)| {
                 let user = out
                     .policy
-                    .users
-                    .binary_search_by_key(&e.account, |u| u.account)
+                    .accounts()
+                    .binary_search(&e.account)
                     .expect("claim entries are made from the policy's users");
                 (rank[user], i as u32)
             })
@@ -420,7 +420,7 @@ pub async fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
         println!("incident {}  run {}", m.incident.id, out.run_id);
         println!(
             "{} users with a loss, {} loss rows",
-            out.policy.users.len(),
+            out.policy.user_count(),
             out.loss_rows()
         );
         for t in &out.trees {

@@ -3,17 +3,14 @@
 use super::config::{CoverList, FundingSource, PolicyConfig, Prices, Rounding, Scope, SourceKind};
 use super::error::PolicyError;
 use super::result::{
-    residual_value, AssetAmount, GroupTotals, Name, PolicyResult, RowResult, RowStatus,
-    SourcePayment, SourceResult, TierTotals, UserResult,
+    residual_value, AssetAmount, GroupTotals, Name, PolicyResult, RowStatus, SourceResult, Table,
+    TierTotals, NONE,
 };
 use super::verify::verify;
 use crate::loss::{ExclusionMode, LossLedger, LossRow};
-use crate::primitives::{Amount, AmountError, Asset, Decimal, U256};
+use crate::primitives::{Amount, AmountColumn, AmountError, Asset, Decimal, U256};
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-
-/// Index 0 of the interned pool and class tables stands for "none".
-const NONE: u32 = 0;
 
 /// An overflow error, its message built only when it happens (never in the hot loops).
 fn ovf<'a>(
@@ -103,12 +100,9 @@ impl PayLog {
         run.chunks.last_mut().expect("one chunk at least").push(pay);
     }
 
-    /// How many runs have their next allocation for `row`.
-    fn count_for(&self, row: u32) -> usize {
-        self.runs
-            .iter()
-            .filter(|r| r.next_row() == Some(row))
-            .count()
+    /// Number of allocations.
+    fn len(&self) -> usize {
+        self.runs.iter().flat_map(|r| &r.chunks).map(Vec::len).sum()
     }
 
     /// True once every allocation has been taken.
@@ -265,9 +259,6 @@ impl<'a> Names<'a> {
             .collect();
         let shared = names.iter().map(|n| Name::from(*n)).collect();
         Self { names, shared, ix }
-    }
-    fn shared(&self, id: u32) -> Option<Name> {
-        (id != NONE).then(|| self.shared[id as usize - 1].clone())
     }
     fn id(&self, n: Option<&str>) -> u32 {
         n.map_or(NONE, |n| self.ix[n])
@@ -785,22 +776,51 @@ fn build(
     classes: &Names<'_>,
 ) -> Result<PolicyResult, PolicyError> {
     let asset_names: Vec<Name> = asset_syms.iter().map(|s| Name::from(*s)).collect();
-    let src_names: Vec<Name> = funding.iter().map(|s| Name::from(s.id.as_str())).collect();
-    let tier_names: Vec<Name> = config
-        .tiers
-        .iter()
-        .map(|t| Name::from(t.name.as_str()))
-        .collect();
-    let src_asset: Vec<usize> = funding
+    let src_asset: Vec<u32> = funding
         .iter()
         .map(|s| {
             asset_syms
                 .iter()
                 .position(|a| *a == s.asset)
-                .expect("checked")
+                .expect("checked") as u32
         })
         .collect();
-    let mut out_users = Vec::with_capacity(users.len());
+    let (n_rows, n_pays) = (rows.len(), pays.len());
+    let mut t = Table {
+        assets: asset_names.clone(),
+        pools: pools.shared.clone(),
+        classes: classes.shared.clone(),
+        sources: funding.iter().map(|s| Name::from(s.id.as_str())).collect(),
+        tiers: config
+            .tiers
+            .iter()
+            .map(|t| Name::from(t.name.as_str()))
+            .collect(),
+        account: Vec::with_capacity(users.len()),
+        tier: Vec::with_capacity(users.len()),
+        loss_value: Vec::with_capacity(users.len()),
+        residual_value: Vec::with_capacity(users.len()),
+        row_end: Vec::with_capacity(users.len()),
+        payout_end: Vec::with_capacity(users.len()),
+        row_asset: Vec::with_capacity(n_rows),
+        row_pool: Vec::with_capacity(n_rows),
+        row_class: Vec::with_capacity(n_rows),
+        row_status: Vec::with_capacity(n_rows),
+        row_loss: AmountColumn::with_capacity(n_rows),
+        row_value: Vec::with_capacity(n_rows),
+        row_claim: AmountColumn::with_capacity(n_rows),
+        row_settled: AmountColumn::with_capacity(n_rows),
+        pay_end: Vec::with_capacity(n_rows),
+        pay_source: Vec::with_capacity(n_pays),
+        pay_amount: AmountColumn::with_capacity(n_pays),
+        pay_covered: AmountColumn::with_capacity(n_pays),
+        ..Table::default()
+    };
+    // The flat columns are indexed by u32: 2^32 − 1 allocations or payouts at most.
+    let end_of = |len: usize, what: &str| {
+        u32::try_from(len)
+            .map_err(|_| PolicyError::ValueOverflow(format!("more than 2^32 - 1 {what}")))
+    };
     let mut groups: BTreeMap<(u32, u32, u32), GroupTotals> = BTreeMap::new();
     let mut tiers: Vec<TierTotals> = config
         .tiers
@@ -819,33 +839,29 @@ fn build(
         *a = a.checked_add(b).map_err(ovf(what, None))?;
         Ok(())
     };
+    let mut upay_assets: Vec<(u32, Amount)> = Vec::new();
     for u in users {
-        let mut upay_assets: Vec<(usize, Amount)> = Vec::new();
-        let mut out_rows = Vec::with_capacity((u.end - u.first) as usize);
+        upay_assets.clear();
         let mut residual = Decimal::ZERO;
         for ri in u.first..u.end {
             let r = &rows[ri as usize];
             let lr = &lrows[r.li as usize];
             let mut settled = Amount::ZERO;
-            // Exact capacity: a growing Vec would reserve room for four payments per row
-            // (320 bytes) however few the row has, across millions of rows.
-            let mut sp = Vec::with_capacity(pays.count_for(ri));
             for x in pays.runs.iter_mut().filter_map(|run| run.take(ri)) {
                 add(&mut settled, x.covered, "a row's settled claim")?;
-                sp.push(SourcePayment {
-                    source: src_names[x.src as usize].clone(),
-                    amount: x.amount,
-                    covered: x.covered,
-                });
+                t.pay_source.push(x.src);
+                t.pay_amount.push(x.amount);
+                t.pay_covered.push(x.covered);
                 if r.status == RowStatus::Paid {
                     let a = src_asset[x.src as usize];
                     match upay_assets.iter_mut().find(|(k, _)| *k == a) {
                         Some((_, v)) => add(v, x.amount, "a user's payout")?,
                         None => upay_assets.push((a, x.amount)),
                     }
-                    add(&mut totals[a], x.amount, "a payout total")?;
+                    add(&mut totals[a as usize], x.amount, "a payout total")?;
                 }
             }
+            t.pay_end.push(end_of(t.pay_source.len(), "allocations")?);
             // Engine-side check: the allocations settle exactly claim − remaining.
             let expect = r
                 .claim
@@ -894,50 +910,42 @@ fn build(
             add(&mut g.withheld, withheld, "a group's withheld")?;
             add(&mut g.haircut, haircut, "a group's haircut")?;
             add(&mut g.excess, excess, "a group's excess")?;
-            out_rows.push(RowResult {
-                asset: asset_names[r.asset as usize].clone(),
-                pool: pools.shared(r.pool),
-                class: classes.shared(r.class),
-                loss: lr.amount,
-                value: lr.value,
-                status: r.status,
-                claim: r.claim,
-                covered,
-                withheld,
-                haircut,
-                excess,
-                sources: sp,
-            });
+            t.row_asset.push(r.asset);
+            t.row_pool.push(r.pool);
+            t.row_class.push(r.class);
+            t.row_status.push(r.status);
+            t.row_loss.push(lr.amount);
+            t.row_value.push(lr.value);
+            t.row_claim.push(r.claim);
+            t.row_settled.push(settled);
         }
         upay_assets.retain(|(_, v)| !v.is_zero());
         upay_assets.sort_by_key(|(a, _)| *a); // asset ids follow symbol order
-        let t = &mut tiers[u.tier.map_or(config.tiers.len(), |t| t as usize)];
-        t.users += 1;
-        t.loss_value = t
+        for &(a, amount) in &upay_assets {
+            t.payout_asset.push(a);
+            t.payout_amount.push(amount);
+        }
+        let tt = &mut tiers[u.tier.map_or(config.tiers.len(), |t| t as usize)];
+        tt.users += 1;
+        tt.loss_value = tt
             .loss_value
             .checked_add(u.value)
             .ok_or_else(|| PolicyError::ValueOverflow("a tier's loss value".into()))?;
-        t.residual_value = t
+        tt.residual_value = tt
             .residual_value
             .checked_add(residual)
             .ok_or_else(|| PolicyError::ValueOverflow("a tier's residual value".into()))?;
-        out_users.push(UserResult {
-            account: lrows[rows[u.first as usize].li as usize].account,
-            tier: u.tier.map(|t| tier_names[t as usize].clone()),
-            loss_value: u.value,
-            residual_value: residual,
-            rows: out_rows,
-            payouts: upay_assets
-                .into_iter()
-                .map(|(a, amount)| AssetAmount {
-                    asset: asset_names[a].clone(),
-                    amount,
-                })
-                .collect(),
-        });
+        t.account
+            .push(lrows[rows[u.first as usize].li as usize].account);
+        t.tier.push(u.tier.map_or(NONE, |x| x + 1));
+        t.loss_value.push(u.value);
+        t.residual_value.push(residual);
+        t.row_end.push(u.end);
+        t.payout_end.push(end_of(t.payout_asset.len(), "payouts")?);
     }
+    t.shrink_to_fit();
     let mut result = PolicyResult {
-        users: out_users,
+        table: t,
         sources,
         groups: groups.into_values().collect(),
         tiers,

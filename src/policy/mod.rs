@@ -48,8 +48,8 @@ pub use config::{
 pub use engine::apply;
 pub use error::PolicyError;
 pub use result::{
-    residual_value, AssetAmount, Check, GroupTotals, Name, PolicyResult, RowResult, RowStatus,
-    SourcePayment, SourceResult, TierTotals, UserResult,
+    residual_value, AssetAmount, Check, GroupTotals, Name, Payout, PolicyResult, RowRef, RowStatus,
+    SourcePayment, SourceResult, TierTotals, UserRef,
 };
 
 #[cfg(test)]

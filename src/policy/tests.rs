@@ -82,11 +82,14 @@ fn run_with(
 
 /// Payout of `asset` to account `a`, base units.
 fn paid(r: &PolicyResult, a: u8, asset: &str) -> u128 {
-    r.users
-        .iter()
-        .find(|u| u.account == acct(a))
-        .and_then(|u| u.payouts.iter().find(|p| &*p.asset == asset))
-        .map_or(0, |p| p.amount.raw().to())
+    r.find_user(acct(a))
+        .and_then(|u| u.payout(asset))
+        .map_or(0, |p| p.raw().to())
+}
+
+/// Row `k` of user `u` (users in account order, rows in (asset, pool) order).
+fn row(r: &PolicyResult, u: usize, k: usize) -> crate::policy::RowRef<'_> {
+    r.user(u).rows().nth(k).expect("the row")
 }
 
 fn amt(v: u128) -> Amount {
@@ -185,9 +188,11 @@ fn insurance_pays_only_what_earlier_sources_left_unpaid() {
         (amt(2000), amt(2000))
     );
     assert_eq!(r.sources[1].left_over, amt(98_000));
-    let row = &r.users[1].rows[0];
     assert_eq!(
-        row.sources.iter().map(|p| p.amount).collect::<Vec<_>>(),
+        row(&r, 1, 0)
+            .sources()
+            .map(|p| p.amount)
+            .collect::<Vec<_>>(),
         [amt(1500), amt(1500)]
     );
 }
@@ -216,7 +221,7 @@ fn convenience_tier_is_paid_first_at_its_rate() {
         ],
         [350, 700, 1000, 3000]
     );
-    assert_eq!(r.users[0].tier.as_deref(), Some("convenience"));
+    assert_eq!(r.user(0).tier(), Some("convenience"));
     assert_eq!(r.tiers[0].users, 2);
     assert_eq!(r.tiers[1].users, 2);
 }
@@ -288,8 +293,8 @@ fn cap_above_one_pays_up_to_cap_times_loss() {
     let t = "[policy]\nscope = \"per_asset\"\ncap_bps = 10050\n[[funding]]\nid = \"f\"\nkind = \"recovered\"\nasset = \"ETH\"\namount = \"1000000\"\n";
     let r = run(&l, t).unwrap();
     assert_eq!((paid(&r, 1, "ETH"), paid(&r, 2, "ETH")), (1005, 2011));
-    assert_eq!(r.users[1].rows[0].excess, amt(10));
-    assert_eq!(r.users[1].rows[0].haircut, Amount::ZERO);
+    assert_eq!(row(&r, 1, 0).excess(), amt(10));
+    assert_eq!(row(&r, 1, 0).haircut(), Amount::ZERO);
 }
 
 #[test]
@@ -353,7 +358,7 @@ fn withhold_keeps_the_share_in_the_denominator_redistribute_removes_it() {
         (r.sources[0].withheld, r.sources[0].left_over),
         (amt(50), amt(50))
     );
-    assert_eq!(r.users[2].rows[0].status, RowStatus::ExcludedWithheld);
+    assert_eq!(row(&r, 2, 0).status(), RowStatus::ExcludedWithheld);
     l.rows[2].exclusion = Some(std::sync::Arc::new(Exclusion {
         reason: "attacker".into(),
         mode: ExclusionMode::Redistribute,
@@ -363,7 +368,7 @@ fn withhold_keeps_the_share_in_the_denominator_redistribute_removes_it() {
         [paid(&r, 1, "DAI"), paid(&r, 2, "DAI"), paid(&r, 3, "DAI")],
         [75, 75, 0]
     );
-    assert_eq!(r.users[2].rows[0].claim, Amount::ZERO);
+    assert_eq!(row(&r, 2, 0).claim(), Amount::ZERO);
 }
 
 #[test]
@@ -378,9 +383,9 @@ fn dust_rule_withholds_or_redistributes_small_losses() {
                 [[funding]]\nid = \"f\"\nkind = \"treasury\"\nasset = \"DAI\"\namount = \"50\"\n";
     let r = run(&l, &base.replace("MODE", "withhold")).unwrap();
     assert_eq!((paid(&r, 1, "DAI"), paid(&r, 2, "DAI")), (0, 47));
-    assert_eq!(r.users[0].rows[0].status, RowStatus::DustWithheld);
+    assert_eq!(row(&r, 0, 0).status(), RowStatus::DustWithheld);
     assert_eq!(
-        r.users[2].rows[0].status,
+        row(&r, 2, 0).status(),
         RowStatus::Paid,
         "no minimum for USDC"
     );
@@ -409,7 +414,7 @@ fn global_scope_pays_other_assets_by_value_at_exact_prices() {
         (paid(&r, 1, "USDC"), paid(&r, 2, "USDC")),
         (1_000_000_000, 500_000_000)
     );
-    assert_eq!(r.users[0].rows[0].covered, amt(500_000_000_000_000_000));
+    assert_eq!(row(&r, 0, 0).covered(), amt(500_000_000_000_000_000));
     let e = run_with(&l, t, &CoverList::new(), &Prices::new()).unwrap_err();
     assert!(
         matches!(e, PolicyError::MissingPrice { ref missing, .. } if missing == "ETH"),
@@ -557,19 +562,29 @@ fn tampered_results_fail_the_conservation_checks() {
 
     // One more unit to a user than the source paid.
     let mut bad = good.clone();
-    bad.users[0].rows[0].sources[0].amount = amt(51);
+    assert_eq!(
+        bad.table.pay_amount.get(0),
+        amt(50),
+        "user 1's one allocation"
+    );
+    bad.table.pay_amount.set(0, amt(51));
     let e = verify(&bad, &l.rows, &t.funding, &t.policy).unwrap_err();
     assert!(matches!(e, PolicyError::Invariant { .. }), "{e}");
     // A source paying beyond its funds.
     let mut bad = good.clone();
     bad.sources[0].left_over = amt(1);
     assert!(verify(&bad, &l.rows, &t.funding, &t.policy).is_err());
-    // A haircut that does not add up.
+    // A row's settled amount that its allocations do not add up to.
     let mut bad = good.clone();
-    bad.users[1].rows[0].haircut = amt(1);
+    assert_eq!(bad.table.row_settled.get(1), amt(150));
+    bad.table.row_settled.set(1, amt(149));
+    assert!(verify(&bad, &l.rows, &t.funding, &t.policy).is_err());
+    // A group haircut that does not add up.
+    let mut bad = good.clone();
+    bad.groups[0].haircut = amt(1);
     assert!(verify(&bad, &l.rows, &t.funding, &t.policy).is_err());
     // A payout above the claim.
     let mut bad = good;
-    bad.users[0].rows[0].claim = amt(10);
+    bad.table.row_claim.set(0, amt(10));
     assert!(verify(&bad, &l.rows, &t.funding, &t.policy).is_err());
 }

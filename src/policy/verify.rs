@@ -2,11 +2,10 @@
 
 use super::config::{FundingSource, PolicyConfig};
 use super::error::PolicyError;
-use super::result::{Check, Name, PolicyResult, RowStatus};
+use super::result::{Check, PolicyResult, RowStatus};
 use crate::loss::LossRow;
 use crate::primitives::{Amount, U256};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 
 fn broken(
     check: &'static str,
@@ -36,8 +35,10 @@ fn sum(a: Amount, b: Amount) -> Result<Amount, PolicyError> {
 ///   the bounty within `bounty_bps` and `bounty_cap`;
 /// - per row: Σ settled = covered (or withheld); `covered <= claim`;
 ///   `claim <= floor(loss × max bps / 10000)`; redistributed rows have claim 0 and no
-///   allocation; unpaid rows receive nothing; in-kind allocations settle what they pay;
-///   `covered + haircut = loss + excess` with at most one of haircut and excess non-zero;
+///   allocation; unpaid rows receive nothing; in-kind allocations settle what they pay
+///   (a row's haircut and excess are derived from its loss and covered, so
+///   `covered + haircut = loss + excess` holds per row by construction and is checked per
+///   group);
 /// - per user: payouts per asset = Σ allocations in that asset;
 /// - per (asset, pool, class): the group totals, and `Σcovered + Σhaircut = Σloss + Σexcess`;
 /// - per payout asset: Σ user payouts = Σ source `paid` ≤ Σ funds;
@@ -73,36 +74,45 @@ pub(crate) fn verify(
     let mut loss_by_asset: BTreeMap<&str, Amount> = BTreeMap::new();
     type G = (Amount, Amount, Amount, Amount, Amount, Amount, u64);
     type K<'r> = (&'r str, Option<&'r str>, Option<&'r str>);
-    let mut by_ptr: HashMap<(usize, usize, usize), (K<'_>, G)> = HashMap::new();
+    // Keyed by the rows' name ids (cheap to hash); merged by name below, so two ids of
+    // one name would still land in one group.
+    let mut by_id: HashMap<(u32, u32, u32), (K<'_>, G)> = HashMap::new();
     let mut nrows = 0usize;
-    for u in &r.users {
-        let mut upay: Vec<(&str, Amount)> = Vec::new();
-        for row in &u.rows {
+    let mut upay: Vec<(&str, Amount)> = Vec::new();
+    for u in r.users() {
+        upay.clear();
+        for row in u.rows() {
             nrows += 1;
             let subj = || {
                 format!(
                     "account {} asset {} pool {:?}",
-                    u.account, row.asset, row.pool
+                    u.account(),
+                    row.asset(),
+                    row.pool()
                 )
             };
+            let (loss, claim, covered, held) =
+                (row.loss(), row.claim(), row.covered(), row.withheld());
             let mut settled = Amount::ZERO;
             let mut next = 0usize; // allocations come in waterfall order
-            for p in &row.sources {
+            let mut allocations = 0usize;
+            for p in row.sources() {
+                allocations += 1;
                 let si = next
                     + funding[next..]
                         .iter()
-                        .position(|s| *s.id == *p.source)
+                        .position(|s| s.id == p.source)
                         .ok_or_else(|| {
                             broken(
                                 "allocations from known sources, in waterfall order",
                                 subj(),
                                 "a [[funding]] id",
-                                &p.source,
+                                p.source,
                             )
                         })?;
                 next = si + 1;
                 settled = sum(settled, p.covered)?;
-                if *funding[si].asset == *row.asset && p.amount != p.covered {
+                if funding[si].asset == row.asset() && p.amount != p.covered {
                     return Err(broken(
                         "in-kind allocation settles what it pays",
                         subj(),
@@ -110,7 +120,7 @@ pub(crate) fn verify(
                         p.covered,
                     ));
                 }
-                if row.status == RowStatus::Paid {
+                if row.status() == RowStatus::Paid {
                     paid[si] = sum(paid[si], p.amount)?;
                     let a = funding[si].asset.as_str();
                     match upay.iter_mut().find(|(k, _)| *k == a) {
@@ -121,116 +131,85 @@ pub(crate) fn verify(
                     withheld[si] = sum(withheld[si], p.amount)?;
                 }
             }
-            let (cov, wh) = if row.status == RowStatus::Paid {
-                (settled, Amount::ZERO)
-            } else {
-                (Amount::ZERO, settled)
-            };
-            if row.covered != cov || row.withheld != wh {
+            if sum(covered, held)? != settled {
                 return Err(broken(
                     "settled = covered + withheld",
                     subj(),
-                    format!("covered {cov} withheld {wh}"),
-                    format!("covered {} withheld {}", row.covered, row.withheld),
+                    settled,
+                    format!("covered {covered} withheld {held}"),
                 ));
             }
-            if !row.status.in_denominator() && (!row.claim.is_zero() || !row.sources.is_empty()) {
+            if !row.status().in_denominator() && (!claim.is_zero() || allocations > 0) {
                 return Err(broken(
                     "redistributed row takes no part",
                     subj(),
                     "claim 0, no allocation",
-                    row.claim,
+                    claim,
                 ));
             }
-            let bound = row
-                .loss
+            let bound = loss
                 .mul_div_floor(U256::from(max_bps), U256::from(10_000u32))
                 .map_err(|source| PolicyError::Overflow {
                     what: "a claim bound".into(),
                     source,
                 })?;
-            if row.claim > bound {
+            if claim > bound {
                 return Err(broken(
                     "claim <= loss × cap",
                     subj(),
                     format!("<= {bound}"),
-                    row.claim,
+                    claim,
                 ));
             }
-            if sum(row.covered, row.withheld)? > row.claim {
+            if settled > claim {
                 return Err(broken(
                     "payout <= claim",
                     subj(),
-                    format!("<= {}", row.claim),
-                    sum(row.covered, row.withheld)?,
+                    format!("<= {claim}"),
+                    settled,
                 ));
             }
-            if sum(row.covered, row.haircut)? != sum(row.loss, row.excess)?
-                || !(row.haircut.is_zero() || row.excess.is_zero())
-            {
-                return Err(broken(
-                    "covered + haircut = loss + excess",
-                    subj(),
-                    row.loss,
-                    format!(
-                        "covered {} haircut {} excess {}",
-                        row.covered, row.haircut, row.excess
-                    ),
-                ));
-            }
-            // Keyed by the shared names' addresses (cheap to hash); merged by name below,
-            // so equal names in distinct allocations still land in one group.
-            let ptr = |n: &Name| Arc::as_ptr(n) as *const u8 as usize;
-            let key = (
-                ptr(&row.asset),
-                row.pool.as_ref().map_or(0, ptr),
-                row.class.as_ref().map_or(0, ptr),
-            );
-            let (_, g) = by_ptr.entry(key).or_insert_with(|| {
-                (
-                    (&*row.asset, row.pool.as_deref(), row.class.as_deref()),
-                    G::default(),
-                )
-            });
-            g.0 = sum(g.0, row.loss)?;
-            g.1 = sum(g.1, row.claim)?;
-            g.2 = sum(g.2, row.covered)?;
-            g.3 = sum(g.3, row.withheld)?;
-            g.4 = sum(g.4, row.haircut)?;
-            g.5 = sum(g.5, row.excess)?;
+            let (_, g) = by_id
+                .entry(row.group_ids())
+                .or_insert_with(|| ((row.asset(), row.pool(), row.class()), G::default()));
+            g.0 = sum(g.0, loss)?;
+            g.1 = sum(g.1, claim)?;
+            g.2 = sum(g.2, covered)?;
+            g.3 = sum(g.3, held)?;
+            g.4 = sum(g.4, row.haircut())?;
+            g.5 = sum(g.5, row.excess())?;
             g.6 += 1;
         }
         upay.retain(|(_, v)| !v.is_zero());
         upay.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        let same = upay.len() == u.payouts.len()
+        let same = upay.len() == u.payouts().len()
             && upay
                 .iter()
-                .zip(&u.payouts)
-                .all(|(w, g)| *w.0 == *g.asset && w.1 == g.amount);
+                .zip(u.payouts())
+                .all(|(w, g)| w.0 == g.asset && w.1 == g.amount);
         if !same {
-            let got: Vec<(&str, Amount)> =
-                u.payouts.iter().map(|a| (&*a.asset, a.amount)).collect();
+            let got: Vec<(&str, Amount)> = u.payouts().map(|a| (a.asset, a.amount)).collect();
             let want = &upay;
             return Err(broken(
                 "user payouts = Σ allocations",
-                format!("account {}", u.account),
+                format!("account {}", u.account()),
                 format!("{want:?}"),
                 format!("{got:?}"),
             ));
         }
-        for (a, v) in upay {
+        for &(a, v) in &upay {
             let e = by_asset_users.entry(a).or_insert(Amount::ZERO);
             *e = sum(*e, v)?;
         }
     }
     checks.push(Check {
-        check: "rows: payout <= claim <= loss × cap, covered + haircut = loss + excess",
+        check: "rows: payout <= claim <= loss × cap, settled = Σ allocations",
         subject: "all rows".into(),
         detail: format!("{nrows} rows"),
     });
 
     let mut groups: BTreeMap<K<'_>, G> = BTreeMap::new();
-    for (k, v) in by_ptr.into_values() {
+    for (k, v) in by_id.into_values() {
         let g = groups.entry(k).or_default();
         *g = (
             sum(g.0, v.0)?,

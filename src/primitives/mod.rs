@@ -9,6 +9,7 @@ mod address;
 mod amount;
 mod asset;
 mod bps;
+mod column;
 pub mod keccak;
 mod value;
 
@@ -16,6 +17,7 @@ pub use address::{checksum_many, checksum_many_par, format_address, parse_addres
 pub use amount::{format_units, parse_units, Amount, AmountError};
 pub use asset::Asset;
 pub use bps::{Bps, BpsError};
+pub use column::AmountColumn;
 pub use value::{value_of, ValueError};
 
 pub use alloy_primitives::{keccak256, Address, B256, U256, U512};

@@ -109,11 +109,11 @@ fn checked_sum(
 /// [`ReportError::ValueOverflow`] when a total value exceeds `Decimal`'s range (~7.9e28).
 pub fn summary<'a>(m: &'a Manifest, out: &'a RunOutput) -> Result<Summary<'a>, ReportError> {
     let total_loss_value = checked_sum(
-        out.policy.users.iter().map(|u| u.loss_value),
+        out.policy.users().map(|u| u.loss_value()),
         "total loss value",
     )?;
     let total_residual_value = checked_sum(
-        out.policy.users.iter().map(|u| u.residual_value),
+        out.policy.users().map(|u| u.residual_value()),
         "total residual value",
     )?;
     Ok(Summary {
@@ -123,7 +123,7 @@ pub fn summary<'a>(m: &'a Manifest, out: &'a RunOutput) -> Result<Summary<'a>, R
         chain_id: m.incident.chain_id,
         snapshot_block: m.incident.snapshot_block,
         numeraire: &m.incident.numeraire,
-        users: out.policy.users.len(),
+        users: out.policy.user_count(),
         loss_rows: out.loss_rows(),
         total_loss_value,
         total_residual_value,
@@ -159,28 +159,25 @@ pub fn summary_json(s: &Summary<'_>) -> Result<Vec<u8>, ReportError> {
     Ok(v)
 }
 
-/// The EIP-55 text of every user's account, in `out.policy.users` order (42 ASCII bytes
+/// The EIP-55 text of every user's account, in `out.policy.users()` order (42 ASCII bytes
 /// each), computed once on all threads ([`crate::primitives::checksum_many_par`]) and
 /// shared by [`claims_csv`], [`user_results_csv`] and the stored rows.
 pub fn account_texts(out: &RunOutput) -> Vec<[u8; 42]> {
-    let accounts: Vec<crate::primitives::Address> =
-        out.policy.users.iter().map(|u| u.account).collect();
-    crate::primitives::checksum_many_par(&accounts)
+    crate::primitives::checksum_many_par(out.policy.accounts())
 }
 
 /// Each user with its account's text from `texts` ([`account_texts`] of the same run).
 fn with_texts<'a>(
     out: &'a RunOutput,
     texts: &'a [[u8; 42]],
-) -> impl Iterator<Item = (&'a crate::policy::UserResult, &'a str)> {
+) -> impl Iterator<Item = (crate::policy::UserRef<'a>, &'a str)> {
     assert_eq!(
         texts.len(),
-        out.policy.users.len(),
+        out.policy.user_count(),
         "account texts of another run"
     );
     out.policy
-        .users
-        .iter()
+        .users()
         .zip(texts.iter().map(|t| std::str::from_utf8(t).expect("ASCII")))
 }
 
@@ -202,11 +199,11 @@ pub fn claims_csv(
     w.write_record(["account", "asset", "amount"])?;
     let mut amount = String::new();
     for (u, account) in with_texts(out, texts) {
-        for p in &u.payouts {
+        for p in u.payouts() {
             amount.clear();
             use std::fmt::Write as _;
             let _ = write!(amount, "{}", p.amount);
-            w.write_record([account, &p.asset, amount.as_str()])?;
+            w.write_record([account, p.asset, amount.as_str()])?;
         }
     }
     w.flush().map_err(|e| ReportError::Csv(e.into()))
@@ -237,29 +234,29 @@ pub fn user_results_csv(
     let mut num: [String; 7] = Default::default();
     let mut sources = String::new();
     for (u, account) in with_texts(out, texts) {
-        for r in &u.rows {
+        for r in u.rows() {
             sources.clear();
-            for (i, s) in r.sources.iter().enumerate() {
+            for (i, s) in r.sources().enumerate() {
                 let sep = if i == 0 { "" } else { ";" };
                 let _ = write!(sources, "{sep}{}:{}", s.source, s.amount);
             }
             for n in &mut num {
                 n.clear();
             }
-            let _ = write!(num[0], "{}", r.loss);
-            let _ = write!(num[1], "{}", r.value);
-            let _ = write!(num[2], "{}", r.claim);
-            let _ = write!(num[3], "{}", r.covered);
-            let _ = write!(num[4], "{}", r.withheld);
-            let _ = write!(num[5], "{}", r.haircut);
-            let _ = write!(num[6], "{}", r.excess);
+            let _ = write!(num[0], "{}", r.loss());
+            let _ = write!(num[1], "{}", r.value());
+            let _ = write!(num[2], "{}", r.claim());
+            let _ = write!(num[3], "{}", r.covered());
+            let _ = write!(num[4], "{}", r.withheld());
+            let _ = write!(num[5], "{}", r.haircut());
+            let _ = write!(num[6], "{}", r.excess());
             w.write_record([
                 account,
-                &r.asset,
-                r.pool.as_deref().unwrap_or(""),
-                r.class.as_deref().unwrap_or(""),
-                u.tier.as_deref().unwrap_or(""),
-                r.status.as_str(),
+                r.asset(),
+                r.pool().unwrap_or(""),
+                r.class().unwrap_or(""),
+                u.tier().unwrap_or(""),
+                r.status().as_str(),
                 &num[0],
                 &num[1],
                 &num[2],
@@ -442,23 +439,30 @@ pub fn markdown(m: &Manifest, out: &RunOutput, s: &Summary<'_>) -> Result<String
         .payouts
         .iter()
         .map(|x| {
-            let claimants = out.policy.users.iter().filter(|u| u.payouts.iter().any(|q| q.asset == x.asset && !q.amount.is_zero())).count();
+            let claimants = out.policy.users().filter(|u| u.payout(&x.asset).is_some()).count();
             context! { asset => x.asset, amount => tokens(m, &x.asset, x.amount), claimants => claimants }
         })
         .collect();
-    let mut top: Vec<&crate::policy::UserResult> = out.policy.users.iter().collect();
-    top.sort_by(|a, b| {
-        b.loss_value
-            .cmp(&a.loss_value)
-            .then(a.account.cmp(&b.account))
-    });
+    // The ten largest losses, ties by account: a total order, so selecting the first ten
+    // and sorting only them gives what a full sort would.
+    let by_loss = |a: &crate::policy::UserRef<'_>, b: &crate::policy::UserRef<'_>| {
+        b.loss_value()
+            .cmp(&a.loss_value())
+            .then(a.account().cmp(&b.account()))
+    };
+    let mut top: Vec<crate::policy::UserRef<'_>> = out.policy.users().collect();
+    if top.len() > 10 {
+        top.select_nth_unstable_by(9, by_loss);
+        top.truncate(10);
+    }
+    top.sort_by(by_loss);
     let top: Vec<_> = top
         .into_iter()
         .take(10)
         .map(|u| {
             context! {
-                account => format_address(&u.account), loss_value => money(u.loss_value), residual_value => money(u.residual_value),
-                payouts => if u.payouts.is_empty() { "—".to_owned() } else { u.payouts.iter().map(|q| tokens(m, &q.asset, q.amount)).collect::<Vec<_>>().join(" + ") },
+                account => format_address(&u.account()), loss_value => money(u.loss_value()), residual_value => money(u.residual_value()),
+                payouts => if u.payouts().len() == 0 { "—".to_owned() } else { u.payouts().map(|q| tokens(m, q.asset, q.amount)).collect::<Vec<_>>().join(" + ") },
             }
         })
         .collect();

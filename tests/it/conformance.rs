@@ -40,13 +40,11 @@ fn eminence_2020_reproduces_payouts_and_merkle_distribution_byte_for_byte() {
     assert_eq!(expected.len(), 3654);
     let got: BTreeMap<_, _> = out
         .policy
-        .users
-        .iter()
+        .users()
         .filter_map(|u| {
-            u.payouts
-                .iter()
-                .find(|p| &*p.asset == "DAI")
-                .map(|p| (u.account, p.amount))
+            u.payouts()
+                .find(|p| p.asset == "DAI")
+                .map(|p| (u.account(), p.amount))
         })
         .collect();
     assert_eq!(got.len(), expected.len(), "number of paid users");

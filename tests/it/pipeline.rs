@@ -134,24 +134,26 @@ fn example_satisfies_the_published_plan_invariants() {
         assert_eq!(t.tree.total(), paid, "tree {} total", t.spec.file);
         let n = out
             .policy
-            .users
-            .iter()
+            .users()
             .filter(|u| {
-                u.payouts
-                    .iter()
-                    .any(|p| *p.asset == *t.asset && !p.amount.is_zero())
+                u.payouts()
+                    .any(|p| p.asset == t.asset && !p.amount.is_zero())
             })
             .count();
         assert_eq!(t.tree.len(), n);
     }
     // No user is paid more than their claim; the excluded bot is paid nothing.
     let bot = m.exclusions[0].account;
-    for u in &out.policy.users {
-        for r in &u.rows {
-            assert!(r.covered <= r.claim, "{} covered above claim", u.account);
+    for u in out.policy.users() {
+        for r in u.rows() {
+            assert!(
+                r.covered() <= r.claim(),
+                "{} covered above claim",
+                u.account()
+            );
         }
-        if u.account == bot {
-            assert!(u.payouts.is_empty(), "excluded account was paid");
+        if u.account() == bot {
+            assert_eq!(u.payouts().len(), 0, "excluded account was paid");
         }
     }
     // Every loss row has one outcome in the policy result, so the count the report states
@@ -159,7 +161,7 @@ fn example_satisfies_the_published_plan_invariants() {
     assert_eq!(out.loss_rows(), out.ledger.rows.len());
     assert_eq!(
         out.ledger.rows.len(),
-        out.policy.users.iter().map(|u| u.rows.len()).sum::<usize>()
+        out.policy.users().map(|u| u.rows().len()).sum::<usize>()
     );
     // The gauge was looked through: it has no loss row of its own.
     let gauge = m.wrappers[0].address;

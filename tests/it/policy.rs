@@ -111,26 +111,27 @@ fn eminence_run(tables: &str) -> Option<(PolicyResult, BTreeMap<Address, u128>, 
 }
 
 fn check_eminence(r: &PolicyResult, expected: &BTreeMap<Address, u128>, n: usize) {
-    assert_eq!(r.users.len(), n);
+    assert_eq!(r.user_count(), n);
     let mut paid: BTreeMap<Address, u128> = BTreeMap::new();
     let mut dust = 0;
-    for u in &r.users {
-        match u.payouts.as_slice() {
+    for u in r.users() {
+        let first = u.rows().next().expect("a user has a row");
+        match u.payouts().collect::<Vec<_>>().as_slice() {
             [] => {
                 assert_eq!(
-                    u.rows[0].status,
+                    first.status(),
                     policy::RowStatus::DustWithheld,
                     "{} unpaid but not dust",
-                    u.account
+                    u.account()
                 );
-                assert!(u.rows[0].loss < Amount::from(1_000_000_000_000_000_000u64));
+                assert!(first.loss() < Amount::from(1_000_000_000_000_000_000u64));
                 dust += 1;
             }
             [p] => {
-                assert_eq!(&*p.asset, "DAI");
-                paid.insert(u.account, p.amount.raw().to());
+                assert_eq!(p.asset, "DAI");
+                paid.insert(u.account(), p.amount.raw().to());
             }
-            more => panic!("{}: {} payout assets", u.account, more.len()),
+            more => panic!("{}: {} payout assets", u.account(), more.len()),
         }
     }
     assert_eq!(dust, 20, "dust rows withheld");
@@ -184,12 +185,11 @@ fn eminence_2020_redistributing_the_dust_pays_out_more_than_06() {
         return;
     };
     let more = r
-        .users
-        .iter()
+        .users()
         .filter(|u| {
-            u.payouts
-                .first()
-                .is_some_and(|p| p.amount.raw() > U256::from(expected[&u.account]))
+            u.payouts()
+                .next()
+                .is_some_and(|p| p.amount.raw() > U256::from(expected[&u.account()]))
         })
         .count();
     assert!(
@@ -491,15 +491,11 @@ fn insurance_payouts(r: &PolicyResult, b: &Built) -> BTreeMap<(Address, String, 
         .map(|s| (s.id.as_str(), s.asset.as_str()))
         .collect();
     let mut m: BTreeMap<(Address, String, String), U256> = BTreeMap::new();
-    for u in &r.users {
-        for row in u
-            .rows
-            .iter()
-            .filter(|r| r.status == policy::RowStatus::Paid)
-        {
-            for p in &row.sources {
-                if let Some(asset) = insurer.get(&*p.source) {
-                    let key = (u.account, (*asset).to_owned(), p.source.to_string());
+    for u in r.users() {
+        for row in u.rows().filter(|r| r.status() == policy::RowStatus::Paid) {
+            for p in row.sources() {
+                if let Some(asset) = insurer.get(p.source) {
+                    let key = (u.account(), (*asset).to_owned(), p.source.to_string());
                     let e = m.entry(key).or_default();
                     *e = add(*e, p.amount.raw());
                 }
@@ -529,12 +525,10 @@ fn insurance_drop(
 
 /// Payouts per (account, asset), in base units.
 fn payouts(r: &PolicyResult) -> BTreeMap<(Address, String), U256> {
-    r.users
-        .iter()
+    r.users()
         .flat_map(|u| {
-            u.payouts
-                .iter()
-                .map(move |p| ((u.account, p.asset.to_string()), p.amount.raw()))
+            u.payouts()
+                .map(move |p| ((u.account(), p.asset.to_string()), p.amount.raw()))
         })
         .collect()
 }
@@ -562,16 +556,16 @@ proptest! {
         let mut paid_per_asset: BTreeMap<String, U256> = BTreeMap::new();
         type Totals = (U256, U256, U256, U256); // loss, covered, haircut, excess
         let mut loss_by_group: BTreeMap<(String, Option<String>), Totals> = BTreeMap::new();
-        for u in &r.users {
-            for row in &u.rows {
+        for u in r.users() {
+            for row in u.rows() {
                 // payout <= claim <= loss × max cap; unpaid rows get nothing.
-                prop_assert!(add(row.covered.raw(), row.withheld.raw()) <= row.claim.raw());
-                prop_assert!(mul(row.claim.raw(), U256::from(10_000u32)) <= mul(row.loss.raw(), U256::from(max_bps)));
-                if row.status != policy::RowStatus::Paid { prop_assert!(row.covered.is_zero()); }
-                let g = loss_by_group.entry((row.asset.to_string(), row.pool.as_deref().map(str::to_owned))).or_default();
-                *g = (add(g.0, row.loss.raw()), add(g.1, row.covered.raw()), add(g.2, row.haircut.raw()), add(g.3, row.excess.raw()));
+                prop_assert!(add(row.covered().raw(), row.withheld().raw()) <= row.claim().raw());
+                prop_assert!(mul(row.claim().raw(), U256::from(10_000u32)) <= mul(row.loss().raw(), U256::from(max_bps)));
+                if row.status() != policy::RowStatus::Paid { prop_assert!(row.covered().is_zero()); }
+                let g = loss_by_group.entry((row.asset().to_owned(), row.pool().map(str::to_owned))).or_default();
+                *g = (add(g.0, row.loss().raw()), add(g.1, row.covered().raw()), add(g.2, row.haircut().raw()), add(g.3, row.excess().raw()));
             }
-            for p in &u.payouts { let e = paid_per_asset.entry(p.asset.to_string()).or_default(); *e = add(*e, p.amount.raw()); }
+            for p in u.payouts() { let e = paid_per_asset.entry(p.asset.to_owned()).or_default(); *e = add(*e, p.amount.raw()); }
         }
         for (k, (loss, cov, hc, ex)) in &loss_by_group {
             prop_assert_eq!(add(*cov, *hc), add(*loss, *ex), "group {:?}", k);
@@ -660,11 +654,11 @@ proptest! {
         let avail = b.funding[0].funds.min(l.claims);
         prop_assert_eq!(l.paid.checked_add(l.withheld).unwrap(), avail, "LR must hand out every unit");
         prop_assert!(f.paid.checked_add(f.withheld).unwrap() <= avail);
-        for (uf, ul) in floor.users.iter().zip(&lr.users) {
-            for (rf, rl) in uf.rows.iter().zip(&ul.rows) {
-                let af = rf.sources.first().map_or(U256::ZERO, |p| p.amount.raw());
-                let al = rl.sources.first().map_or(U256::ZERO, |p| p.amount.raw());
-                prop_assert!(al == af || al == add(af, U256::from(1u8)), "{} {}: floor {} LR {}", uf.account, rf.asset, af, al);
+        for (uf, ul) in floor.users().zip(lr.users()) {
+            for (rf, rl) in uf.rows().zip(ul.rows()) {
+                let af = rf.sources().next().map_or(U256::ZERO, |p| p.amount.raw());
+                let al = rl.sources().next().map_or(U256::ZERO, |p| p.amount.raw());
+                prop_assert!(al == af || al == add(af, U256::from(1u8)), "{} {}: floor {} LR {}", uf.account(), rf.asset(), af, al);
             }
         }
     }
@@ -735,10 +729,10 @@ fn an_insurer_between_pool_restricted_sources_can_pay_less_when_recoveries_grow(
     let more = with_more(&b, 0, 314);
     let key = (account(8), "A".to_owned());
     let by_source = |r: &PolicyResult| -> Vec<(String, U256)> {
-        let u = &r.users[0];
+        let u = r.user(0);
         let mut v: BTreeMap<String, U256> = BTreeMap::new();
-        for row in &u.rows {
-            for p in &row.sources {
+        for row in u.rows() {
+            for p in row.sources() {
                 let e = v.entry(p.source.to_string()).or_default();
                 *e = add(*e, p.amount.raw());
             }
