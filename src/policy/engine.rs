@@ -58,14 +58,49 @@ struct Pay {
     covered: Amount,
 }
 
-/// Allocations per chunk of a [`PayLog`] run: 72 B each, so a full chunk is ≈ 4.7 MB.
+/// Allocations per chunk of a [`PayLog`] run: ≈ 40 B each (row, source, and the two
+/// amounts in [`AmountColumn`]s), so a full chunk is ≈ 2.6 MB.
 const PAY_CHUNK: usize = 1 << 16;
+
+/// A chunk of a run's allocations, as columns.
+#[derive(Default)]
+struct PayChunk {
+    row: Vec<u32>,
+    src: Vec<u32>,
+    amount: AmountColumn,
+    covered: AmountColumn,
+}
+
+impl PayChunk {
+    fn with_capacity(n: usize) -> Self {
+        Self {
+            row: Vec::with_capacity(n),
+            src: Vec::with_capacity(n),
+            amount: AmountColumn::with_capacity(n),
+            covered: AmountColumn::with_capacity(n),
+        }
+    }
+    fn push(&mut self, p: Pay) {
+        self.row.push(p.row);
+        self.src.push(p.src);
+        self.amount.push(p.amount);
+        self.covered.push(p.covered);
+    }
+    fn get(&self, i: usize) -> Pay {
+        Pay {
+            row: self.row[i],
+            src: self.src[i],
+            amount: self.amount.get(i),
+            covered: self.covered.get(i),
+        }
+    }
+}
 
 /// The waterfall's allocations, in the order they were made, as runs of strictly
 /// ascending rows: a source pays its rows in row order (one run a priority round), so a
 /// run holds at most one allocation a row, and a row's allocations lie in runs in
 /// waterfall order. [`build`] walks the runs side by side, row by row, and frees each
-/// chunk once it has passed it: at a million claimants the allocations (≈ 540 MB) are
+/// chunk once it has passed it: at a million claimants the allocations (≈ 300 MB) are
 /// given back while the result that replaces them is made, instead of both being held.
 #[derive(Default)]
 struct PayLog {
@@ -73,7 +108,7 @@ struct PayLog {
 }
 
 struct PayRun {
-    chunks: Vec<Vec<Pay>>,
+    chunks: Vec<PayChunk>,
     last_row: u32,
     /// Read position: chunk, then index in it.
     at: (usize, usize),
@@ -85,7 +120,7 @@ impl PayLog {
             Some(r) if r.last_row < pay.row => r,
             _ => {
                 self.runs.push(PayRun {
-                    chunks: vec![Vec::new()],
+                    chunks: vec![PayChunk::default()],
                     last_row: pay.row,
                     at: (0, 0),
                 });
@@ -93,16 +128,20 @@ impl PayLog {
             }
         };
         run.last_row = pay.row;
-        let full = run.chunks.last().is_some_and(|c| c.len() == PAY_CHUNK);
+        let full = run.chunks.last().is_some_and(|c| c.row.len() == PAY_CHUNK);
         if full {
-            run.chunks.push(Vec::with_capacity(PAY_CHUNK));
+            run.chunks.push(PayChunk::with_capacity(PAY_CHUNK));
         }
         run.chunks.last_mut().expect("one chunk at least").push(pay);
     }
 
     /// Number of allocations.
     fn len(&self) -> usize {
-        self.runs.iter().flat_map(|r| &r.chunks).map(Vec::len).sum()
+        self.runs
+            .iter()
+            .flat_map(|r| &r.chunks)
+            .map(|c| c.row.len())
+            .sum()
     }
 
     /// True once every allocation has been taken.
@@ -116,8 +155,8 @@ impl PayRun {
     fn next_row(&self) -> Option<u32> {
         self.chunks
             .get(self.at.0)
-            .and_then(|c| c.get(self.at.1))
-            .map(|p| p.row)
+            .and_then(|c| c.row.get(self.at.1))
+            .copied()
     }
 
     /// Takes the next allocation if it is for `row`, freeing its chunk once passed.
@@ -125,10 +164,11 @@ impl PayRun {
         if self.next_row() != Some(row) {
             return None;
         }
-        let pay = self.chunks[self.at.0][self.at.1];
+        let chunk = &self.chunks[self.at.0];
+        let pay = chunk.get(self.at.1);
         self.at.1 += 1;
-        if self.at.1 == self.chunks[self.at.0].len() {
-            self.chunks[self.at.0] = Vec::new();
+        if self.at.1 == chunk.row.len() {
+            self.chunks[self.at.0] = PayChunk::default();
             self.at = (self.at.0 + 1, 0);
         }
         Some(pay)
@@ -189,31 +229,33 @@ impl Conv {
     }
 }
 
-/// Pro-rata allocation of `avail` over `claims` (Σ = `total`).
+/// Pro-rata allocation of `avail` over `claims` (Σ = `total`), in place: each claim is
+/// replaced by its share.
 ///
-/// When `avail >= total` every claim is paid in full. Otherwise each gets
+/// When `avail >= total` every claim is paid in full (left as it is). Otherwise each gets
 /// `floor(avail × claim / total)` (512-bit intermediate), and with
 /// [`Rounding::LargestRemainder`] the `avail − Σfloor` left-over units go one each to the
 /// largest remainders, ties to the lower index (the ledger's (account, asset, pool) order).
+/// In place, because at a million claimants a second vector of shares is ≈ 100 MB more at
+/// the policy's peak.
 ///
 /// # Rounding
 /// As described: floor, or floor plus largest remainder. No share exceeds its claim.
 fn pro_rata(
     avail: Amount,
-    claims: &[Amount],
+    claims: &mut [Amount],
     total: Amount,
     rounding: Rounding,
-) -> Result<Vec<Amount>, AmountError> {
+) -> Result<(), AmountError> {
     if avail >= total {
-        return Ok(claims.to_vec());
+        return Ok(());
     }
-    let mut out = Vec::with_capacity(claims.len());
     let mut rems: Vec<(U256, u32)> = Vec::new();
     let mut sum = Amount::ZERO;
-    for (i, c) in claims.iter().enumerate() {
+    for (i, c) in claims.iter_mut().enumerate() {
         let (q, r) = avail.mul_div_rem(c.raw(), total.raw())?;
         sum = sum.checked_add(q)?;
-        out.push(q);
+        *c = q;
         if rounding == Rounding::LargestRemainder && !r.is_zero() {
             rems.push((r, i as u32));
         }
@@ -228,11 +270,11 @@ fn pro_rata(
                 rems.select_nth_unstable_by(k - 1, by);
             }
             for &(_, i) in &rems[..k] {
-                out[i as usize] = out[i as usize].checked_add(Amount::from(1u64))?;
+                claims[i as usize] = claims[i as usize].checked_add(Amount::from(1u64))?;
             }
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 fn row_cmp(a: &LossRow, b: &LossRow) -> Ordering {
@@ -650,7 +692,8 @@ pub fn apply(
             }
             claims_seen = total;
             if !total.is_zero() {
-                let alloc = pro_rata(avail, &uclaims, total, config.rounding)
+                let mut alloc = uclaims;
+                pro_rata(avail, &mut alloc, total, config.rounding)
                     .map_err(ovf("the pro rata", Some(sid)))?;
                 for (k, p) in alloc.into_iter().enumerate() {
                     let u = &users[uix[k] as usize];
@@ -711,7 +754,8 @@ pub fn apply(
                 // A round the funds cannot pay in full ends the source: the junior round
                 // gets nothing, not even the senior round's floor dust.
                 let last = avail < total;
-                let alloc = pro_rata(avail, &claims, total, config.rounding)
+                let mut alloc = claims;
+                pro_rata(avail, &mut alloc, total, config.rounding)
                     .map_err(ovf("the pro rata", Some(sid)))?;
                 for (k, a) in alloc.into_iter().enumerate() {
                     if a.is_zero() {
