@@ -4,7 +4,29 @@ use clap::Parser;
 use recoup::cli::{dispatch, Cli, EXIT_ERROR};
 use std::process::ExitCode;
 
+/// Allocations of at least this many bytes get their own mapping from glibc's malloc.
+const MMAP_THRESHOLD: i32 = 1 << 20;
+
+/// Makes glibc's malloc give large blocks back to the kernel when they are freed.
+///
+/// By default glibc raises its mmap threshold each time a mapped block is freed, up to
+/// 32 MiB; after the first large vector of a run is dropped, every block below that comes
+/// from the heap, and freeing it there keeps its pages. The policy stage frees its
+/// allocation log chunk by chunk while the result that replaces it grows: with the
+/// dynamic threshold none of those pages went back, and a million-claimant run peaked
+/// ≈ 170 MiB higher (BENCHMARKS.md, "Session 6"). A fixed threshold (mallopt(3),
+/// `M_MMAP_THRESHOLD`) also turns the adjustment off.
+fn fixed_mmap_threshold() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets a malloc parameter; it is called before any other thread
+    // exists, and the value is within glibc's accepted range (0 ..= 32 MiB on 64-bit).
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+    }
+}
+
 fn main() -> ExitCode {
+    fixed_mmap_threshold();
     let cli = Cli::parse();
     let json = cli.global.json;
     let rt = match tokio::runtime::Builder::new_multi_thread()
