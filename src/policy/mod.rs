@@ -4,7 +4,9 @@
 //! Input: the loss stage's [`LossLedger`](crate::loss::LossLedger), the `[[funding]]`
 //! sources ([`FundingSource`]), the `[policy]` table ([`PolicyConfig`]), the insurance
 //! cover list ([`CoverList`]), the `[[assets]]` and reference [`Prices`]. Output:
-//! [`PolicyResult`], plain data. [`apply`] is pure: no I/O.
+//! [`PolicyResult`], plain data: totals per source, group and tier as fields, the per-user
+//! and per-row outcomes as columns read through [`UserRef`] and [`RowRef`] (a million
+//! claimants × 3 assets hold ≈ 0.6 GB). [`apply`] is pure: no I/O.
 //!
 //! # Units and invariants
 //! All amounts are base units ([`Amount`](crate::primitives::Amount)); values are
