@@ -5,6 +5,13 @@ use super::Amount;
 /// The inline sentinel: the amount is in the side table.
 const WIDE: u128 = u128::MAX;
 
+/// `a` as an inline value: below 2^128 − 1 base units (the sentinel itself goes wide).
+fn inline(a: Amount) -> Option<u128> {
+    let l = a.raw().into_limbs();
+    let v = u128::from(l[0]) | (u128::from(l[1]) << 64);
+    (l[2] == 0 && l[3] == 0 && v != WIDE).then_some(v)
+}
+
 /// A column of [`Amount`]s, exact over the whole 0 ..= 2^256 − 1 range, that keeps each
 /// amount below 2^128 − 1 base units in 16 bytes and the rare larger ones in a side table.
 ///
@@ -31,16 +38,13 @@ impl AmountColumn {
 
     /// Appends `a`.
     pub fn push(&mut self, a: Amount) {
-        let l = a.raw().into_limbs();
-        if l[2] == 0 && l[3] == 0 {
-            let v = u128::from(l[0]) | (u128::from(l[1]) << 64);
-            if v != WIDE {
-                self.low.push(v);
-                return;
+        match inline(a) {
+            Some(v) => self.low.push(v),
+            None => {
+                self.wide.push((self.low.len(), a));
+                self.low.push(WIDE);
             }
         }
-        self.wide.push((self.low.len(), a));
-        self.low.push(WIDE);
     }
 
     /// The amount at `i`.
@@ -66,18 +70,19 @@ impl AmountColumn {
     /// When `i >= self.len()`.
     pub fn set(&mut self, i: usize, a: Amount) {
         let at = self.wide.binary_search_by_key(&i, |w| w.0);
-        let l = a.raw().into_limbs();
-        let inline = u128::from(l[0]) | (u128::from(l[1]) << 64);
-        if l[2] == 0 && l[3] == 0 && inline != WIDE {
-            self.low[i] = inline;
-            if let Ok(k) = at {
-                self.wide.remove(k);
+        match inline(a) {
+            Some(v) => {
+                self.low[i] = v;
+                if let Ok(k) = at {
+                    self.wide.remove(k);
+                }
             }
-        } else {
-            self.low[i] = WIDE;
-            match at {
-                Ok(k) => self.wide[k].1 = a,
-                Err(k) => self.wide.insert(k, (i, a)),
+            None => {
+                self.low[i] = WIDE;
+                match at {
+                    Ok(k) => self.wide[k].1 = a,
+                    Err(k) => self.wide.insert(k, (i, a)),
+                }
             }
         }
     }
