@@ -17,6 +17,18 @@ impl StageTimer {
         }
     }
 
+    /// Prints `elapsed` for a step timed on its own (one of several running side by side),
+    /// leaving the laps' clock alone.
+    pub fn took(&self, step: &str, elapsed: std::time::Duration) {
+        if self.on {
+            eprintln!(
+                "timing {step:<12} {:>8.3} s{}",
+                elapsed.as_secs_f64(),
+                rss()
+            );
+        }
+    }
+
     /// Prints the time since the previous lap, and on Linux the resident set size now and
     /// at its peak so far (`VmRSS`, `VmHWM` of `/proc/self/status`).
     pub fn lap(&self, stage: &str) {

@@ -2,7 +2,7 @@
 //!
 //! Order of effects, so that an error leaves nothing behind: everything is computed in
 //! memory; the rows are inserted in one database transaction while the files are rendered,
-//! one at a time, into a temporary directory beside the output directory; the transaction
+//! on every thread, into a temporary directory beside the output directory; the transaction
 //! commits only once every file is staged; only then are the files renamed into place.
 
 use super::{GlobalArgs, EXIT_CHECK_FAILED};
@@ -240,12 +240,15 @@ fn claim_rows<'a>(
 }
 
 /// Renders each output straight into its file in a fresh temporary directory beside `dir`
-/// (no file is ever held whole in memory).
+/// (no file is ever held whole in memory), on as many threads as rayon has (each file is
+/// rendered by one thread; the largest are taken first, see [`render_order`]). When a file
+/// fails, no further file is started and the first failure in `names` order is returned.
 fn stage(
     dir: &Path,
     names: &[String],
-    mut render: impl FnMut(&str, &mut dyn std::io::Write) -> anyhow::Result<()>,
+    render: impl Fn(&str, &mut dyn std::io::Write) -> anyhow::Result<()> + Sync,
 ) -> anyhow::Result<tempfile::TempDir> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     if dir.exists() && !dir.is_dir() {
         anyhow::bail!(
             "output directory {} exists and is not a directory",
@@ -270,16 +273,58 @@ fn stage(
         .prefix(".recoup-run-")
         .tempdir_in(parent)
         .with_context(|| format!("creating a temporary directory in {}", parent.display()))?;
-    for name in names {
+    let write_one = |name: &str| -> anyhow::Result<()> {
         let p = tmp.path().join(name);
         let f = std::fs::File::create(&p).with_context(|| format!("creating {}", p.display()))?;
         let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
         render(name, &mut w).with_context(|| format!("writing {}", p.display()))?;
         use std::io::Write as _;
         w.flush()
-            .with_context(|| format!("writing {}", p.display()))?;
+            .with_context(|| format!("writing {}", p.display()))
+    };
+    let queue = render_order(names);
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let results: Vec<std::sync::Mutex<Option<anyhow::Result<()>>>> =
+        names.iter().map(|_| Default::default()).collect();
+    let workers = rayon::current_num_threads().clamp(1, names.len().max(1));
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| {
+                while !failed.load(Ordering::Relaxed) {
+                    let Some(&i) = queue.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                        break;
+                    };
+                    let r = write_one(&names[i]);
+                    if r.is_err() {
+                        failed.store(true, Ordering::Relaxed);
+                    }
+                    *results[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+                }
+            });
+        }
+    });
+    for r in results {
+        if let Some(Err(e)) = r.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            return Err(e);
+        }
     }
     Ok(tmp)
+}
+
+/// The order in which [`stage`] starts the files (indices into `names`): the per-row
+/// results first, then the claim trees (proofs make them large), then the rest, so that
+/// with two threads the largest files run side by side and the small ones fill in.
+fn render_order(names: &[String]) -> Vec<usize> {
+    let rank = |n: &str| match n {
+        "user_results.csv" => 0,
+        "summary.json" | "report.md" => 3,
+        "claims.csv" => 2,
+        _ => 1,
+    };
+    let mut order: Vec<usize> = (0..names.len()).collect();
+    order.sort_by_key(|&i| rank(&names[i]));
+    order
 }
 
 /// Moves staged files into `dir` (renames within one file system).
@@ -354,14 +399,15 @@ pub async fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
         Vec::new()
     };
     timer.lap("run record");
-    // The files are staged on one thread while this one inserts the rows, made as they go.
+    // The files are staged on their own threads while this one inserts the rows, made as they go.
     let (staged, saved) = tokio::task::block_in_place(|| {
         std::thread::scope(|s| {
             let render = s.spawn(|| -> anyhow::Result<_> {
                 let names = output_names(&out);
                 let staged = stage(&dir, &names, |name, w| {
+                    let started = std::time::Instant::now();
                     let r = render_one(&m, &out, &run_summary, &summary, &accounts, name, w);
-                    timer.lap(&format!("  {name}"));
+                    timer.took(&format!("  {name}"), started.elapsed());
                     r
                 });
                 let _ = staged_tx.send(staged.as_ref().map(|_| ()).map_err(|e| format!("{e:#}")));
