@@ -42,11 +42,12 @@ pub fn parse_address(s: &str) -> Result<Address, AddressError> {
         (l | b.is_ascii_lowercase(), u | b.is_ascii_uppercase())
     });
     if has_lower && has_upper {
-        let expected = addr.to_checksum(None);
-        if expected != s {
+        // Compared in a stack buffer: no allocation for the (common) valid case.
+        let expected = addr.to_checksum_buffer(None);
+        if expected.as_str() != s {
             return Err(AddressError::BadChecksum {
                 got: s.to_owned(),
-                expected,
+                expected: expected.as_str().to_owned(),
             });
         }
     }

@@ -256,18 +256,32 @@ pub fn parse_units(s: &str, decimals: u8) -> Result<Amount, AmountError> {
         });
     }
     let too_large = || AmountError::TooLarge(s.to_owned());
+    // Digits are gathered 19 at a time in a u64 (10^19 < 2^64) and folded into the U256 as
+    // `v × 10^k + chunk`, checked: a balance of 20 digits costs two wide steps, not twenty.
     let mut v = U256::ZERO;
-    let ten = U256::from(10u8);
+    let (mut chunk, mut k) = (0u64, 0u32);
     let pad = decimals as usize - frac_trim.len();
+    let fold = |v: U256, chunk: u64, k: u32| -> Option<U256> {
+        v.checked_mul(U256::from(10u64.pow(k)))?
+            .checked_add(U256::from(chunk))
+    };
     for b in int.bytes().chain(frac_trim.bytes()) {
+        chunk = chunk * 10 + u64::from(b - b'0');
+        k += 1;
+        if k == 19 {
+            v = fold(v, chunk, k).ok_or_else(too_large)?;
+            (chunk, k) = (0, 0);
+        }
+    }
+    v = fold(v, chunk, k).ok_or_else(too_large)?;
+    for _ in 0..pad / 19 {
         v = v
-            .checked_mul(ten)
-            .and_then(|v| v.checked_add(U256::from(b - b'0')))
+            .checked_mul(U256::from(10u64.pow(19)))
             .ok_or_else(too_large)?;
     }
-    for _ in 0..pad {
-        v = v.checked_mul(ten).ok_or_else(too_large)?;
-    }
+    v = v
+        .checked_mul(U256::from(10u64.pow((pad % 19) as u32)))
+        .ok_or_else(too_large)?;
     Ok(Amount(v))
 }
 
@@ -329,6 +343,49 @@ mod tests {
             parse_units(over, 0),
             Err(AmountError::TooLarge(_))
         ));
+    }
+
+    #[test]
+    fn parse_agrees_with_ruint_at_every_length_and_padding() {
+        // Digit strings of 1..=78 digits, each also split as `int.frac` and padded out to
+        // `decimals`: the 19-digit chunking must give ruint's own decimal parse.
+        let digits = "9876543210123456789".repeat(5);
+        for len in 1..=78 {
+            let text = &digits[..len];
+            // 78 digits of this pattern exceed 2^256 − 1: ruint refuses them too.
+            let Ok(whole) = text.parse::<U256>() else {
+                assert!(matches!(
+                    parse_units(text, 0),
+                    Err(AmountError::TooLarge(_))
+                ));
+                continue;
+            };
+            assert_eq!(parse_units(text, 0).unwrap(), Amount(whole), "{text}");
+            for frac in [0usize, 1, 7, 19, 20, 38] {
+                if frac >= len {
+                    continue;
+                }
+                let (i, f) = text.split_at(len - frac);
+                if f.ends_with('0') {
+                    continue;
+                }
+                for decimals in [frac, frac + 1, frac + 19, frac + 40] {
+                    let Ok(d) = u8::try_from(decimals) else {
+                        continue;
+                    };
+                    let scale = U256::from(10u8).checked_pow(U256::from(decimals - frac));
+                    let expected = scale.and_then(|p| whole.checked_mul(p));
+                    let got = parse_units(&format!("{i}.{f}"), d);
+                    match expected {
+                        Some(e) => assert_eq!(got.unwrap(), Amount(e), "{i}.{f} @ {d}"),
+                        None => assert!(
+                            matches!(got, Err(AmountError::TooLarge(_))),
+                            "{i}.{f} @ {d}"
+                        ),
+                    }
+                }
+            }
+        }
     }
 
     #[test]
