@@ -5,9 +5,11 @@ use super::{Exclusion, GainRow, LossLedger, LossRow};
 use crate::ingest::files::Name;
 use crate::ingest::files::{AmountRow, BalanceRow, HolderRow, Origin};
 use crate::primitives::{value_of, Address, Amount, AmountError, Asset, Decimal, ValueError, U256};
+use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// The loss stage failed; nothing was produced.
 #[derive(Debug, thiserror::Error)]
@@ -233,119 +235,52 @@ pub fn compute(inputs: &LossInputs) -> Result<(LossLedger, LossStats), LossError
         it.asset_ix.insert(a.symbol.clone(), i as u32);
     }
     let mut stats = LossStats::default();
-    // Rows keep a reference to where they came from (no per-row copy of the path), for the
-    // message when a second input gives the same (account, asset, pool).
-    let mut losses: foldhash::HashMap<Key, (Amount, &Origin)> = foldhash::HashMap::default();
-    losses.reserve(inputs.balances.len() + inputs.losses.len());
+    // Every (account, asset, pool) loss in input order: the key with its position (`seq`),
+    // the amount and where it came from, by position. A key given twice is found by
+    // sorting, after gathering (see `first_conflict`).
+    let n = inputs.balances.len()
+        + inputs.losses.len()
+        + inputs.vaults.iter().map(|v| v.holders.len()).sum::<usize>();
+    let mut keys: Vec<(Key, u32)> = Vec::with_capacity(n);
+    let mut amounts: Vec<Amount> = Vec::with_capacity(n);
+    let mut origins: Vec<&Origin> = Vec::with_capacity(n);
     let mut gains: BTreeMap<(Address, u32), Amount> = BTreeMap::new();
-
-    fn put<'a>(
-        losses: &mut foldhash::HashMap<Key, (Amount, &'a Origin)>,
-        key: Key,
-        amount: Amount,
-        origin: &'a Origin,
-        it: &Interner,
-        assets: &[(Asset, Decimal)],
-    ) -> Result<(), LossError> {
-        match losses.entry(key) {
-            std::collections::hash_map::Entry::Occupied(e) => {
-                let first = e.get().1;
-                Err(LossError::Conflict {
-                    file: origin.file.to_path_buf(),
-                    line: origin.line,
-                    first_file: first.file.to_path_buf(),
-                    first_line: first.line,
-                    account: key.0,
-                    asset: assets[key.1 as usize].0.symbol.clone(),
-                    pool: it.pool_text(key.2),
-                })
-            }
-            std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert((amount, origin));
-                Ok(())
-            }
-        }
+    let gathered = gather(
+        inputs,
+        &mut it,
+        &mut stats,
+        &mut gains,
+        |key, amount, origin| {
+            keys.push((key, keys.len() as u32));
+            amounts.push(amount);
+            origins.push(origin);
+        },
+    );
+    // A key given twice before a failing row is reported first, as going row by row would.
+    keys.par_sort_unstable();
+    if let Some((key, first, repeat)) = first_conflict(&keys) {
+        let (first, second) = (origins[first as usize], origins[repeat as usize]);
+        return Err(LossError::Conflict {
+            file: second.file.to_path_buf(),
+            line: second.line,
+            first_file: first.file.to_path_buf(),
+            first_line: first.line,
+            account: key.0,
+            asset: inputs.assets[key.1 as usize].0.symbol.clone(),
+            pool: it.pool_text(key.2),
+        });
     }
-
-    for r in &inputs.balances {
-        let key = (r.account, it.asset(&r.asset)?, it.pool(&r.pool));
-        if r.after > r.before {
-            let g = gains.entry((r.account, key.1)).or_default();
-            *g = g
-                .checked_add(r.after.saturating_sub(r.before))
-                .map_err(amt(|| format!("gain of {}", r.account)))?;
-        }
-        put(
-            &mut losses,
-            key,
-            r.before.saturating_sub(r.after),
-            &r.origin,
-            &it,
-            &inputs.assets,
-        )?;
-    }
-    for r in &inputs.losses {
-        let key = (r.account, it.asset(&r.asset)?, it.pool(&r.pool));
-        put(&mut losses, key, r.amount, &r.origin, &it, &inputs.assets)?;
-    }
-    for v in &inputs.vaults {
-        let ai = it.asset(&v.underlying)?;
-        let pi = it.pool(&Some(Name::from(v.name.as_str())));
-        let held = Amount::checked_sum(v.holders.iter().map(|h| h.amount))
-            .map_err(amt(|| format!("vault {} shares", v.name)))?;
-        if held > v.total_supply_before {
-            return Err(LossError::VaultShares {
-                vault: v.name.clone(),
-                held,
-                supply: v.total_supply_before,
-            });
-        }
-        let mut total = Amount::ZERO;
-        for h in &v.holders {
-            let before = h
-                .amount
-                .mul_div_floor(v.total_assets_before.raw(), v.total_supply_before.raw())
-                .map_err(amt(|| format!("vault {} convertToAssets before", v.name)))?;
-            let after = if v.total_supply_after.is_zero() {
-                Amount::ZERO
-            } else {
-                h.amount
-                    .mul_div_floor(v.total_assets_after.raw(), v.total_supply_after.raw())
-                    .map_err(amt(|| format!("vault {} convertToAssets after", v.name)))?
-            };
-            if after > before {
-                let g = gains.entry((h.account, ai)).or_default();
-                *g = g
-                    .checked_add(after.saturating_sub(before))
-                    .map_err(amt(|| "gain".to_owned()))?;
-            }
-            let loss = before.saturating_sub(after);
-            total = total
-                .checked_add(loss)
-                .map_err(amt(|| format!("vault {} total loss", v.name)))?;
-            put(
-                &mut losses,
-                (h.account, ai, pi),
-                loss,
-                &h.origin,
-                &it,
-                &inputs.assets,
-            )?;
-        }
-        let e = stats.share_price.entry(v.underlying.clone()).or_default();
-        *e = e
-            .checked_add(total)
-            .map_err(amt(|| "share-price total".to_owned()))?;
-    }
+    gathered?;
+    drop(origins);
 
     // Look-through: replace each wrapper's rows by its holders' pro-rata shares. `merged`
     // is sorted by key (account, asset index, pool index) and unique on it.
-    let mut merged: Vec<(Key, Amount)> = losses
-        .into_iter()
-        .filter(|(_, (a, _))| !a.is_zero())
-        .map(|(k, (a, _))| (k, a))
+    let mut merged: Vec<(Key, Amount)> = keys
+        .iter()
+        .map(|&(k, seq)| (k, amounts[seq as usize]))
+        .filter(|(_, a)| !a.is_zero())
         .collect();
-    merged.sort_unstable_by_key(|e| e.0);
+    drop((keys, amounts));
     for w in &inputs.wrappers {
         let lo = merged.partition_point(|e| e.0 .0 < w.address);
         let hi = merged.partition_point(|e| e.0 .0 <= w.address);
@@ -476,15 +411,18 @@ pub fn compute(inputs: &LossInputs) -> Result<(LossLedger, LossStats), LossError
     let asset_rank = ranks(inputs.assets.iter().map(|(a, _)| Some(a.symbol.as_str())));
     let pool_rank = ranks(it.pools.iter().map(|p| p.as_deref()));
     merged.retain(|(_, a)| !a.is_zero());
-    merged.sort_unstable_by_key(|((account, ai, pi), _)| {
-        (*account, asset_rank[*ai as usize], pool_rank[*pi as usize])
-    });
+    // `merged` is in account order already: only each account's few rows need reordering.
+    for rows in merged.chunk_by_mut(|a, b| a.0 .0 == b.0 .0) {
+        rows.sort_unstable_by_key(|((_, ai, pi), _)| {
+            (asset_rank[*ai as usize], pool_rank[*pi as usize])
+        });
+    }
     let names: Vec<Name> = inputs
         .assets
         .iter()
         .map(|(a, _)| Name::from(a.symbol.as_str()))
         .collect();
-    let excl: HashMap<Address, std::sync::Arc<Exclusion>> = inputs
+    let excl: foldhash::HashMap<Address, std::sync::Arc<Exclusion>> = inputs
         .exclusions
         .iter()
         .map(|(a, e)| (*a, std::sync::Arc::new(e.clone())))
@@ -538,6 +476,133 @@ pub fn compute(inputs: &LossInputs) -> Result<(LossLedger, LossStats), LossError
         },
         stats,
     ))
+}
+
+/// Hands every (account, asset, pool) loss of the inputs to `put`, in input order:
+/// balance deltas, loss lists, then each vault's share-price losses; gains go to `gains`,
+/// vault totals to `stats`.
+///
+/// # Errors
+/// As [`compute`], except a key given twice (the caller's check).
+fn gather<'a>(
+    inputs: &'a LossInputs,
+    it: &mut Interner,
+    stats: &mut LossStats,
+    gains: &mut BTreeMap<(Address, u32), Amount>,
+    mut put: impl FnMut(Key, Amount, &'a Origin),
+) -> Result<(), LossError> {
+    let mut cache = NameCache::default();
+    for r in &inputs.balances {
+        let key = (
+            r.account,
+            cache.asset(it, &r.asset)?,
+            cache.pool(it, &r.pool),
+        );
+        if r.after > r.before {
+            let g = gains.entry((r.account, key.1)).or_default();
+            *g = g
+                .checked_add(r.after.saturating_sub(r.before))
+                .map_err(amt(|| format!("gain of {}", r.account)))?;
+        }
+        put(key, r.before.saturating_sub(r.after), &r.origin);
+    }
+    for r in &inputs.losses {
+        let key = (
+            r.account,
+            cache.asset(it, &r.asset)?,
+            cache.pool(it, &r.pool),
+        );
+        put(key, r.amount, &r.origin);
+    }
+    for v in &inputs.vaults {
+        let ai = it.asset(&v.underlying)?;
+        let pi = it.pool(&Some(Name::from(v.name.as_str())));
+        let held = Amount::checked_sum(v.holders.iter().map(|h| h.amount))
+            .map_err(amt(|| format!("vault {} shares", v.name)))?;
+        if held > v.total_supply_before {
+            return Err(LossError::VaultShares {
+                vault: v.name.clone(),
+                held,
+                supply: v.total_supply_before,
+            });
+        }
+        let mut total = Amount::ZERO;
+        for h in &v.holders {
+            let before = h
+                .amount
+                .mul_div_floor(v.total_assets_before.raw(), v.total_supply_before.raw())
+                .map_err(amt(|| format!("vault {} convertToAssets before", v.name)))?;
+            let after = if v.total_supply_after.is_zero() {
+                Amount::ZERO
+            } else {
+                h.amount
+                    .mul_div_floor(v.total_assets_after.raw(), v.total_supply_after.raw())
+                    .map_err(amt(|| format!("vault {} convertToAssets after", v.name)))?
+            };
+            if after > before {
+                let g = gains.entry((h.account, ai)).or_default();
+                *g = g
+                    .checked_add(after.saturating_sub(before))
+                    .map_err(amt(|| "gain".to_owned()))?;
+            }
+            let loss = before.saturating_sub(after);
+            total = total
+                .checked_add(loss)
+                .map_err(amt(|| format!("vault {} total loss", v.name)))?;
+            put((h.account, ai, pi), loss, &h.origin);
+        }
+        let e = stats.share_price.entry(v.underlying.clone()).or_default();
+        *e = e
+            .checked_add(total)
+            .map_err(amt(|| "share-price total".to_owned()))?;
+    }
+    Ok(())
+}
+
+/// The interned index of the last few asset and pool names seen, by pointer: rows of one
+/// input share their names' `Arc`s, so most rows skip hashing the text.
+#[derive(Default)]
+struct NameCache {
+    assets: Vec<(Name, u32)>,
+    pools: Vec<(Name, u32)>,
+}
+
+impl NameCache {
+    const SIZE: usize = 64;
+
+    fn asset(&mut self, it: &Interner, name: &Name) -> Result<u32, LossError> {
+        if let Some(&(_, i)) = self.assets.iter().find(|(n, _)| Arc::ptr_eq(n, name)) {
+            return Ok(i);
+        }
+        let i = it.asset(name)?;
+        if self.assets.len() < Self::SIZE {
+            self.assets.push((Name::clone(name), i));
+        }
+        Ok(i)
+    }
+
+    fn pool(&mut self, it: &mut Interner, name: &Option<Name>) -> u32 {
+        let Some(name) = name else {
+            return 0; // `compute` interns "no pool" first
+        };
+        if let Some(&(_, i)) = self.pools.iter().find(|(n, _)| Arc::ptr_eq(n, name)) {
+            return i;
+        }
+        let i = it.pool(&Some(Name::clone(name)));
+        if self.pools.len() < Self::SIZE {
+            self.pools.push((Name::clone(name), i));
+        }
+        i
+    }
+}
+
+/// In `keys` sorted by (key, position): the key given twice whose second position comes
+/// first, as `(key, first position, second position)`.
+fn first_conflict(keys: &[(Key, u32)]) -> Option<(Key, u32, u32)> {
+    keys.chunk_by(|a, b| a.0 == b.0)
+        .filter(|run| run.len() > 1)
+        .map(|run| (run[0].0, run[0].1, run[1].1))
+        .min_by_key(|c| c.2)
 }
 
 /// The rank of each text in sorted order (`None` first); equal texts share a rank.
@@ -611,4 +676,126 @@ pub fn split_largest_remainder(
         left = left.checked_sub(one)?;
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn origin(file: &str, line: u64) -> Origin {
+        Origin {
+            file: std::path::Path::new(file).into(),
+            line,
+        }
+    }
+
+    fn inputs() -> LossInputs {
+        let usdc = Asset {
+            symbol: "USDC".into(),
+            address: None,
+            decimals: 6,
+        };
+        LossInputs {
+            assets: vec![(usdc, Decimal::ONE)],
+            ..LossInputs::default()
+        }
+    }
+
+    fn balance(account: u8, line: u64) -> BalanceRow {
+        BalanceRow {
+            account: Address::repeat_byte(account),
+            asset: Name::from("USDC"),
+            pool: None,
+            before: Amount::from(10u64),
+            after: Amount::from(4u64),
+            origin: origin("balances.csv", line),
+        }
+    }
+
+    fn listed(account: u8, line: u64) -> AmountRow {
+        AmountRow {
+            account: Address::repeat_byte(account),
+            asset: Name::from("USDC"),
+            pool: None,
+            amount: Amount::from(7u64),
+            kind: None,
+            origin: origin("losses.csv", line),
+        }
+    }
+
+    fn conflict_lines(e: LossError) -> (PathBuf, u64, PathBuf, u64) {
+        match e {
+            LossError::Conflict {
+                file,
+                line,
+                first_file,
+                first_line,
+                ..
+            } => (file, line, first_file, first_line),
+            e => panic!("expected a conflict, got {e}"),
+        }
+    }
+
+    #[test]
+    fn the_conflict_reported_is_the_one_met_first_in_input_order() {
+        let mut i = inputs();
+        // Account 9 repeats at losses.csv line 2, account 1 only at line 5: going row by
+        // row, account 9's repeat is met first although account 1 sorts first.
+        i.balances = vec![balance(1, 2), balance(9, 3)];
+        i.losses = vec![listed(9, 2), listed(3, 3), listed(4, 4), listed(1, 5)];
+        let e = compute(&i).expect_err("two keys are given twice");
+        assert_eq!(
+            conflict_lines(e),
+            ("losses.csv".into(), 2, "balances.csv".into(), 3)
+        );
+    }
+
+    #[test]
+    fn a_conflict_before_a_failing_vault_is_reported_first() {
+        let mut i = inputs();
+        i.balances = vec![balance(1, 2)];
+        i.losses = vec![listed(1, 2)];
+        // The vault's holders hold more shares than its supply: an error met after the
+        // conflict, going row by row.
+        i.vaults = vec![VaultInput {
+            name: "v".into(),
+            underlying: "USDC".into(),
+            total_assets_before: Amount::from(10u64),
+            total_supply_before: Amount::from(1u64),
+            total_assets_after: Amount::from(1u64),
+            total_supply_after: Amount::from(1u64),
+            holders: vec![HolderRow {
+                account: Address::repeat_byte(5),
+                amount: Amount::from(2u64),
+                origin: origin("holders.csv", 2),
+            }],
+        }];
+        let e = compute(&i).expect_err("conflict");
+        assert_eq!(
+            conflict_lines(e),
+            ("losses.csv".into(), 2, "balances.csv".into(), 2)
+        );
+        // Without the conflict, the vault's error is the one reported.
+        i.losses.clear();
+        assert!(matches!(compute(&i), Err(LossError::VaultShares { .. })));
+    }
+
+    #[test]
+    fn distinct_keys_give_one_row_each_in_account_order() {
+        let mut i = inputs();
+        i.balances = vec![balance(9, 2), balance(1, 3)];
+        i.losses = vec![listed(4, 2)];
+        let (ledger, stats) = compute(&i).unwrap();
+        let got: Vec<(Address, Amount)> =
+            ledger.rows.iter().map(|r| (r.account, r.amount)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (Address::repeat_byte(1), Amount::from(6u64)),
+                (Address::repeat_byte(4), Amount::from(7u64)),
+                (Address::repeat_byte(9), Amount::from(6u64)),
+            ]
+        );
+        assert_eq!(stats.net["USDC"], Amount::from(19u64));
+    }
 }
