@@ -241,14 +241,15 @@ fn claim_rows<'a>(
 
 /// Renders each output straight into its file in a fresh temporary directory beside `dir`
 /// (no file is ever held whole in memory), on as many threads as rayon has (each file is
-/// rendered by one thread; the largest are taken first, see [`render_order`]). When a file
-/// fails, no further file is started and the first failure in `names` order is returned.
+/// rendered by one thread; the largest are taken first, see [`render_order`]). Every file
+/// is attempted, so that when some fail the one reported is always the first of them in
+/// `names` order, however the threads ran.
 fn stage(
     dir: &Path,
     names: &[String],
     render: impl Fn(&str, &mut dyn std::io::Write) -> anyhow::Result<()> + Sync,
 ) -> anyhow::Result<tempfile::TempDir> {
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicUsize, Ordering};
     if dir.exists() && !dir.is_dir() {
         anyhow::bail!(
             "output directory {} exists and is not a directory",
@@ -284,21 +285,14 @@ fn stage(
     };
     let queue = render_order(names);
     let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
     let results: Vec<std::sync::Mutex<Option<anyhow::Result<()>>>> =
         names.iter().map(|_| Default::default()).collect();
     let workers = rayon::current_num_threads().clamp(1, names.len().max(1));
     std::thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| {
-                while !failed.load(Ordering::Relaxed) {
-                    let Some(&i) = queue.get(next.fetch_add(1, Ordering::Relaxed)) else {
-                        break;
-                    };
+                while let Some(&i) = queue.get(next.fetch_add(1, Ordering::Relaxed)) {
                     let r = write_one(&names[i]);
-                    if r.is_err() {
-                        failed.store(true, Ordering::Relaxed);
-                    }
                     *results[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
                 }
             });
@@ -489,4 +483,81 @@ pub async fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
         println!("wrote {} files to {}", names.len(), dir.display());
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn the_largest_files_are_started_first() {
+        let n = names(&[
+            "summary.json",
+            "claims.csv",
+            "user_results.csv",
+            "report.md",
+            "t.json",
+        ]);
+        let order: Vec<&str> = render_order(&n).iter().map(|&i| n[i].as_str()).collect();
+        assert_eq!(
+            order,
+            [
+                "user_results.csv",
+                "t.json",
+                "claims.csv",
+                "summary.json",
+                "report.md"
+            ]
+        );
+    }
+
+    #[test]
+    fn every_file_is_staged_and_the_first_failure_in_name_order_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let n = names(&[
+            "summary.json",
+            "claims.csv",
+            "user_results.csv",
+            "report.md",
+            "t.json",
+        ]);
+        let tmp = stage(&out, &n, |name, w| {
+            w.write_all(name.as_bytes())?;
+            Ok(())
+        })
+        .unwrap();
+        for name in &n {
+            assert_eq!(
+                std::fs::read_to_string(tmp.path().join(name)).unwrap(),
+                *name
+            );
+        }
+        let staged_at = tmp.path().to_owned();
+        drop(tmp);
+        assert!(!staged_at.exists());
+        // `t.json` is started before `claims.csv`, but `claims.csv` comes first by name
+        // order: its error is the one reported, on any number of threads.
+        for _ in 0..20 {
+            let e = stage(&out, &n, |name, w| {
+                if name == "claims.csv" || name == "t.json" {
+                    anyhow::bail!("cannot render {name}");
+                }
+                w.write_all(name.as_bytes())?;
+                Ok(())
+            })
+            .unwrap_err();
+            assert!(
+                format!("{e:#}").contains("cannot render claims.csv"),
+                "{e:#}"
+            );
+        }
+        assert!(!out.exists(), "nothing is published by staging");
+        let leftovers = std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(leftovers, 0, "failed stagings leave no temporary directory");
+    }
 }
