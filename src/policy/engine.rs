@@ -357,6 +357,25 @@ pub fn apply(
     assets: &[Asset],
     prices: &Prices,
 ) -> Result<PolicyResult, PolicyError> {
+    let mut result = apply_unverified(ledger, funding, config, covers, assets, prices)?;
+    result.checks = verify(&result, &ledger.rows, funding, config)?;
+    Ok(result)
+}
+
+/// [`apply`] without its conservation checks: the caller must run
+/// [`super::verify::verify_against`] on the result before anything of it is published (the
+/// pipeline runs them beside the claim trees). Its `checks` are empty.
+///
+/// # Errors
+/// As [`apply`], except the checks' [`PolicyError::Invariant`]s.
+pub(crate) fn apply_unverified(
+    ledger: &LossLedger,
+    funding: &[FundingSource],
+    config: &PolicyConfig,
+    covers: &CoverList,
+    assets: &[Asset],
+    prices: &Prices,
+) -> Result<PolicyResult, PolicyError> {
     config.validate()?;
     let lrows = &ledger.rows;
     if lrows.len() >= u32::MAX as usize {
@@ -988,7 +1007,7 @@ fn build(
         t.payout_end.push(end_of(t.payout_asset.len(), "payouts")?);
     }
     t.shrink_to_fit();
-    let mut result = PolicyResult {
+    let result = PolicyResult {
         table: t,
         sources,
         groups: groups.into_values().collect(),
@@ -1017,6 +1036,5 @@ fn build(
         });
     }
     drop(pays);
-    result.checks = verify(&result, lrows, funding, config)?;
     Ok(result)
 }

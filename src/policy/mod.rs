@@ -48,11 +48,13 @@ pub use config::{
     Scope, SourceKind, Tier, MAX_PAY_BPS,
 };
 pub use engine::apply;
+pub(crate) use engine::apply_unverified;
 pub use error::PolicyError;
 pub use result::{
     residual_value, AssetAmount, Check, GroupTotals, Name, Payout, PolicyResult, RowRef, RowStatus,
     SourcePayment, SourceResult, TierTotals, UserRef,
 };
+pub(crate) use verify::{verify_against, LedgerTotals};
 
 #[cfg(test)]
 mod tests;

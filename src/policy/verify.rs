@@ -52,6 +52,50 @@ pub(crate) fn verify(
     funding: &[FundingSource],
     config: &PolicyConfig,
 ) -> Result<Vec<Check>, PolicyError> {
+    verify_against(r, &LedgerTotals::of(ledger)?, funding, config)
+}
+
+/// What [`verify`] checks a result against of the loss ledger: its row count and Σ loss per
+/// asset symbol, base units. Taken before the ledger's rows are freed, so that the checks
+/// can run after (beside the claim trees, in the pipeline).
+#[derive(Debug, Clone)]
+pub(crate) struct LedgerTotals {
+    rows: usize,
+    loss: BTreeMap<String, Amount>,
+}
+
+impl LedgerTotals {
+    /// The totals of `ledger`.
+    ///
+    /// # Errors
+    /// [`PolicyError::Overflow`] when an asset's Σ loss exceeds 2^256 − 1.
+    pub(crate) fn of(ledger: &[LossRow]) -> Result<Self, PolicyError> {
+        let mut loss: BTreeMap<String, Amount> = BTreeMap::new();
+        for l in ledger {
+            match loss.get_mut(&*l.asset) {
+                Some(e) => *e = sum(*e, l.amount)?,
+                None => {
+                    loss.insert(l.asset.to_string(), l.amount);
+                }
+            }
+        }
+        Ok(Self {
+            rows: ledger.len(),
+            loss,
+        })
+    }
+}
+
+/// [`verify`] against ledger totals taken earlier.
+///
+/// # Errors
+/// As [`verify`].
+pub(crate) fn verify_against(
+    r: &PolicyResult,
+    ledger: &LedgerTotals,
+    funding: &[FundingSource],
+    config: &PolicyConfig,
+) -> Result<Vec<Check>, PolicyError> {
     let mut checks = Vec::new();
     if r.sources.len() != funding.len() {
         return Err(broken(
@@ -225,16 +269,17 @@ pub(crate) fn verify(
     }
 
     // The rows are the ledger's.
-    let mut ledger_loss: BTreeMap<&str, Amount> = BTreeMap::new();
-    for l in ledger {
-        let e = ledger_loss.entry(&*l.asset).or_insert(Amount::ZERO);
-        *e = sum(*e, l.amount)?;
-    }
-    if nrows != ledger.len() || ledger_loss != loss_by_asset {
+    let same_loss = ledger.loss.len() == loss_by_asset.len()
+        && ledger
+            .loss
+            .iter()
+            .zip(&loss_by_asset)
+            .all(|((a, x), (b, y))| a == b && x == y);
+    if nrows != ledger.rows || !same_loss {
         return Err(broken(
             "result rows = ledger rows",
             "ledger",
-            format!("{} rows {ledger_loss:?}", ledger.len()),
+            format!("{} rows {:?}", ledger.rows, ledger.loss),
             format!("{nrows} rows {loss_by_asset:?}"),
         ));
     }
