@@ -489,19 +489,22 @@ pub async fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
 mod tests {
     use super::*;
 
-    fn names(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| (*s).to_owned()).collect()
-    }
-
-    #[test]
-    fn the_largest_files_are_started_first() {
-        let n = names(&[
+    /// A run's file names: the four fixed ones and one tree.
+    fn names() -> Vec<String> {
+        [
             "summary.json",
             "claims.csv",
             "user_results.csv",
             "report.md",
             "t.json",
-        ]);
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+
+    #[test]
+    fn the_largest_files_are_started_first() {
+        let n = names();
         let order: Vec<&str> = render_order(&n).iter().map(|&i| n[i].as_str()).collect();
         assert_eq!(
             order,
@@ -519,13 +522,7 @@ mod tests {
     fn every_file_is_staged_and_the_first_failure_in_name_order_is_reported() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("out");
-        let n = names(&[
-            "summary.json",
-            "claims.csv",
-            "user_results.csv",
-            "report.md",
-            "t.json",
-        ]);
+        let n = names();
         let tmp = stage(&out, &n, |name, w| {
             w.write_all(name.as_bytes())?;
             Ok(())
