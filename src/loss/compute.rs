@@ -241,7 +241,8 @@ pub fn compute(inputs: &LossInputs) -> Result<(LossLedger, LossStats), LossError
     let n = inputs.balances.len()
         + inputs.losses.len()
         + inputs.vaults.iter().map(|v| v.holders.len()).sum::<usize>();
-    let mut keys: Vec<(Key, u32)> = Vec::with_capacity(n);
+    // Positions are `usize`: a `u32` would wrap past 2^32 rows and misorder conflicts.
+    let mut keys: Vec<(Key, usize)> = Vec::with_capacity(n);
     let mut amounts: Vec<Amount> = Vec::with_capacity(n);
     let mut origins: Vec<&Origin> = Vec::with_capacity(n);
     let mut gains: BTreeMap<(Address, u32), Amount> = BTreeMap::new();
@@ -251,7 +252,7 @@ pub fn compute(inputs: &LossInputs) -> Result<(LossLedger, LossStats), LossError
         &mut stats,
         &mut gains,
         |key, amount, origin| {
-            keys.push((key, keys.len() as u32));
+            keys.push((key, keys.len()));
             amounts.push(amount);
             origins.push(origin);
         },
@@ -259,7 +260,7 @@ pub fn compute(inputs: &LossInputs) -> Result<(LossLedger, LossStats), LossError
     // A key given twice before a failing row is reported first, as going row by row would.
     keys.par_sort_unstable();
     if let Some((key, first, repeat)) = first_conflict(&keys) {
-        let (first, second) = (origins[first as usize], origins[repeat as usize]);
+        let (first, second) = (origins[first], origins[repeat]);
         return Err(LossError::Conflict {
             file: second.file.to_path_buf(),
             line: second.line,
@@ -277,7 +278,7 @@ pub fn compute(inputs: &LossInputs) -> Result<(LossLedger, LossStats), LossError
     // is sorted by key (account, asset index, pool index) and unique on it.
     let mut merged: Vec<(Key, Amount)> = keys
         .iter()
-        .map(|&(k, seq)| (k, amounts[seq as usize]))
+        .map(|&(k, seq)| (k, amounts[seq]))
         .filter(|(_, a)| !a.is_zero())
         .collect();
     drop((keys, amounts));
@@ -598,7 +599,7 @@ impl NameCache {
 
 /// In `keys` sorted by (key, position): the key given twice whose second position comes
 /// first, as `(key, first position, second position)`.
-fn first_conflict(keys: &[(Key, u32)]) -> Option<(Key, u32, u32)> {
+fn first_conflict(keys: &[(Key, usize)]) -> Option<(Key, usize, usize)> {
     keys.chunk_by(|a, b| a.0 == b.0)
         .filter(|run| run.len() > 1)
         .map(|run| (run[0].0, run[0].1, run[1].1))
