@@ -264,7 +264,8 @@ impl<'a> RowRef<'a> {
     pub fn claim(self) -> Amount {
         self.t.row_claim.get(self.i)
     }
-    /// Part of the claim settled by payments (0 for withheld and redistributed rows).
+    /// Part of the claim settled by payments, base units of `asset` (0 for withheld and
+    /// redistributed rows).
     pub fn covered(self) -> Amount {
         if self.status() == RowStatus::Paid {
             self.t.row_settled.get(self.i)
@@ -272,7 +273,8 @@ impl<'a> RowRef<'a> {
             Amount::ZERO
         }
     }
-    /// Part of the claim settled by allocations that were withheld (withheld rows only).
+    /// Part of the claim settled by allocations that were withheld, base units of `asset`
+    /// (withheld rows only).
     pub fn withheld(self) -> Amount {
         if self.status() == RowStatus::Paid {
             Amount::ZERO
@@ -280,11 +282,13 @@ impl<'a> RowRef<'a> {
             self.t.row_settled.get(self.i)
         }
     }
-    /// `loss − covered` when covered ≤ loss, else 0: the loss not made good.
+    /// `loss − covered` when covered ≤ loss, else 0: the loss not made good, base units of
+    /// `asset`.
     pub fn haircut(self) -> Amount {
         self.loss().saturating_sub(self.covered())
     }
-    /// `covered − loss` when a cap above 100% paid more than the loss, else 0.
+    /// `covered − loss` when a cap above 100% paid more than the loss, else 0; base units
+    /// of `asset`.
     pub fn excess(self) -> Amount {
         self.covered().saturating_sub(self.loss())
     }
