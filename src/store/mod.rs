@@ -181,9 +181,16 @@ impl Store {
         let shown = url.split('@').next_back().unwrap_or(&url).to_owned();
         let mut opts = AnyPoolOptions::new();
         if backend == Backend::Sqlite {
+            // A rollback journal, not WAL: a run is one large transaction of new rows. In
+            // WAL mode every page of it is written twice, to the WAL and then into the
+            // database by the checkpoint at commit; with a rollback journal the pages
+            // appended past the old end of the file need no journal entry and are written
+            // once. On a million-claimant run (0.7 GB of rows) SQLite's thread spent 80% of
+            // its time in `pwrite`, half of that in the checkpoint (BENCHMARKS.md, "Session
+            // 8"). Setting it also turns a database an earlier version left in WAL mode back.
             opts = opts.max_connections(1).after_connect(|conn, _| {
                 Box::pin(async move {
-                    conn.execute("PRAGMA foreign_keys = ON; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; PRAGMA cache_size = -131072;").await?;
+                    conn.execute("PRAGMA foreign_keys = ON; PRAGMA journal_mode = DELETE; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; PRAGMA cache_size = -131072;").await?;
                     Ok(())
                 })
             });

@@ -114,7 +114,7 @@ impl Fixture {
                 }
             }
         }
-        for db in ["recoup.db", "recoup.db-wal"] {
+        for db in ["recoup.db", "recoup.db-wal", "recoup.db-journal"] {
             if let Ok(b) = std::fs::read(self.path(db)) {
                 m.insert(self.path(db), b);
             }

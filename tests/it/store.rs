@@ -100,6 +100,38 @@ async fn sqlite_store_is_idempotent_and_transactional() {
 }
 
 #[tokio::test]
+async fn sqlite_database_left_in_wal_mode_gets_a_rollback_journal_and_keeps_its_rows() {
+    use sqlx::Row as _;
+    let dir = support::tempdir();
+    let url = format!("sqlite:{}", dir.path().join("r.db").display());
+    let store = Store::open(&url).await.unwrap();
+    store.save_run(&record("0x01", "5")).await.unwrap();
+    // As versions before the rollback journal left it.
+    let mode: String = sqlx::query("PRAGMA journal_mode = WAL")
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
+        .try_get(0)
+        .unwrap();
+    assert_eq!(mode, "wal");
+    store.pool().close().await;
+    let again = Store::open(&url).await.unwrap();
+    let mode: String = sqlx::query("PRAGMA journal_mode")
+        .fetch_one(again.pool())
+        .await
+        .unwrap()
+        .try_get(0)
+        .unwrap();
+    assert_eq!(mode, "delete");
+    assert_eq!(again.count(StoredTable::UserResults).await.unwrap(), 2500);
+    again.pool().close().await;
+    assert!(
+        !dir.path().join("r.db-wal").exists(),
+        "the WAL is folded in"
+    );
+}
+
+#[tokio::test]
 async fn postgres_store_is_idempotent_and_transactional() {
     let Some(url) = support::fresh_pg_database().await else {
         return;
