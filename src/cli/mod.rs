@@ -5,6 +5,7 @@
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
+mod direct;
 pub mod ingest;
 pub mod merkle;
 pub mod run;

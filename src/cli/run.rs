@@ -5,6 +5,7 @@
 //! on every thread, into a temporary directory beside the output directory; the transaction
 //! commits only once every file is staged; only then are the files renamed into place.
 
+use super::direct::DirectWriter;
 use super::{GlobalArgs, EXIT_CHECK_FAILED};
 use crate::manifest::Manifest;
 use crate::pipeline::{self, PipelineError, RunOutput};
@@ -276,11 +277,11 @@ fn stage(
         .with_context(|| format!("creating a temporary directory in {}", parent.display()))?;
     let write_one = |name: &str| -> anyhow::Result<()> {
         let p = tmp.path().join(name);
-        let f = std::fs::File::create(&p).with_context(|| format!("creating {}", p.display()))?;
-        let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+        let mut w =
+            DirectWriter::create(&p).with_context(|| format!("creating {}", p.display()))?;
         render(name, &mut w).with_context(|| format!("writing {}", p.display()))?;
-        use std::io::Write as _;
-        w.flush()
+        w.finish()
+            .map(drop)
             .with_context(|| format!("writing {}", p.display()))
     };
     let queue = render_order(names);
