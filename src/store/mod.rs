@@ -332,9 +332,9 @@ impl Store {
             |query, c| {
                 query
                     .bind(seq)
-                    .bind(&c.tree)
-                    .bind(&c.account)
-                    .bind(&c.amount)
+                    .bind(c.tree)
+                    .bind(c.account)
+                    .bind(c.amount)
                     .bind(c.leaf_index as i64)
             },
             "saving claims",
@@ -455,24 +455,35 @@ type AnyQuery = sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments>;
 
 /// Inserts `rows` with multi-row INSERTs of [`ROWS_PER_INSERT`] rows each: `prefix` names
 /// the table and its `cols` columns (`INSERT INTO t (a, b) VALUES `), `bind` binds one
-/// row's `cols` values in that order. Rows are pulled from the iterator a chunk at a time.
-/// Only placeholders are generated; values are bound. The SQL of a full chunk is made once
-/// and shared (`Arc`), only a last, shorter chunk gets its own: building it per chunk was
-/// 6.7% of the CPU spent making a million-claimant run's rows (`perf`).
+/// row's `cols` values in that order, taking the row (its strings move into the query
+/// instead of being copied). Rows are pulled from the iterator a chunk at a time. Only
+/// placeholders are generated; values are bound. The SQL of a full chunk is made once and
+/// shared (`Arc`), only a last, shorter chunk gets its own: building it per chunk was 6.7%
+/// of the CPU spent making a million-claimant run's rows (`perf`).
+///
+/// The next chunk is made while the database runs the current one: each statement is
+/// handed to the driver (for SQLite, its worker thread) by a first poll, the next chunk's
+/// rows are made and bound, and only then is the statement awaited. Made one after the
+/// other, a million-claimant run's rows spent 3.2 s (per-user rows) and 1.8 s (claims)
+/// being made and bound on this thread while SQLite's thread waited, and SQLite's 9.9 s
+/// waited on them in turn (BENCHMARKS.md, "Session 8").
 async fn insert_rows<T>(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     backend: Backend,
     prefix: &str,
     cols: usize,
     rows: impl Iterator<Item = T>,
-    bind: impl Fn(AnyQuery, &T) -> AnyQuery,
+    bind: impl Fn(AnyQuery, T) -> AnyQuery,
     context: &'static str,
 ) -> Result<(), StoreError> {
+    use std::future::Future as _;
+    use std::task::Poll;
     let sql = |n: usize| -> std::sync::Arc<str> { values_sql(backend, prefix, n, cols).into() };
     let full = sql(ROWS_PER_INSERT);
     let mut rows = rows.peekable();
     let mut chunk = Vec::with_capacity(ROWS_PER_INSERT);
-    while rows.peek().is_some() {
+    let mut next_query = || -> Option<AnyQuery> {
+        rows.peek()?;
         chunk.clear();
         chunk.extend(rows.by_ref().take(ROWS_PER_INSERT));
         let text = if chunk.len() == ROWS_PER_INSERT {
@@ -480,10 +491,22 @@ async fn insert_rows<T>(
         } else {
             sql(chunk.len())
         };
-        let query = chunk
-            .iter()
-            .fold(sqlx::query(sqlx::AssertSqlSafe(text)), &bind);
-        query.execute(&mut **tx).await.map_err(q(context))?;
+        Some(
+            chunk
+                .drain(..)
+                .fold(sqlx::query(sqlx::AssertSqlSafe(text)), &bind),
+        )
+    };
+    let mut next = next_query();
+    while let Some(query) = next {
+        let mut running = std::pin::pin!(query.execute(&mut **tx));
+        let started = std::future::poll_fn(|cx| Poll::Ready(running.as_mut().poll(cx))).await;
+        next = next_query();
+        match started {
+            Poll::Ready(done) => done,
+            Poll::Pending => running.await,
+        }
+        .map_err(q(context))?;
     }
     Ok(())
 }
@@ -522,5 +545,9 @@ fn values_sql(backend: Backend, prefix: &str, rows: usize, cols: usize) -> Strin
 }
 
 /// Rows per multi-row INSERT. A full chunk always has the same SQL, so it stays in sqlx's
-/// per-connection statement cache. See BENCHMARKS.md for how it was chosen.
-const ROWS_PER_INSERT: usize = 256;
+/// per-connection statement cache. Each statement costs two thread hand-offs (to SQLite's
+/// worker and back); with the next chunk made while one runs, 1,024 rows a statement saved
+/// ≈ 2 s of a million-claimant save against 256 (4,096 gave nothing more). At 5 columns
+/// that is 5,120 parameters, under SQLite's 32,766 and PostgreSQL's 65,535. See
+/// BENCHMARKS.md for the measurements.
+const ROWS_PER_INSERT: usize = 1024;
