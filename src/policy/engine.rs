@@ -825,6 +825,53 @@ pub(crate) fn apply_unverified(
     )
 }
 
+/// Each user's residual value: Σ over the user's rows of [`residual_value`] (the row's
+/// value × haircut / loss), from the table's row columns, on every thread.
+///
+/// A pass of its own after the table is filled, because each row's value costs a
+/// 256-bit division and a decimal multiplication: 0.9 s of a million-claimant run's
+/// policy stage on its one thread. Each user's sum is made in row order, so the result
+/// does not depend on the number of threads.
+///
+/// # Errors
+/// [`PolicyError::ValueOverflow`] naming the first user, in account order, whose residual
+/// value overflows a decimal.
+fn residual_values(t: &Table) -> Result<Vec<Decimal>, PolicyError> {
+    use rayon::prelude::*;
+    use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
+    let first_failed = AtomicUsize::new(usize::MAX);
+    let values: Vec<Decimal> = (0..t.account.len())
+        .into_par_iter()
+        .map(|u| {
+            let start = if u == 0 { 0 } else { t.row_end[u - 1] as usize };
+            let sum = (start..t.row_end[u] as usize).try_fold(Decimal::ZERO, |acc, i| {
+                let loss = t.row_loss.get(i);
+                let covered = if t.row_status[i] == RowStatus::Paid {
+                    t.row_settled.get(i)
+                } else {
+                    Amount::ZERO
+                };
+                acc.checked_add(residual_value(
+                    t.row_value[i],
+                    loss.saturating_sub(covered),
+                    loss,
+                )?)
+            });
+            sum.unwrap_or_else(|| {
+                first_failed.fetch_min(u, AtomicOrdering::Relaxed);
+                Decimal::ZERO
+            })
+        })
+        .collect();
+    match first_failed.into_inner() {
+        usize::MAX => Ok(values),
+        u => Err(PolicyError::ValueOverflow(format!(
+            "residual value of {}",
+            t.account[u]
+        ))),
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn build(
     lrows: &[LossRow],
@@ -862,7 +909,6 @@ fn build(
         account: Vec::with_capacity(users.len()),
         tier: Vec::with_capacity(users.len()),
         loss_value: Vec::with_capacity(users.len()),
-        residual_value: Vec::with_capacity(users.len()),
         row_end: Vec::with_capacity(users.len()),
         payout_end: Vec::with_capacity(users.len()),
         row_asset: Vec::with_capacity(n_rows),
@@ -905,7 +951,6 @@ fn build(
     let mut upay_assets: Vec<(u32, Amount)> = Vec::new();
     for u in users {
         upay_assets.clear();
-        let mut residual = Decimal::ZERO;
         for ri in u.first..u.end {
             let r = &rows[ri as usize];
             let lr = &lrows[r.li as usize];
@@ -945,13 +990,6 @@ fn build(
             };
             let haircut = lr.amount.saturating_sub(covered);
             let excess = covered.saturating_sub(lr.amount);
-            residual = residual
-                .checked_add(residual_value(lr.value, haircut, lr.amount).ok_or_else(|| {
-                    PolicyError::ValueOverflow(format!("residual value of {}", lr.account))
-                })?)
-                .ok_or_else(|| {
-                    PolicyError::ValueOverflow(format!("residual value of {}", lr.account))
-                })?;
             let g = groups
                 .entry((r.asset, r.pool, r.class))
                 .or_insert_with(|| GroupTotals {
@@ -994,17 +1032,20 @@ fn build(
             .loss_value
             .checked_add(u.value)
             .ok_or_else(|| PolicyError::ValueOverflow("a tier's loss value".into()))?;
-        tt.residual_value = tt
-            .residual_value
-            .checked_add(residual)
-            .ok_or_else(|| PolicyError::ValueOverflow("a tier's residual value".into()))?;
         t.account
             .push(lrows[rows[u.first as usize].li as usize].account);
         t.tier.push(u.tier.map_or(NONE, |x| x + 1));
         t.loss_value.push(u.value);
-        t.residual_value.push(residual);
         t.row_end.push(u.end);
         t.payout_end.push(end_of(t.payout_asset.len(), "payouts")?);
+    }
+    t.residual_value = residual_values(&t)?;
+    for (u, r) in users.iter().zip(&t.residual_value) {
+        let tt = &mut tiers[u.tier.map_or(config.tiers.len(), |t| t as usize)];
+        tt.residual_value = tt
+            .residual_value
+            .checked_add(*r)
+            .ok_or_else(|| PolicyError::ValueOverflow("a tier's residual value".into()))?;
     }
     t.shrink_to_fit();
     let result = PolicyResult {
