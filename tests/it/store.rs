@@ -99,30 +99,28 @@ async fn sqlite_store_is_idempotent_and_transactional() {
     assert_eq!(again.count(StoredTable::Runs).await.unwrap(), 1);
 }
 
+/// The text a PRAGMA statement returns.
+async fn pragma(store: &Store, sql: &'static str) -> String {
+    use sqlx::Row as _;
+    sqlx::query(sql)
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
+        .try_get(0)
+        .unwrap()
+}
+
 #[tokio::test]
 async fn sqlite_database_left_in_wal_mode_gets_a_rollback_journal_and_keeps_its_rows() {
-    use sqlx::Row as _;
     let dir = support::tempdir();
     let url = format!("sqlite:{}", dir.path().join("r.db").display());
     let store = Store::open(&url).await.unwrap();
     store.save_run(&record("0x01", "5")).await.unwrap();
     // As versions before the rollback journal left it.
-    let mode: String = sqlx::query("PRAGMA journal_mode = WAL")
-        .fetch_one(store.pool())
-        .await
-        .unwrap()
-        .try_get(0)
-        .unwrap();
-    assert_eq!(mode, "wal");
+    assert_eq!(pragma(&store, "PRAGMA journal_mode = WAL").await, "wal");
     store.pool().close().await;
     let again = Store::open(&url).await.unwrap();
-    let mode: String = sqlx::query("PRAGMA journal_mode")
-        .fetch_one(again.pool())
-        .await
-        .unwrap()
-        .try_get(0)
-        .unwrap();
-    assert_eq!(mode, "delete");
+    assert_eq!(pragma(&again, "PRAGMA journal_mode").await, "delete");
     assert_eq!(again.count(StoredTable::UserResults).await.unwrap(), 2500);
     again.pool().close().await;
     assert!(
