@@ -3,7 +3,7 @@
 use super::config::{CoverList, FundingSource, PolicyConfig, Prices, Rounding, Scope, SourceKind};
 use super::error::PolicyError;
 use super::result::{
-    residual_value, AssetAmount, GroupTotals, Name, PolicyResult, RowStatus, SourceResult, Table,
+    residual_values, AssetAmount, GroupTotals, Name, PolicyResult, RowStatus, SourceResult, Table,
     TierTotals, NONE,
 };
 use super::verify::verify;
@@ -825,53 +825,6 @@ pub(crate) fn apply_unverified(
     )
 }
 
-/// Each user's residual value: Σ over the user's rows of [`residual_value`] (the row's
-/// value × haircut / loss), from the table's row columns, on every thread.
-///
-/// A pass of its own after the table is filled, because each row's value costs a
-/// 256-bit division and a decimal multiplication: 0.9 s of a million-claimant run's
-/// policy stage on its one thread. Each user's sum is made in row order, so the result
-/// does not depend on the number of threads.
-///
-/// # Errors
-/// [`PolicyError::ValueOverflow`] naming the first user, in account order, whose residual
-/// value overflows a decimal.
-fn residual_values(t: &Table) -> Result<Vec<Decimal>, PolicyError> {
-    use rayon::prelude::*;
-    use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
-    let first_failed = AtomicUsize::new(usize::MAX);
-    let values: Vec<Decimal> = (0..t.account.len())
-        .into_par_iter()
-        .map(|u| {
-            let start = if u == 0 { 0 } else { t.row_end[u - 1] as usize };
-            let sum = (start..t.row_end[u] as usize).try_fold(Decimal::ZERO, |acc, i| {
-                let loss = t.row_loss.get(i);
-                let covered = if t.row_status[i] == RowStatus::Paid {
-                    t.row_settled.get(i)
-                } else {
-                    Amount::ZERO
-                };
-                acc.checked_add(residual_value(
-                    t.row_value[i],
-                    loss.saturating_sub(covered),
-                    loss,
-                )?)
-            });
-            sum.unwrap_or_else(|| {
-                first_failed.fetch_min(u, AtomicOrdering::Relaxed);
-                Decimal::ZERO
-            })
-        })
-        .collect();
-    match first_failed.into_inner() {
-        usize::MAX => Ok(values),
-        u => Err(PolicyError::ValueOverflow(format!(
-            "residual value of {}",
-            t.account[u]
-        ))),
-    }
-}
-
 #[allow(clippy::too_many_arguments)]
 fn build(
     lrows: &[LossRow],
@@ -1039,7 +992,8 @@ fn build(
         t.row_end.push(u.end);
         t.payout_end.push(end_of(t.payout_asset.len(), "payouts")?);
     }
-    t.residual_value = residual_values(&t)?;
+    t.residual_value = residual_values(&t)
+        .map_err(|account| PolicyError::ValueOverflow(format!("residual value of {account}")))?;
     for (u, r) in users.iter().zip(&t.residual_value) {
         let tt = &mut tiers[u.tier.map_or(config.tiers.len(), |t| t as usize)];
         tt.residual_value = tt
