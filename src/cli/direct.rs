@@ -100,7 +100,7 @@ impl Disk {
                     // rest goes buffered.
                     Ok(n) => done += n,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) if e.raw_os_error() == Some(EINVAL) => break,
+                    Err(e) if e.kind() == io::ErrorKind::InvalidInput => break,
                     Err(e) => return Err(e),
                 }
             }
@@ -121,11 +121,6 @@ impl Disk {
         Ok(())
     }
 }
-
-#[cfg(target_os = "linux")]
-const EINVAL: i32 = rustix::io::Errno::INVAL.raw_os_error();
-#[cfg(not(target_os = "linux"))]
-const EINVAL: i32 = 22;
 
 #[cfg(target_os = "linux")]
 fn set_direct(file: &File, on: bool) -> io::Result<()> {
@@ -154,7 +149,7 @@ fn create(path: &Path) -> io::Result<(File, bool)> {
             .open(path);
         match direct {
             Ok(f) => return Ok((f, true)),
-            Err(e) if e.raw_os_error() == Some(EINVAL) => {}
+            Err(e) if e.kind() == io::ErrorKind::InvalidInput => {}
             Err(e) => return Err(e),
         }
     }

@@ -141,7 +141,11 @@ impl Amount {
         // The same quotient and remainder in narrower arithmetic when the product fits:
         // 128 bits (pro-rata shares of token amounts mostly do), then 256. A 512-bit
         // division was ≈ 4% of a million-claimant run's CPU, on the policy's one thread.
-        if let (Some(a), Some(b), Some(d)) = (low128(self.0), low128(num), low128(den)) {
+        if let (Some(a), Some(b), Some(d)) = (
+            u128::try_from(self.0).ok(),
+            u128::try_from(num).ok(),
+            u128::try_from(den).ok(),
+        ) {
             if let Some(p) = a.checked_mul(b) {
                 return Ok((Self(U256::from(p / d)), U256::from(p % d)));
             }
@@ -317,12 +321,6 @@ pub fn format_units(a: Amount, decimals: u8) -> String {
     } else {
         format!("{int}.{frac}")
     }
-}
-
-/// `x` as a `u128` when it fits.
-fn low128(x: U256) -> Option<u128> {
-    let l = x.as_limbs();
-    (l[2] == 0 && l[3] == 0).then(|| u128::from(l[0]) | (u128::from(l[1]) << 64))
 }
 
 #[cfg(test)]

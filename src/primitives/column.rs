@@ -7,9 +7,7 @@ const WIDE: u128 = u128::MAX;
 
 /// `a` as an inline value: below 2^128 − 1 base units (the sentinel itself goes wide).
 fn inline(a: Amount) -> Option<u128> {
-    let l = a.raw().into_limbs();
-    let v = u128::from(l[0]) | (u128::from(l[1]) << 64);
-    (l[2] == 0 && l[3] == 0 && v != WIDE).then_some(v)
+    u128::try_from(a.raw()).ok().filter(|&v| v != WIDE)
 }
 
 /// A column of [`Amount`]s, exact over the whole 0 ..= 2^256 − 1 range, that keeps each
