@@ -114,8 +114,9 @@ pub async fn run(cmd: MerkleCommand, global: &GlobalArgs) -> anyhow::Result<u8> 
 pub fn read_claims_csv(path: &Path) -> anyhow::Result<Vec<ClaimEntry>> {
     let file = std::fs::File::open(path)
         .with_context(|| format!("opening claims CSV {}", path.display()))?;
+    // Fields are trimmed here, not by `csv`, whose field trimming allocates a record per row.
     let mut rdr = csv::ReaderBuilder::new()
-        .trim(csv::Trim::All)
+        .trim(csv::Trim::Headers)
         .from_reader(std::io::BufReader::with_capacity(1 << 20, file));
     let headers = rdr
         .headers()
@@ -138,9 +139,9 @@ pub fn read_claims_csv(path: &Path) -> anyhow::Result<Vec<ClaimEntry>> {
             break;
         }
         let line = rec.position().map_or(0, |p| p.line());
-        let account = parse_address(&rec[0])
+        let account = parse_address(rec[0].trim())
             .with_context(|| format!("{}: line {line}, column 1 (account)", path.display()))?;
-        let amount: Amount = rec[1].parse().with_context(|| {
+        let amount: Amount = rec[1].trim().parse().with_context(|| {
             format!(
                 "{}: line {line}, column 2 (amount, base units)",
                 path.display()
@@ -374,4 +375,27 @@ fn verify(a: VerifyArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
         }
     }
     Ok(if valid { 0 } else { EXIT_CHECK_FAILED })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claims_csv_fields_and_header_are_read_without_surrounding_whitespace() {
+        let dir = tempfile::tempdir().unwrap();
+        let (plain, padded) = (dir.path().join("plain.csv"), dir.path().join("padded.csv"));
+        let a = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed";
+        let b = "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359";
+        std::fs::write(&plain, format!("account,amount\n{a},100\n{b},7\n")).unwrap();
+        std::fs::write(
+            &padded,
+            format!(" account ,\tamount\n  {a} , 100\n{b},\t7 \n"),
+        )
+        .unwrap();
+        let want = read_claims_csv(&plain).unwrap();
+        assert_eq!(want.len(), 2);
+        assert_eq!(want[1].amount, Amount::from(7u64));
+        assert_eq!(read_claims_csv(&padded).unwrap(), want);
+    }
 }
