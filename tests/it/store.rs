@@ -99,8 +99,11 @@ async fn sqlite_store_is_idempotent_and_transactional() {
     assert_eq!(again.count(StoredTable::Runs).await.unwrap(), 1);
 }
 
-/// The text a PRAGMA statement returns.
-async fn pragma(store: &Store, sql: &'static str) -> String {
+/// The value a PRAGMA statement returns (text or integer).
+async fn pragma<T>(store: &Store, sql: &'static str) -> T
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+{
     use sqlx::Row as _;
     sqlx::query(sql)
         .fetch_one(store.pool())
@@ -111,16 +114,54 @@ async fn pragma(store: &Store, sql: &'static str) -> String {
 }
 
 #[tokio::test]
+async fn sqlite_database_is_made_with_64_kib_pages_and_an_older_one_keeps_its_own() {
+    let dir = support::tempdir();
+    let url = format!("sqlite:{}", dir.path().join("new.db").display());
+    let store = Store::open(&url).await.unwrap();
+    store.save_run(&record("0x01", "5")).await.unwrap();
+    assert_eq!(pragma::<i64>(&store, "PRAGMA page_size").await, 65536);
+    store.pool().close().await;
+    // A database an earlier version made, with SQLite's default 4 KiB pages.
+    let old = dir.path().join("old.db");
+    {
+        use sqlx::ConnectOptions as _;
+        let mut conn = format!("sqlite:{}?mode=rwc", old.display())
+            .parse::<sqlx::sqlite::SqliteConnectOptions>()
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        sqlx::raw_sql("PRAGMA page_size = 4096; CREATE TABLE made_before (a INTEGER);")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    let store = Store::open(&format!("sqlite:{}", old.display()))
+        .await
+        .unwrap();
+    store.save_run(&record("0x01", "5")).await.unwrap();
+    assert_eq!(pragma::<i64>(&store, "PRAGMA page_size").await, 4096);
+    assert_eq!(store.count(StoredTable::UserResults).await.unwrap(), 2500);
+    store.pool().close().await;
+}
+
+#[tokio::test]
 async fn sqlite_database_left_in_wal_mode_gets_a_rollback_journal_and_keeps_its_rows() {
     let dir = support::tempdir();
     let url = format!("sqlite:{}", dir.path().join("r.db").display());
     let store = Store::open(&url).await.unwrap();
     store.save_run(&record("0x01", "5")).await.unwrap();
     // As versions before the rollback journal left it.
-    assert_eq!(pragma(&store, "PRAGMA journal_mode = WAL").await, "wal");
+    assert_eq!(
+        pragma::<String>(&store, "PRAGMA journal_mode = WAL").await,
+        "wal"
+    );
     store.pool().close().await;
     let again = Store::open(&url).await.unwrap();
-    assert_eq!(pragma(&again, "PRAGMA journal_mode").await, "delete");
+    assert_eq!(
+        pragma::<String>(&again, "PRAGMA journal_mode").await,
+        "delete"
+    );
     assert_eq!(again.count(StoredTable::UserResults).await.unwrap(), 2500);
     again.pool().close().await;
     assert!(
