@@ -193,10 +193,10 @@ impl Store {
             // and kept 70 MB more resident at a million claimants.
             // 64 KiB pages for a database this creates (SQLite's largest; an existing
             // database keeps the page size it was made with): a run's rows are appended in
-            // large sorted batches, 16 times fewer pages to split, allocate and write. On
-            // one day a million-claimant run's save took 0.5–0.9 s less than with 4 KiB
-            // pages; on a noisier one the two were within the noise of each other
-            // (BENCHMARKS.md, "Session 9"). The file is 3.5% larger.
+            // large sorted batches, which then fill 16 times fewer pages to split, allocate
+            // and write. On one day a million-claimant run's save took 0.5–0.9 s less than
+            // with 4 KiB pages; on a noisier one the two were within the noise of each
+            // other (BENCHMARKS.md, "Session 9"). The file is 3.5% larger (748 MB, 722 MB).
             opts = opts.max_connections(1).after_connect(|conn, _| {
                 Box::pin(async move {
                     conn.execute("PRAGMA page_size = 65536; PRAGMA foreign_keys = ON; PRAGMA journal_mode = DELETE; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; PRAGMA cache_size = -16384;").await?;
