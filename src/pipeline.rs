@@ -17,6 +17,7 @@ use crate::policy::{self, CoverList, PolicyError, PolicyResult, Prices};
 use crate::primitives::{Address, Asset, B256};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The pipeline stopped; nothing was produced.
 #[derive(Debug, thiserror::Error)]
@@ -88,8 +89,9 @@ pub struct RunOutput {
     pub ledger: LossLedger,
     /// Loss-stage totals.
     pub loss_stats: LossStats,
-    /// The policy result: per user, per source, per group, checks.
-    pub policy: PolicyResult,
+    /// The policy result: per user, per source, per group, checks. Shared, so that a caller
+    /// of [`run_observed`] can keep reading it (storing its rows) while the run goes on.
+    pub policy: Arc<PolicyResult>,
     /// The claim trees, in manifest order.
     pub trees: Vec<TreeOutput>,
     /// Changed token slots of the state diffs that matched no candidate holder, per token
@@ -437,6 +439,23 @@ pub fn run(m: &Manifest) -> Result<RunOutput, PipelineError> {
 /// # Errors
 /// As [`run`].
 pub fn run_with(m: &Manifest, opts: RunOptions) -> Result<RunOutput, PipelineError> {
+    run_observed(m, opts, |_, _| {})
+}
+
+/// [`run_with`], calling `on_checked` with the run id and the policy's result as soon as the
+/// result has passed its conservation checks, while the claim trees are still being built
+/// (on other threads). `recoup run` starts storing the per-user rows there: at a million
+/// claimants that is ≈ 1M rows the database no longer has to wait for the trees and the files
+/// to be finished. `on_checked` is not called when a stage before it fails; a later stage
+/// (a claim tree) can still fail after it, so whatever it starts must be able to be undone.
+///
+/// # Errors
+/// As [`run`].
+pub fn run_observed(
+    m: &Manifest,
+    opts: RunOptions,
+    on_checked: impl FnOnce(B256, &Arc<PolicyResult>),
+) -> Result<RunOutput, PipelineError> {
     let t = crate::timing::StageTimer::new();
     let (inputs, unmatched_slots) = load_inputs(m)?;
     let covers = load_covers(m)?;
@@ -444,30 +463,65 @@ pub fn run_with(m: &Manifest, opts: RunOptions) -> Result<RunOutput, PipelineErr
     // The run id hashes every input byte on one thread (≈ 0.7 s at a million claimants):
     // beside the loss and policy stages, which use one thread, not beside the parse,
     // which uses them all.
-    std::thread::scope(|s| {
+    let (run_id, policy_stage) = std::thread::scope(|s| {
         let id = s.spawn(|| run_id(m));
-        let rest = run_stages(m, opts, &t, inputs, covers);
+        let rest = loss_and_policy(m, opts, &t, inputs, covers);
         let id = id.join().unwrap_or_else(|p| std::panic::resume_unwind(p))?;
-        let (ledger, loss_stats, result, trees) = rest?;
-        Ok(RunOutput {
-            run_id: id,
-            unmatched_slots,
-            ledger,
-            loss_stats,
-            policy: result,
-            trees,
-        })
+        Ok::<_, PipelineError>((id, rest?))
+    })?;
+    let PolicyStage {
+        ledger,
+        loss_stats,
+        mut result,
+        totals,
+        entries,
+    } = policy_stage;
+    // The conservation checks (`policy::apply`'s last step, ≈ 0.65 s on one thread at a
+    // million claimants) run on this thread while the claim trees are built on the others:
+    // the trees need only their entries, taken from the result before. Nothing leaves this
+    // function unless the checks pass, and a broken invariant is reported before any tree
+    // error, as when the checks ran first.
+    let (policy, trees) = std::thread::scope(|s| {
+        // Its own thread (which hands the hashing to rayon): the checks' short-lived
+        // allocations then stay in this thread's malloc arena, apart from the trees'.
+        let trees = s.spawn(|| build_trees(m, entries));
+        result.checks = policy::verify_against(&result, &totals, &m.funding, &m.policy)?;
+        let policy = Arc::new(result);
+        on_checked(run_id, &policy);
+        let trees = trees
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p))?;
+        Ok::<_, PipelineError>((policy, trees))
+    })?;
+    t.lap("checks + claim trees");
+    Ok(RunOutput {
+        run_id,
+        unmatched_slots,
+        ledger,
+        loss_stats,
+        policy,
+        trees,
     })
 }
 
-/// The stages after ingest: loss → policy → claim trees.
-fn run_stages(
+/// The loss and policy stages' output: the result before its conservation checks, the
+/// totals they check it against, and each claim tree's entries in the tree's value order.
+struct PolicyStage {
+    ledger: LossLedger,
+    loss_stats: LossStats,
+    result: PolicyResult,
+    totals: policy::LedgerTotals,
+    entries: Vec<Vec<ClaimEntry>>,
+}
+
+/// The stages after ingest up to the claim trees: loss → policy, and the trees' entries.
+fn loss_and_policy(
     m: &Manifest,
     opts: RunOptions,
     t: &crate::timing::StageTimer,
     inputs: LossInputs,
     covers: CoverList,
-) -> Result<(LossLedger, LossStats, PolicyResult, Vec<TreeOutput>), PipelineError> {
+) -> Result<PolicyStage, PipelineError> {
     let (mut ledger, loss_stats) = loss::compute(&inputs)?;
     t.lap("loss");
     let needs_rank = m
@@ -487,44 +541,42 @@ fn run_stages(
         .iter()
         .map(|a| (a.symbol.clone(), a.price))
         .collect();
-    // The result's conservation checks (`policy::apply`'s last step, ≈ 0.65 s on one thread
-    // at a million claimants) run beside the claim trees, which leave a thread idle part of
-    // the time. Nothing leaves this function unless they pass, and a broken invariant is
-    // reported before any tree error, as when the checks ran first.
     let totals = policy::LedgerTotals::of(&ledger.rows)?;
-    let mut result =
+    let result =
         policy::apply_unverified(&ledger, &m.funding, &m.policy, &covers, &assets, &prices)?;
     if !opts.keep_loss_rows {
         ledger.rows = Vec::new();
     }
+    let entries = m
+        .outputs
+        .trees
+        .iter()
+        .map(|spec| {
+            let asset = spec.asset.as_deref().unwrap_or_default();
+            let mut entries = claim_entries(&result, asset);
+            order_entries(&mut entries, spec.order, asset, &ranks);
+            entries
+        })
+        .collect();
     t.lap("policy");
-    let (checks, trees) = std::thread::scope(|s| {
-        // Its own thread, not a rayon worker: its short-lived allocations then do not
-        // interleave with the trees' in one malloc arena (that kept ≈ 20 MB more resident).
-        let checks = s.spawn(|| policy::verify_against(&result, &totals, &m.funding, &m.policy));
-        let trees = build_trees(m, &result, &ranks);
-        let checks = checks
-            .join()
-            .unwrap_or_else(|p| std::panic::resume_unwind(p));
-        (checks, trees)
-    });
-    result.checks = checks?;
-    let trees = trees?;
-    t.lap("checks + claim trees");
-    Ok((ledger, loss_stats, result, trees))
+    Ok(PolicyStage {
+        ledger,
+        loss_stats,
+        result,
+        totals,
+        entries,
+    })
 }
 
-/// The manifest's claim trees over `result`'s payouts, in manifest order.
+/// The manifest's claim trees over their `entries` (one list per tree, in the tree's value
+/// order), in manifest order.
 fn build_trees(
     m: &Manifest,
-    result: &PolicyResult,
-    ranks: &FirstSeen,
+    entries: Vec<Vec<ClaimEntry>>,
 ) -> Result<Vec<TreeOutput>, PipelineError> {
     let mut trees = Vec::with_capacity(m.outputs.trees.len());
-    for spec in &m.outputs.trees {
+    for (spec, mut entries) in m.outputs.trees.iter().zip(entries) {
         let asset = spec.asset.clone().unwrap_or_default();
-        let mut entries = claim_entries(result, &asset);
-        order_entries(&mut entries, spec.order, &asset, ranks);
         let tree = build_tree(spec, &entries).map_err(|source| PipelineError::Claims {
             file: spec.file.clone(),
             asset: asset.clone(),

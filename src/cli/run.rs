@@ -1,19 +1,25 @@
 //! `recoup run`: the whole pipeline on an incident manifest.
 //!
 //! Order of effects, so that an error leaves nothing behind: everything is computed in
-//! memory; the rows are inserted in one database transaction while the files are rendered,
-//! on every thread, into a temporary directory beside the output directory; the transaction
-//! commits only once every file is staged; only then are the files renamed into place.
+//! memory; the rows are inserted in one database transaction, begun on a thread of its own
+//! as soon as the policy's result has passed its checks (the per-user rows while the claim
+//! trees are built, the claim rows once they are), while the files are rendered, on every
+//! thread, into a temporary directory beside the output directory; the transaction commits
+//! only once every file is staged; only then are the files renamed into place. A stage
+//! that fails after the rows began (a claim tree, a file) rolls the transaction back.
 
 use super::direct::DirectWriter;
 use super::{GlobalArgs, EXIT_CHECK_FAILED};
 use crate::manifest::Manifest;
 use crate::pipeline::{self, PipelineError, RunOutput};
+use crate::policy::PolicyResult;
+use crate::primitives::B256;
 use crate::report;
-use crate::store::{ClaimRecord, IncidentRecord, RootRecord, RunHead, Saved, Store};
+use crate::store::{ClaimRecord, IncidentRecord, RootRecord, RunTail, Saved, Store};
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// Arguments of `recoup run`.
@@ -135,10 +141,19 @@ impl<'a> StoredUser<'a> {
     }
 }
 
-/// What the store needs besides the rows: the incident, and the roots as the summary
-/// states them.
-fn record_head(m: &Manifest, summary: &report::Summary<'_>) -> (IncidentRecord, Vec<RootRecord>) {
-    let roots = summary
+/// The incident a stored run belongs to.
+fn incident_record(m: &Manifest) -> IncidentRecord {
+    IncidentRecord {
+        id: m.incident.id.clone(),
+        name: m.incident.name.clone(),
+        chain_id: m.incident.chain_id,
+        snapshot_block: m.incident.snapshot_block,
+    }
+}
+
+/// The roots to store, as the summary states them.
+fn root_records(summary: &report::Summary<'_>) -> Vec<RootRecord> {
+    summary
         .trees
         .iter()
         .map(|t| RootRecord {
@@ -149,14 +164,7 @@ fn record_head(m: &Manifest, summary: &report::Summary<'_>) -> (IncidentRecord, 
             leaves: t.leaves as u64,
             total: t.total.to_string(),
         })
-        .collect();
-    let incident = IncidentRecord {
-        id: m.incident.id.clone(),
-        name: m.incident.name.clone(),
-        chain_id: m.incident.chain_id,
-        snapshot_block: m.incident.snapshot_block,
-    };
-    (incident, roots)
+        .collect()
 }
 
 /// Positions of `texts` in the byte order of the text (SQLite's BINARY collation). Rows are
@@ -178,12 +186,12 @@ fn text_order(texts: &[[u8; 42]]) -> Vec<u32> {
 /// The per-user rows, made as they are stored, in the text order of the accounts
 /// (`order`, [`text_order`] of `accounts`): (EIP-55 account, compact result JSON).
 fn user_rows<'a>(
-    out: &'a RunOutput,
+    policy: &'a PolicyResult,
     accounts: &'a [[u8; 42]],
     order: &'a [u32],
 ) -> impl Iterator<Item = anyhow::Result<(String, String)>> + 'a {
     order.iter().map(move |&i| {
-        let (u, name) = (out.policy.user(i as usize), &accounts[i as usize]);
+        let (u, name) = (policy.user(i as usize), &accounts[i as usize]);
         let stored = StoredUser::of(u).with_context(|| format!("totals of {}", u.account()))?;
         Ok((
             String::from_utf8_lossy(name).into_owned(),
@@ -333,6 +341,86 @@ fn publish(tmp: tempfile::TempDir, dir: &Path, names: &[String]) -> anyhow::Resu
     Ok(())
 }
 
+/// What the store needs once the claim trees are built: the run, its summary JSON and its
+/// roots.
+type Tail<'a> = (&'a RunOutput, String, Vec<RootRecord>);
+
+/// How the pipeline-and-files side of `recoup run` ended.
+enum Produced {
+    /// Every file staged in `tmp`, to be published once the run is stored.
+    Staged {
+        names: Vec<String>,
+        tmp: tempfile::TempDir,
+        summary: Vec<u8>,
+    },
+    /// The conservation checks failed; nothing was written or stored.
+    CheckFailed(PipelineError),
+}
+
+/// What the store is handed as the run goes (see [`produce`]). A sender dropped unsent,
+/// because the run failed, rolls the store's transaction back.
+struct Feeds<'a> {
+    /// The run id and the checked policy result: the per-user rows start.
+    checked: std::sync::mpsc::SyncSender<(B256, Arc<PolicyResult>)>,
+    /// The run, its summary and roots: the claim rows start.
+    tail: tokio::sync::oneshot::Sender<Tail<'a>>,
+    /// Whether the files were staged: the commit, or the rollback.
+    staged: tokio::sync::oneshot::Sender<Result<(), String>>,
+}
+
+/// Runs the pipeline and stages the output files, handing the store what it needs as soon
+/// as it exists ([`Feeds`]). The run's output is kept in `out_slot` and the accounts'
+/// EIP-55 texts in `accounts`, where the store's thread reads them.
+fn produce<'a>(
+    m: &'a Manifest,
+    opts: pipeline::RunOptions,
+    dir: &Path,
+    (steps, timer): (&Steps, &crate::timing::StageTimer),
+    (accounts, out_slot): (&'a OnceLock<Vec<[u8; 42]>>, &'a OnceLock<RunOutput>),
+    feeds: Feeds<'a>,
+) -> anyhow::Result<Produced> {
+    let checked = feeds.checked;
+    let run = pipeline::run_observed(m, opts, |run_id, policy| {
+        // Every account's EIP-55 text, once, for the CSV outputs and the stored rows, made
+        // while the claim trees are built.
+        let _ = accounts.set(report::account_texts(policy));
+        // Fails only when nothing receives it: the run is not stored.
+        let _ = checked.send((run_id, Arc::clone(policy)));
+    });
+    let out: &RunOutput = match run {
+        Ok(o) => out_slot.get_or_init(|| o),
+        Err(e) if e.is_check_failure() => return Ok(Produced::CheckFailed(e)),
+        Err(e) => return Err(e.into()),
+    };
+    timer.lap("pipeline (stages above)");
+    steps.step("rendering and writing outputs; storing the run");
+    let accounts = accounts.get().context("account texts not computed")?;
+    let run_summary = report::summary(m, out)?;
+    let summary = report::summary_json(&run_summary)?;
+    let _ = feeds.tail.send((
+        out,
+        String::from_utf8_lossy(&summary).into_owned(),
+        root_records(&run_summary),
+    ));
+    timer.lap("run record");
+    let names = output_names(out);
+    let staged = stage(dir, &names, |name, w| {
+        let started = std::time::Instant::now();
+        let r = render_one(m, out, &run_summary, &summary, accounts, name, w);
+        timer.took(&format!("  {name}"), started.elapsed());
+        r
+    });
+    let _ = feeds
+        .staged
+        .send(staged.as_ref().map(|_| ()).map_err(|e| format!("{e:#}")));
+    timer.lap("render+write (rest)");
+    Ok(Produced::Staged {
+        names,
+        tmp: staged?,
+        summary,
+    })
+}
+
 /// Runs `recoup run`.
 ///
 /// # Errors
@@ -342,18 +430,109 @@ pub async fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
     let steps = Steps::new(global.progress());
     steps.step("reading the manifest");
     let m = Manifest::load(&args.manifest)?;
-    steps.step("ingest → loss → policy → claim trees");
+    steps.step("ingest → loss → policy → claim trees; storing the run");
     // Nothing after the policy reads the loss rows (the per-row outcomes are in the policy
     // result, the count in `loss_rows()`): the pipeline frees them (≈ 400 MB at a million
     // claimants) before the claim trees, rendering and storing add their memory.
     let opts = pipeline::RunOptions {
         keep_loss_rows: false,
     };
-    let out = match tokio::task::block_in_place(|| pipeline::run_with(&m, opts)) {
-        Ok(o) => o,
-        Err(e) if e.is_check_failure() => {
+    let dir = args.out.clone().unwrap_or_else(|| m.outputs.dir.clone());
+    let incident = incident_record(&m);
+    let db_url = global.db_url();
+    let runtime = tokio::runtime::Handle::current();
+    // Filled in as the run goes, read by the threads below (they outlive no borrow of them).
+    let accounts: OnceLock<Vec<[u8; 42]>> = OnceLock::new();
+    let out_slot: OnceLock<RunOutput> = OnceLock::new();
+    let timer = crate::timing::StageTimer::new();
+    // The store is fed in three steps, each over its own channel (see `Feeds`).
+    let (checked_tx, checked_rx) = std::sync::mpsc::sync_channel::<(B256, Arc<PolicyResult>)>(1);
+    let (tail_tx, tail_rx) = tokio::sync::oneshot::channel::<Tail<'_>>();
+    let (staged_tx, staged_rx) = tokio::sync::oneshot::channel::<Result<(), String>>();
+    let outcome = tokio::task::block_in_place(|| {
+        std::thread::scope(|s| {
+            let saved = (!args.no_store).then(|| {
+                let accounts = &accounts;
+                let (incident, db_url, runtime, timer) = (&incident, &db_url, &runtime, &timer);
+                s.spawn(move || -> anyhow::Result<Option<Saved>> {
+                    // No checked result: the run failed before it, and nothing is stored.
+                    let Ok((run_id, policy)) = checked_rx.recv() else {
+                        return Ok(None);
+                    };
+                    let started = std::time::Instant::now();
+                    let accounts = accounts.get().context("account texts not computed")?;
+                    let order = text_order(accounts);
+                    let store = runtime.block_on(Store::open(db_url))?;
+                    // A row that cannot be made ends the rows early; the gate then refuses the
+                    // commit, so the run is rolled back and the row's error reported.
+                    let row_error: std::cell::RefCell<Option<anyhow::Error>> = Default::default();
+                    let users = user_rows(&policy, accounts, &order).map_while(|r| match r {
+                        Ok(row) => Some(row),
+                        Err(e) => {
+                            row_error.borrow_mut().get_or_insert(e);
+                            None
+                        }
+                    });
+                    let tail = async {
+                        timer.took("  per-user rows stored", started.elapsed());
+                        let (out, summary_json, roots) = tail_rx
+                            .await
+                            .map_err(|_| "the run did not finish".to_owned())?;
+                        Ok(RunTail {
+                            summary_json,
+                            roots,
+                            claims: claim_rows(out, accounts, &order),
+                        })
+                    };
+                    let gate = async {
+                        timer.took("  claim rows stored", started.elapsed());
+                        let staged = staged_rx
+                            .await
+                            .unwrap_or_else(|_| Err("the output files were not written".into()));
+                        match row_error.borrow().as_ref() {
+                            Some(e) => Err(format!("{e:#}")),
+                            None => staged,
+                        }
+                    };
+                    let run_id = run_id.to_string();
+                    let saved = runtime
+                        .block_on(store.save_run_streamed(incident, &run_id, users, tail, gate));
+                    match row_error.into_inner() {
+                        Some(e) => Err(e),
+                        None => Ok(Some(saved?)),
+                    }
+                })
+            });
+            let feeds = Feeds {
+                checked: checked_tx,
+                tail: tail_tx,
+                staged: staged_tx,
+            };
+            let staged = produce(
+                &m,
+                opts,
+                &dir,
+                (&steps, &timer),
+                (&accounts, &out_slot),
+                feeds,
+            );
+            let saved = saved.map_or(Ok(None), |h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("storing the run panicked")))
+            });
+            (staged, saved)
+        })
+    });
+    timer.lap("db save");
+    let (staged, saved) = outcome;
+    let (names, tmp, summary) = match staged {
+        Ok(Produced::Staged {
+            names,
+            tmp,
+            summary,
+        }) => (names, tmp, summary),
+        Ok(Produced::CheckFailed(e)) => {
             steps.done();
-            let e: PipelineError = e;
             if global.json {
                 println!(
                     "{}",
@@ -364,95 +543,11 @@ pub async fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
             }
             return Ok(EXIT_CHECK_FAILED);
         }
-        Err(e) => return Err(e.into()),
+        // A run or staging error wins over the rollback it caused.
+        Err(e) => return Err(e),
     };
-    let timer = crate::timing::StageTimer::new();
-    let dir = args.out.clone().unwrap_or_else(|| m.outputs.dir.clone());
-    let run_summary = report::summary(&m, &out)?;
-    let summary = report::summary_json(&run_summary)?;
-    // The rows are inserted while the files are rendered and staged; the transaction
-    // commits only once the files are staged, and the files are published only after the
-    // commit, so an error anywhere leaves both the database and the output directory as
-    // they were.
-    let (staged_tx, staged_rx) = tokio::sync::oneshot::channel::<Result<(), String>>();
-    let store = if args.no_store {
-        None
-    } else {
-        steps.step("storing the run");
-        Some(Store::open(&global.db_url()).await?)
-    };
-    steps.step("rendering and writing outputs; storing the run");
-    let summary_text = String::from_utf8_lossy(&summary).into_owned();
-    let (incident, roots) = record_head(&m, &run_summary);
-    let run_id = out.run_id.to_string();
-    // Every account's EIP-55 text, once, for the CSV outputs and the stored rows.
-    let accounts = report::account_texts(&out);
-    // Their byte order, in which the stored rows are inserted (see `text_order`).
-    let order = if store.is_some() {
-        text_order(&accounts)
-    } else {
-        Vec::new()
-    };
-    timer.lap("run record");
-    // The files are staged on their own threads while this one inserts the rows, made as they go.
-    let (staged, saved) = tokio::task::block_in_place(|| {
-        std::thread::scope(|s| {
-            let render = s.spawn(|| -> anyhow::Result<_> {
-                let names = output_names(&out);
-                let staged = stage(&dir, &names, |name, w| {
-                    let started = std::time::Instant::now();
-                    let r = render_one(&m, &out, &run_summary, &summary, &accounts, name, w);
-                    timer.took(&format!("  {name}"), started.elapsed());
-                    r
-                });
-                let _ = staged_tx.send(staged.as_ref().map(|_| ()).map_err(|e| format!("{e:#}")));
-                timer.lap("render+write (rest)");
-                Ok((names, staged?))
-            });
-            let saved = store.as_ref().map(|store| -> anyhow::Result<Saved> {
-                // A row that cannot be made ends the rows early; the gate then refuses the
-                // commit, so the run is rolled back and the row's error reported.
-                let row_error: std::cell::RefCell<Option<anyhow::Error>> = Default::default();
-                let users = user_rows(&out, &accounts, &order).map_while(|r| match r {
-                    Ok(row) => Some(row),
-                    Err(e) => {
-                        row_error.borrow_mut().get_or_insert(e);
-                        None
-                    }
-                });
-                let head = RunHead {
-                    incident: &incident,
-                    run_id: &run_id,
-                    summary_json: &summary_text,
-                    roots: &roots,
-                };
-                let claims = claim_rows(&out, &accounts, &order);
-                let gate = async {
-                    let staged = staged_rx
-                        .await
-                        .unwrap_or_else(|_| Err("the output files were not written".into()));
-                    match row_error.borrow().as_ref() {
-                        Some(e) => Err(format!("{e:#}")),
-                        None => staged,
-                    }
-                };
-                let saved = tokio::runtime::Handle::current()
-                    .block_on(store.save_run_streamed(&head, users, claims, gate));
-                match row_error.into_inner() {
-                    Some(e) => Err(e),
-                    None => Ok(saved?),
-                }
-            });
-            let staged = render
-                .join()
-                .unwrap_or_else(|_| Err(anyhow::anyhow!("rendering the outputs panicked")));
-            (staged, saved)
-        })
-    });
-    timer.lap("db save");
-    // A staging error wins over the rollback it caused.
-    let (names, tmp) = staged?;
-    let stored = saved.transpose()?;
+    let out = out_slot.get().context("the run's output is missing")?;
+    let stored = saved?;
     publish(tmp, &dir, &names)?;
     steps.done();
     if global.json {

@@ -159,11 +159,11 @@ pub fn summary_json(s: &Summary<'_>) -> Result<Vec<u8>, ReportError> {
     Ok(v)
 }
 
-/// The EIP-55 text of every user's account, in `out.policy.users()` order (42 ASCII bytes
+/// The EIP-55 text of every user's account, in `policy.users()` order (42 ASCII bytes
 /// each), computed once on all threads ([`crate::primitives::checksum_many_par`]) and
 /// shared by [`claims_csv`], [`user_results_csv`] and the stored rows.
-pub fn account_texts(out: &RunOutput) -> Vec<[u8; 42]> {
-    crate::primitives::checksum_many_par(out.policy.accounts())
+pub fn account_texts(policy: &crate::policy::PolicyResult) -> Vec<[u8; 42]> {
+    crate::primitives::checksum_many_par(policy.accounts())
 }
 
 /// Each user with its account's text from `texts` ([`account_texts`] of the same run).

@@ -130,17 +130,16 @@ pub struct RunRecord {
     pub roots: Vec<RootRecord>,
 }
 
-/// A run without its per-user and claim rows (see [`Store::save_run_streamed`]).
-#[derive(Debug, Clone, Copy)]
-pub struct RunHead<'a> {
-    /// The incident.
-    pub incident: &'a IncidentRecord,
-    /// 0x-prefixed keccak256 of the manifest and input bytes.
-    pub run_id: &'a str,
+/// The part of a run known only once its claim trees are built (see
+/// [`Store::save_run_streamed`]).
+#[derive(Debug, Clone)]
+pub struct RunTail<C> {
     /// The summary JSON.
-    pub summary_json: &'a str,
+    pub summary_json: String,
     /// Roots.
-    pub roots: &'a [RootRecord],
+    pub roots: Vec<RootRecord>,
+    /// Claim leaves, pulled a few at a time.
+    pub claims: C,
 }
 
 /// Whether a save wrote anything.
@@ -247,33 +246,42 @@ impl Store {
         run: &RunRecord,
         gate: impl std::future::Future<Output = Result<(), String>>,
     ) -> Result<Saved, StoreError> {
-        let head = RunHead {
-            incident: &run.incident,
-            run_id: &run.run_id,
-            summary_json: &run.summary_json,
-            roots: &run.roots,
+        let tail = RunTail {
+            summary_json: run.summary_json.clone(),
+            roots: run.roots.clone(),
+            claims: run.claims.iter().cloned(),
         };
         self.save_run_streamed(
-            &head,
+            &run.incident,
+            &run.run_id,
             run.users.iter().cloned(),
-            run.claims.iter().cloned(),
+            async { Ok(tail) },
             gate,
         )
         .await
     }
 
-    /// Like [`Store::save_run_gated`], with the per-user rows (EIP-55 account, result
-    /// JSON) and the claim rows pulled from iterators a few at a time, so a run of millions
-    /// of claimants is never held as rows in memory. The iterators are not touched when
-    /// the run is already stored.
+    /// Like [`Store::save_run_gated`], for a run whose parts become known one after the
+    /// other: the per-user rows (EIP-55 account, result JSON) as soon as the policy's
+    /// result is checked, the summary, roots and claim rows when `tail` resolves (once the
+    /// claim trees are built), and the commit when `gate` does (once the files are
+    /// staged). Rows are pulled from the iterators a few at a time, so a run of millions of
+    /// claimants is never held as rows in memory; neither iterator nor future is touched
+    /// when the run is already stored.
+    ///
+    /// The run's row is inserted first, so that the rows naming it satisfy their foreign
+    /// keys as they go (PostgreSQL's are not deferrable), and its summary is filled in
+    /// from `tail`, inside the same transaction: no one sees the run before the commit.
     ///
     /// # Errors
-    /// As [`Store::save_run_gated`].
-    pub async fn save_run_streamed(
+    /// As [`Store::save_run_gated`]; when `tail` resolves to `Err(reason)` the
+    /// transaction is rolled back and [`StoreError::Aborted`] returned.
+    pub async fn save_run_streamed<C: Iterator<Item = ClaimRecord>>(
         &self,
-        run: &RunHead<'_>,
+        incident: &IncidentRecord,
+        run_id: &str,
         users: impl Iterator<Item = (String, String)>,
-        claims: impl Iterator<Item = ClaimRecord>,
+        tail: impl std::future::Future<Output = Result<RunTail<C>, String>>,
         gate: impl std::future::Future<Output = Result<(), String>>,
     ) -> Result<Saved, StoreError> {
         let mut tx = self
@@ -282,22 +290,22 @@ impl Store {
             .await
             .map_err(q("starting a transaction"))?;
         if let Some(row) = sqlx::query("SELECT incident_id FROM runs WHERE run_id = $1")
-            .bind(run.run_id)
+            .bind(run_id)
             .fetch_optional(&mut *tx)
             .await
             .map_err(q("looking up the run"))?
         {
             let stored: String = row.try_get(0).map_err(q("reading the run"))?;
-            if stored != run.incident.id {
+            if stored != incident.id {
                 return Err(StoreError::RunMismatch {
-                    run_id: run.run_id.to_owned(),
+                    run_id: run_id.to_owned(),
                     stored,
-                    given: run.incident.id.clone(),
+                    given: incident.id.clone(),
                 });
             }
             return Ok(Saved::AlreadyStored);
         }
-        let i = run.incident;
+        let i = incident;
         sqlx::query("INSERT INTO incidents (id, name, chain_id, snapshot_block) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO UPDATE SET name = excluded.name, chain_id = excluded.chain_id, snapshot_block = excluded.snapshot_block")
             .bind(&i.id)
             .bind(i.name.clone())
@@ -313,11 +321,11 @@ impl Store {
             .await
             .and_then(|r| r.try_get(0))
             .map_err(q("numbering the run"))?;
-        sqlx::query("INSERT INTO runs (run_id, incident_id, recoup_version, summary_json, seq) VALUES ($1, $2, $3, $4, $5)")
-            .bind(run.run_id)
+        // The summary is not known yet: an empty one stands in until `tail` gives it.
+        sqlx::query("INSERT INTO runs (run_id, incident_id, recoup_version, summary_json, seq) VALUES ($1, $2, $3, '', $4)")
+            .bind(run_id)
             .bind(&i.id)
             .bind(env!("CARGO_PKG_VERSION"))
-            .bind(run.summary_json)
             .bind(seq)
             .execute(&mut *tx)
             .await
@@ -332,12 +340,19 @@ impl Store {
             "saving per-user results",
         )
         .await?;
+        let tail = match tail.await {
+            Ok(tail) => tail,
+            Err(reason) => {
+                tx.rollback().await.map_err(q("rolling back the run"))?;
+                return Err(StoreError::Aborted(reason));
+            }
+        };
         insert_rows(
             &mut tx,
             self.backend,
             "INSERT INTO claims (run_seq, tree, account, amount, leaf_index) VALUES ",
             5,
-            claims,
+            tail.claims,
             |query, c| {
                 query
                     .bind(seq)
@@ -349,9 +364,9 @@ impl Store {
             "saving claims",
         )
         .await?;
-        for r in run.roots {
+        for r in &tail.roots {
             let _: AnyQueryResult = sqlx::query("INSERT INTO roots (run_id, tree, format, asset, root, leaves, total) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-                .bind(run.run_id)
+                .bind(run_id)
                 .bind(&r.tree)
                 .bind(&r.format)
                 .bind(&r.asset)
@@ -362,6 +377,12 @@ impl Store {
                 .await
                 .map_err(q("saving roots"))?;
         }
+        sqlx::query("UPDATE runs SET summary_json = $1 WHERE seq = $2")
+            .bind(tail.summary_json)
+            .bind(seq)
+            .execute(&mut *tx)
+            .await
+            .map_err(q("saving the run's summary"))?;
         if let Err(reason) = gate.await {
             tx.rollback().await.map_err(q("rolling back the run"))?;
             return Err(StoreError::Aborted(reason));

@@ -552,6 +552,24 @@ fn decimals_above_77_are_rejected() {
 }
 
 #[test]
+fn a_claim_tree_failing_after_the_rows_began_rolls_them_back() {
+    // The per-user rows start being stored as soon as the policy's result is checked, while
+    // the claim trees are still being built; a tree that then fails (amounts of ≈ 10^20 do
+    // not fit a uint8 leaf) must leave the database as it was.
+    check(
+        "tree after the rows began",
+        |f| {
+            f.edit(
+                "incident.toml",
+                "file = \"dai.json\"",
+                "file = \"dai.json\"\nleaf_encoding = [\"address\", \"uint8\"]",
+            )
+        },
+        &["claim tree dai.json", "uint8"],
+    );
+}
+
+#[test]
 fn a_good_run_twice_is_idempotent() {
     let f = Fixture::new();
     assert_eq!(f.run().0, 0);

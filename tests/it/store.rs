@@ -2,7 +2,8 @@
 
 use crate::support;
 use recoup::store::{
-    ClaimRecord, IncidentRecord, RootRecord, RunRecord, Saved, Store, StoredTable,
+    ClaimRecord, IncidentRecord, RootRecord, RunRecord, RunTail, Saved, Store, StoreError,
+    StoredTable,
 };
 
 fn record(run_id: &str, amount: &str) -> RunRecord {
@@ -62,6 +63,34 @@ async fn exercise(store: &Store) {
         store.root("0x01", "t").await.unwrap().as_deref(),
         Some("0xab")
     );
+    // The run's row is inserted before its summary is known and updated at the end: the
+    // stored summary is the one given, not the stand-in.
+    let summary: String = sqlx::query_scalar("SELECT summary_json FROM runs WHERE run_id = '0x01'")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(summary, "{}");
+    // Per-user rows are streamed before the rest of the run is known; when the rest never
+    // comes (a claim tree failed), they are rolled back with the run's row.
+    let r = record("0x03", "5");
+    let refused =
+        async { Err::<RunTail<std::vec::IntoIter<ClaimRecord>>, _>("no trees".to_owned()) };
+    let err = store
+        .save_run_streamed(
+            &r.incident,
+            &r.run_id,
+            r.users.iter().cloned(),
+            refused,
+            async { Ok(()) },
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Aborted(m) if m == "no trees"),
+        "{err}"
+    );
+    assert_eq!(store.count(StoredTable::Runs).await.unwrap(), 1);
+    assert_eq!(store.count(StoredTable::UserResults).await.unwrap(), 2500);
     // A claim amount that is not base-unit digits violates the CHECK: the whole run rolls back.
     let err = store.save_run(&record("0x02", "-5")).await;
     assert!(
