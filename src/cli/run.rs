@@ -220,6 +220,7 @@ fn claim_rows<'a>(
     let mut trees: Vec<&'a crate::pipeline::TreeOutput> = out.trees.iter().collect();
     trees.sort_by(|a, b| a.spec.file.cmp(&b.spec.file));
     trees.into_iter().flat_map(move |t| {
+        let tree: Arc<str> = Arc::from(t.spec.file.as_str());
         // (rank of the entry's user in the text order, entry's leaf position)
         let mut by_text: Vec<(u32, u32)> = t
             .entries
@@ -238,7 +239,7 @@ fn claim_rows<'a>(
         by_text.into_iter().map(move |(r, i)| {
             let e = &t.entries[i as usize];
             ClaimRecord {
-                tree: t.spec.file.clone(),
+                tree: Arc::clone(&tree),
                 account: String::from_utf8_lossy(&accounts[order[r as usize] as usize])
                     .into_owned(),
                 amount: e.amount.to_string(),

@@ -86,8 +86,8 @@ pub struct IncidentRecord {
 /// One claim leaf to store.
 #[derive(Debug, Clone)]
 pub struct ClaimRecord {
-    /// Tree name.
-    pub tree: String,
+    /// Tree name, shared by the tree's rows.
+    pub tree: std::sync::Arc<str>,
     /// EIP-55 account.
     pub account: String,
     /// Amount, base-unit digits.
@@ -333,11 +333,16 @@ impl Store {
         insert_rows(
             &mut tx,
             self.backend,
-            "INSERT INTO user_results (run_seq, account, result_json) VALUES ",
-            3,
+            Insert {
+                table: "user_results (run_seq, account, result_json)",
+                shared: 1,
+                cols: 2,
+                context: "saving per-user results",
+            },
             users,
-            |query, (account, json)| query.bind(seq).bind(account).bind(json),
-            "saving per-user results",
+            |_| (),
+            |query, _| query.bind(seq),
+            |query, (account, json)| query.bind(account).bind(json),
         )
         .await?;
         let tail = match tail.await {
@@ -350,18 +355,21 @@ impl Store {
         insert_rows(
             &mut tx,
             self.backend,
-            "INSERT INTO claims (run_seq, tree, account, amount, leaf_index) VALUES ",
-            5,
+            Insert {
+                table: "claims (run_seq, tree, account, amount, leaf_index)",
+                shared: 2,
+                cols: 3,
+                context: "saving claims",
+            },
             tail.claims,
+            |c| std::sync::Arc::clone(&c.tree),
+            |query, c| query.bind(seq).bind(c.tree.to_string()),
             |query, c| {
                 query
-                    .bind(seq)
-                    .bind(c.tree)
                     .bind(c.account)
                     .bind(c.amount)
                     .bind(c.leaf_index as i64)
             },
-            "saving claims",
         )
         .await?;
         for r in &tail.roots {
@@ -483,13 +491,31 @@ impl StoredTable {
 /// A query whose values are being bound.
 type AnyQuery = sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments>;
 
-/// Inserts `rows` with multi-row INSERTs of [`ROWS_PER_INSERT`] rows each: `prefix` names
-/// the table and its `cols` columns (`INSERT INTO t (a, b) VALUES `), `bind` binds one
-/// row's `cols` values in that order, taking the row (its strings move into the query
-/// instead of being copied). Rows are pulled from the iterator a chunk at a time. Only
-/// placeholders are generated; values are bound. The SQL of a full chunk is made once and
-/// shared (`Arc`), only a last, shorter chunk gets its own: building it per chunk was 6.7%
-/// of the CPU spent making a million-claimant run's rows (`perf`).
+/// The shape of [`insert_rows`]' statements: `INSERT INTO {table} SELECT` the `shared`
+/// leading columns, bound once a statement, and the `cols` others from a `VALUES` list of
+/// one tuple a row.
+struct Insert {
+    /// Table and its columns, shared ones first: `t (a, b, c)`.
+    table: &'static str,
+    /// Leading columns every row of a statement has in common (the run, the tree).
+    shared: usize,
+    /// The other columns, one value a row each.
+    cols: usize,
+    /// What the rows are, for errors.
+    context: &'static str,
+}
+
+/// Inserts `rows` with multi-row INSERTs of at most [`ROWS_PER_INSERT`] rows each, shaped
+/// as `shape` says. Rows with the same `key` (and only those) share a statement, whose
+/// shared columns `bind_shared` binds from its first row; `bind` binds each row's own
+/// `cols` values in order, taking the row (its strings move into the query instead of being
+/// copied). A claim row's run and tree were bound once a row before: on a
+/// million-claimant run that was 3M copies of a tree's name, each allocated four times on
+/// its way through sqlx's `Any` arguments and freed on SQLite's thread. Rows are pulled
+/// from the iterator a chunk at a time. Only placeholders are generated; values are bound.
+/// The SQL of a full chunk is made once and shared (`Arc`), only a shorter chunk gets its
+/// own: building it per chunk was 6.7% of the CPU spent making a million-claimant run's
+/// rows (`perf`).
 ///
 /// The next chunk is made while the database runs the current one: each statement is
 /// handed to the driver (for SQLite, its worker thread) by a first poll, the next chunk's
@@ -497,35 +523,37 @@ type AnyQuery = sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments>;
 /// other, a million-claimant run's rows spent 3.2 s (per-user rows) and 1.8 s (claims)
 /// being made and bound on this thread while SQLite's thread waited, and SQLite's 9.9 s
 /// waited on them in turn (BENCHMARKS.md, "Session 8").
-async fn insert_rows<T>(
+async fn insert_rows<T, K: PartialEq>(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     backend: Backend,
-    prefix: &str,
-    cols: usize,
+    shape: Insert,
     rows: impl Iterator<Item = T>,
+    key: impl Fn(&T) -> K,
+    bind_shared: impl Fn(AnyQuery, &T) -> AnyQuery,
     bind: impl Fn(AnyQuery, T) -> AnyQuery,
-    context: &'static str,
 ) -> Result<(), StoreError> {
     use std::future::Future as _;
     use std::task::Poll;
-    let sql = |n: usize| -> std::sync::Arc<str> { values_sql(backend, prefix, n, cols).into() };
+    let sql = |n: usize| -> std::sync::Arc<str> { insert_sql(backend, &shape, n).into() };
     let full = sql(ROWS_PER_INSERT);
     let mut rows = rows.peekable();
     let mut chunk = Vec::with_capacity(ROWS_PER_INSERT);
     let mut next_query = || -> Option<AnyQuery> {
-        rows.peek()?;
+        let k = key(rows.peek()?);
         chunk.clear();
-        chunk.extend(rows.by_ref().take(ROWS_PER_INSERT));
+        while chunk.len() < ROWS_PER_INSERT {
+            match rows.next_if(|r| key(r) == k) {
+                Some(r) => chunk.push(r),
+                None => break,
+            }
+        }
         let text = if chunk.len() == ROWS_PER_INSERT {
             full.clone()
         } else {
             sql(chunk.len())
         };
-        Some(
-            chunk
-                .drain(..)
-                .fold(sqlx::query(sqlx::AssertSqlSafe(text)), &bind),
-        )
+        let query = bind_shared(sqlx::query(sqlx::AssertSqlSafe(text)), &chunk[0]);
+        Some(chunk.drain(..).fold(query, &bind))
     };
     let mut next = next_query();
     while let Some(query) = next {
@@ -536,41 +564,61 @@ async fn insert_rows<T>(
             Poll::Ready(done) => done,
             Poll::Pending => running.await,
         }
-        .map_err(q(context))?;
+        .map_err(q(shape.context))?;
     }
     Ok(())
 }
 
-/// `prefix (…), (…), …` for `rows` rows of `cols` placeholders each: `$1, $2, …` for
-/// PostgreSQL, anonymous `?` for SQLite. SQLite resolves a numbered placeholder's index by
-/// a linear scan of the statement's parameter names, and sqlx asks for every parameter's
-/// name when it binds, so `$N` costs O(parameters²) a statement there: in a
-/// million-claimant run `sqlite3_bind_parameter_name` alone was 9.7% of all CPU (`perf`),
-/// the largest single symbol. With `?` sqlx binds by position and SQLite scans nothing.
-fn values_sql(backend: Backend, prefix: &str, rows: usize, cols: usize) -> String {
-    let mut s = String::with_capacity(prefix.len() + rows * cols * 7);
-    s.push_str(prefix);
+/// `INSERT INTO t (…) SELECT ?, …, v.column1, … FROM (VALUES (…), (…), …) AS v` for `rows`
+/// rows as `shape` says: placeholders `$1, $2, …` for PostgreSQL, anonymous `?` for
+/// SQLite (both name a `VALUES` list's columns `column1`, `column2`, …). SQLite resolves a
+/// numbered placeholder's index by a linear scan of the statement's parameter names, and
+/// sqlx asks for every parameter's name when it binds, so `$N` costs O(parameters²) a
+/// statement there: in a million-claimant run `sqlite3_bind_parameter_name` alone was
+/// 9.7% of all CPU (`perf`), the largest single symbol. With `?` sqlx binds by position and
+/// SQLite scans nothing.
+fn insert_sql(backend: Backend, shape: &Insert, rows: usize) -> String {
     let mut n = 1;
+    let mut param = |s: &mut String| {
+        match backend {
+            Backend::Sqlite => s.push('?'),
+            Backend::Postgres => {
+                s.push('$');
+                s.push_str(&n.to_string());
+            }
+        }
+        n += 1;
+    };
+    let mut s = String::with_capacity(64 + rows * shape.cols * 7);
+    s.push_str("INSERT INTO ");
+    s.push_str(shape.table);
+    s.push_str(" SELECT ");
+    for _ in 0..shape.shared {
+        param(&mut s);
+        s.push_str(", ");
+    }
+    for c in 1..=shape.cols {
+        if c > 1 {
+            s.push_str(", ");
+        }
+        s.push_str("v.column");
+        s.push_str(&c.to_string());
+    }
+    s.push_str(" FROM (VALUES ");
     for r in 0..rows {
         if r > 0 {
             s.push_str(", ");
         }
         s.push('(');
-        for c in 0..cols {
+        for c in 0..shape.cols {
             if c > 0 {
                 s.push_str(", ");
             }
-            match backend {
-                Backend::Sqlite => s.push('?'),
-                Backend::Postgres => {
-                    s.push('$');
-                    s.push_str(&n.to_string());
-                }
-            }
-            n += 1;
+            param(&mut s);
         }
         s.push(')');
     }
+    s.push_str(") AS v");
     s
 }
 
@@ -581,3 +629,28 @@ fn values_sql(backend: Backend, prefix: &str, rows: usize, cols: usize) -> Strin
 /// that is 5,120 parameters, under SQLite's 32,766 and PostgreSQL's 65,535. See
 /// BENCHMARKS.md for the measurements.
 const ROWS_PER_INSERT: usize = 1024;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insert_statements_bind_the_shared_columns_once_and_each_row_s_own() {
+        let shape = Insert {
+            table: "claims (run_seq, tree, account, amount, leaf_index)",
+            shared: 2,
+            cols: 3,
+            context: "",
+        };
+        assert_eq!(
+            insert_sql(Backend::Sqlite, &shape, 2),
+            "INSERT INTO claims (run_seq, tree, account, amount, leaf_index) SELECT ?, ?, \
+             v.column1, v.column2, v.column3 FROM (VALUES (?, ?, ?), (?, ?, ?)) AS v"
+        );
+        assert_eq!(
+            insert_sql(Backend::Postgres, &shape, 2),
+            "INSERT INTO claims (run_seq, tree, account, amount, leaf_index) SELECT $1, $2, \
+             v.column1, v.column2, v.column3 FROM (VALUES ($3, $4, $5), ($6, $7, $8)) AS v"
+        );
+    }
+}

@@ -6,6 +6,10 @@ use recoup::store::{
     StoredTable,
 };
 
+/// 2^256 − 1, the largest amount a claim can have.
+const U256_MAX: &str =
+    "115792089237316195423570985008687907853269984665640564039457584007913129639935";
+
 fn record(run_id: &str, amount: &str) -> RunRecord {
     RunRecord {
         incident: IncidentRecord {
@@ -23,9 +27,15 @@ fn record(run_id: &str, amount: &str) -> RunRecord {
             ClaimRecord {
                 tree: "t".into(),
                 account: "0x01".into(),
-                amount:
-                    "115792089237316195423570985008687907853269984665640564039457584007913129639935"
-                        .into(),
+                amount: U256_MAX.into(),
+                leaf_index: 0,
+            },
+            // Another tree's row between two of `t`'s: rows are grouped by tree into
+            // statements that bind the tree once, and none may land under the wrong one.
+            ClaimRecord {
+                tree: "u".into(),
+                account: "0x01".into(),
+                amount: "7".into(),
                 leaf_index: 0,
             },
             ClaimRecord {
@@ -58,7 +68,20 @@ async fn exercise(store: &Store) {
     );
     assert_eq!(store.count(StoredTable::Runs).await.unwrap(), 1);
     assert_eq!(store.count(StoredTable::UserResults).await.unwrap(), 2500);
-    assert_eq!(store.count(StoredTable::Claims).await.unwrap(), 2);
+    assert_eq!(store.count(StoredTable::Claims).await.unwrap(), 3);
+    let claims: Vec<(String, String, String, i64)> = sqlx::query_as(
+        "SELECT tree, account, amount, leaf_index FROM claims ORDER BY tree, account",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    let want = [
+        ("t", "0x01", U256_MAX, 0),
+        ("t", "0x02", "5", 1),
+        ("u", "0x01", "7", 0),
+    ]
+    .map(|(t, a, v, i)| (t.to_owned(), a.to_owned(), v.to_owned(), i));
+    assert_eq!(claims, want);
     assert_eq!(
         store.root("0x01", "t").await.unwrap().as_deref(),
         Some("0xab")
