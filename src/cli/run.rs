@@ -441,6 +441,11 @@ pub async fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
     let dir = args.out.clone().unwrap_or_else(|| m.outputs.dir.clone());
     let incident = incident_record(&m);
     let db_url = global.db_url();
+    if !args.no_store {
+        // The database is opened only once the policy's result is checked (bad input must
+        // not create one); a URL that names no database is refused now, not after the run.
+        Store::backend_of(&db_url)?;
+    }
     let runtime = tokio::runtime::Handle::current();
     // Filled in as the run goes, read by the threads below (they outlive no borrow of them).
     let accounts: OnceLock<Vec<[u8; 42]>> = OnceLock::new();

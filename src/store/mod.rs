@@ -163,20 +163,7 @@ impl Store {
     /// [`StoreError::Url`], [`StoreError::Connect`], [`StoreError::Migrate`].
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
-        let (backend, url) = if let Some(rest) = url.strip_prefix("sqlite:") {
-            let rest = rest.trim_start_matches("//");
-            let sep = if rest.contains('?') { '&' } else { '?' };
-            let u = if rest.contains("mode=") {
-                format!("sqlite:{rest}")
-            } else {
-                format!("sqlite:{rest}{sep}mode=rwc")
-            };
-            (Backend::Sqlite, u)
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            (Backend::Postgres, url.to_owned())
-        } else {
-            return Err(StoreError::Url(url.to_owned()));
-        };
+        let (backend, url) = connect_url(url)?;
         let shown = url.split('@').next_back().unwrap_or(&url).to_owned();
         let mut opts = AnyPoolOptions::new();
         if backend == Backend::Sqlite {
@@ -214,6 +201,15 @@ impl Store {
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
         Ok(Self { pool, backend })
+    }
+
+    /// The backend `url` names, without connecting: lets a caller refuse a mistyped URL
+    /// before a long run rather than after it.
+    ///
+    /// # Errors
+    /// [`StoreError::Url`] when `url` is neither `sqlite:PATH` nor `postgres://…`.
+    pub fn backend_of(url: &str) -> Result<Backend, StoreError> {
+        connect_url(url).map(|(backend, _)| backend)
     }
 
     /// The backend.
@@ -455,6 +451,25 @@ impl Store {
         row.map(|r| r.try_get::<String, _>(0))
             .transpose()
             .map_err(q("reading a root"))
+    }
+}
+
+/// The backend of `url` and the URL sqlx connects to: a SQLite file is created when missing
+/// (`mode=rwc`, unless the URL sets a mode).
+fn connect_url(url: &str) -> Result<(Backend, String), StoreError> {
+    if let Some(rest) = url.strip_prefix("sqlite:") {
+        let rest = rest.trim_start_matches("//");
+        let sep = if rest.contains('?') { '&' } else { '?' };
+        let u = if rest.contains("mode=") {
+            format!("sqlite:{rest}")
+        } else {
+            format!("sqlite:{rest}{sep}mode=rwc")
+        };
+        Ok((Backend::Sqlite, u))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok((Backend::Postgres, url.to_owned()))
+    } else {
+        Err(StoreError::Url(url.to_owned()))
     }
 }
 

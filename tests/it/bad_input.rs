@@ -570,6 +570,31 @@ fn a_claim_tree_failing_after_the_rows_began_rolls_them_back() {
 }
 
 #[test]
+fn a_database_url_of_no_supported_kind_is_refused_before_the_run() {
+    let f = Fixture::new();
+    // Bad input too: the URL is refused first, before the inputs are read (the database is
+    // opened only after the policy's checks, so it must be checked on its own).
+    f.edit("losses.csv", "250000000000000000000", "-5");
+    let out = Command::new(env!("CARGO_BIN_EXE_recoup"))
+        .current_dir(f.dir.path())
+        .args([
+            "-q",
+            "--db",
+            "mysql://localhost/recoup",
+            "run",
+            "incident.toml",
+        ])
+        .args(["--out", "out"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("unsupported database URL"), "{err}");
+    assert!(f.snapshot().is_empty(), "nothing may be written");
+    assert!(f.leftovers().is_empty());
+}
+
+#[test]
 fn a_good_run_twice_is_idempotent() {
     let f = Fixture::new();
     assert_eq!(f.run().0, 0);
