@@ -85,17 +85,13 @@ impl Fixture {
         self.write(name, &text.replacen(from, to, 1));
     }
     fn run(&self) -> (i32, String) {
+        self.run_on("recoup.db")
+    }
+    /// `recoup run` with `--db db`: exit code and stderr.
+    fn run_on(&self, db: &str) -> (i32, String) {
         let out = Command::new(env!("CARGO_BIN_EXE_recoup"))
             .current_dir(self.dir.path())
-            .args([
-                "-q",
-                "--db",
-                "recoup.db",
-                "run",
-                "incident.toml",
-                "--out",
-                "out",
-            ])
+            .args(["-q", "--db", db, "run", "incident.toml", "--out", "out"])
             .output()
             .unwrap();
         (
@@ -575,20 +571,8 @@ fn a_database_url_of_no_supported_kind_is_refused_before_the_run() {
     // Bad input too: the URL is refused first, before the inputs are read (the database is
     // opened only after the policy's checks, so it must be checked on its own).
     f.edit("losses.csv", "250000000000000000000", "-5");
-    let out = Command::new(env!("CARGO_BIN_EXE_recoup"))
-        .current_dir(f.dir.path())
-        .args([
-            "-q",
-            "--db",
-            "mysql://localhost/recoup",
-            "run",
-            "incident.toml",
-        ])
-        .args(["--out", "out"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let (code, err) = f.run_on("mysql://localhost/recoup");
+    assert_eq!(code, 2, "{err}");
     assert!(err.contains("unsupported database URL"), "{err}");
     assert!(f.snapshot().is_empty(), "nothing may be written");
     assert!(f.leftovers().is_empty());
