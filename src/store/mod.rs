@@ -640,9 +640,9 @@ fn insert_sql(backend: Backend, shape: &Insert, rows: usize) -> String {
 /// Rows per multi-row INSERT. A full chunk always has the same SQL, so it stays in sqlx's
 /// per-connection statement cache. Each statement costs two thread hand-offs (to SQLite's
 /// worker and back); with the next chunk made while one runs, 1,024 rows a statement saved
-/// ≈ 2 s of a million-claimant save against 256 (4,096 gave nothing more). At 5 columns
-/// that is 5,120 parameters, under SQLite's 32,766 and PostgreSQL's 65,535. See
-/// BENCHMARKS.md for the measurements.
+/// ≈ 2 s of a million-claimant save against 256 (4,096 gave nothing more). A claims
+/// statement binds 2 shared and 3 × 1,024 row values, 3,074 parameters, under SQLite's
+/// 32,766 and PostgreSQL's 65,535. See BENCHMARKS.md for the measurements.
 const ROWS_PER_INSERT: usize = 1024;
 
 #[cfg(test)]
