@@ -376,7 +376,7 @@ fn produce<'a>(
     m: &'a Manifest,
     opts: pipeline::RunOptions,
     dir: &Path,
-    (steps, timer): (&Steps, &crate::timing::StageTimer),
+    (steps, timer, store_on): (&Steps, &crate::timing::StageTimer, bool),
     (accounts, out_slot): (&'a OnceLock<Vec<[u8; 42]>>, &'a OnceLock<RunOutput>),
     feeds: Feeds<'a>,
 ) -> anyhow::Result<Produced> {
@@ -394,7 +394,11 @@ fn produce<'a>(
         Err(e) => return Err(e.into()),
     };
     timer.lap("pipeline (stages above)");
-    steps.step("rendering and writing outputs; storing the run");
+    steps.step(if store_on {
+        "rendering and writing outputs; storing the run"
+    } else {
+        "rendering and writing outputs"
+    });
     let accounts = accounts.get().context("account texts not computed")?;
     let run_summary = report::summary(m, out)?;
     let summary = report::summary_json(&run_summary)?;
@@ -431,7 +435,11 @@ pub async fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
     let steps = Steps::new(global.progress());
     steps.step("reading the manifest");
     let m = Manifest::load(&args.manifest)?;
-    steps.step("ingest → loss → policy → claim trees; storing the run");
+    steps.step(if args.no_store {
+        "ingest → loss → policy → claim trees"
+    } else {
+        "ingest → loss → policy → claim trees; storing the run"
+    });
     // Nothing after the policy reads the loss rows (the per-row outcomes are in the policy
     // result, the count in `loss_rows()`): the pipeline frees them (≈ 400 MB at a million
     // claimants) before the claim trees, rendering and storing add their memory.
@@ -518,7 +526,7 @@ pub async fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
                 &m,
                 opts,
                 &dir,
-                (&steps, &timer),
+                (&steps, &timer, !args.no_store),
                 (&accounts, &out_slot),
                 feeds,
             );
