@@ -426,6 +426,74 @@ fn produce<'a>(
     })
 }
 
+/// What the store's thread receives as the run goes: the other ends of [`Feeds`].
+struct Intake<'a> {
+    checked: std::sync::mpsc::Receiver<(B256, Arc<PolicyResult>)>,
+    tail: tokio::sync::oneshot::Receiver<Tail<'a>>,
+    staged: tokio::sync::oneshot::Receiver<Result<(), String>>,
+}
+
+/// Stores the run in `db_url` as its parts arrive ([`Intake`]): opens the database once the
+/// policy's result is checked (so that bad input never creates one), inserts the per-user
+/// rows in the text order of `accounts` (see [`text_order`]), then the claim rows once the
+/// trees exist, and commits once the files are staged. `Ok(None)`: the run failed before
+/// its result was checked, and nothing was stored.
+fn store_run(
+    db_url: &str,
+    incident: &IncidentRecord,
+    accounts: &OnceLock<Vec<[u8; 42]>>,
+    intake: Intake<'_>,
+    (runtime, timer): (&tokio::runtime::Handle, &crate::timing::StageTimer),
+) -> anyhow::Result<Option<Saved>> {
+    let Ok((run_id, policy)) = intake.checked.recv() else {
+        return Ok(None);
+    };
+    let started = std::time::Instant::now();
+    // Set by the pipeline's observer before it sends the checked result.
+    let accounts = accounts.get().context("account texts not computed")?;
+    let order = text_order(accounts);
+    let store = runtime.block_on(Store::open(db_url))?;
+    // A row that cannot be made ends the rows early; the gate then refuses the commit, so
+    // the run is rolled back and the row's error reported.
+    let row_error: std::cell::RefCell<Option<anyhow::Error>> = Default::default();
+    let users = user_rows(&policy, accounts, &order).map_while(|r| match r {
+        Ok(row) => Some(row),
+        Err(e) => {
+            row_error.borrow_mut().get_or_insert(e);
+            None
+        }
+    });
+    let tail = async {
+        timer.took("  per-user rows stored", started.elapsed());
+        let (out, summary_json, roots) = intake
+            .tail
+            .await
+            .map_err(|_| "the run did not finish".to_owned())?;
+        Ok(RunTail {
+            summary_json,
+            roots,
+            claims: claim_rows(out, accounts, &order),
+        })
+    };
+    let gate = async {
+        timer.took("  claim rows stored", started.elapsed());
+        let staged = intake
+            .staged
+            .await
+            .unwrap_or_else(|_| Err("the output files were not written".into()));
+        match row_error.borrow().as_ref() {
+            Some(e) => Err(format!("{e:#}")),
+            None => staged,
+        }
+    };
+    let run_id = run_id.to_string();
+    let saved = runtime.block_on(store.save_run_streamed(incident, &run_id, users, tail, gate));
+    match row_error.into_inner() {
+        Some(e) => Err(e),
+        None => Ok(Some(saved?)),
+    }
+}
+
 /// Runs `recoup run`.
 ///
 /// # Errors
@@ -466,56 +534,14 @@ pub async fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
     let outcome = tokio::task::block_in_place(|| {
         std::thread::scope(|s| {
             let saved = (!args.no_store).then(|| {
-                let accounts = &accounts;
-                let (incident, db_url, runtime, timer) = (&incident, &db_url, &runtime, &timer);
-                s.spawn(move || -> anyhow::Result<Option<Saved>> {
-                    // No checked result: the run failed before it, and nothing is stored.
-                    let Ok((run_id, policy)) = checked_rx.recv() else {
-                        return Ok(None);
-                    };
-                    let started = std::time::Instant::now();
-                    let accounts = accounts.get().context("account texts not computed")?;
-                    let order = text_order(accounts);
-                    let store = runtime.block_on(Store::open(db_url))?;
-                    // A row that cannot be made ends the rows early; the gate then refuses the
-                    // commit, so the run is rolled back and the row's error reported.
-                    let row_error: std::cell::RefCell<Option<anyhow::Error>> = Default::default();
-                    let users = user_rows(&policy, accounts, &order).map_while(|r| match r {
-                        Ok(row) => Some(row),
-                        Err(e) => {
-                            row_error.borrow_mut().get_or_insert(e);
-                            None
-                        }
-                    });
-                    let tail = async {
-                        timer.took("  per-user rows stored", started.elapsed());
-                        let (out, summary_json, roots) = tail_rx
-                            .await
-                            .map_err(|_| "the run did not finish".to_owned())?;
-                        Ok(RunTail {
-                            summary_json,
-                            roots,
-                            claims: claim_rows(out, accounts, &order),
-                        })
-                    };
-                    let gate = async {
-                        timer.took("  claim rows stored", started.elapsed());
-                        let staged = staged_rx
-                            .await
-                            .unwrap_or_else(|_| Err("the output files were not written".into()));
-                        match row_error.borrow().as_ref() {
-                            Some(e) => Err(format!("{e:#}")),
-                            None => staged,
-                        }
-                    };
-                    let run_id = run_id.to_string();
-                    let saved = runtime
-                        .block_on(store.save_run_streamed(incident, &run_id, users, tail, gate));
-                    match row_error.into_inner() {
-                        Some(e) => Err(e),
-                        None => Ok(Some(saved?)),
-                    }
-                })
+                let intake = Intake {
+                    checked: checked_rx,
+                    tail: tail_rx,
+                    staged: staged_rx,
+                };
+                let (incident, db_url, accounts) = (&incident, &db_url, &accounts);
+                let (runtime, timer) = (&runtime, &timer);
+                s.spawn(move || store_run(db_url, incident, accounts, intake, (runtime, timer)))
             });
             let feeds = Feeds {
                 checked: checked_tx,
