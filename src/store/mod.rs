@@ -337,7 +337,7 @@ impl Store {
             },
             users,
             |_| (),
-            |query, _| query.bind(seq),
+            |query, ()| query.bind(seq),
             |query, (account, json)| query.bind(account).bind(json),
         )
         .await?;
@@ -359,7 +359,7 @@ impl Store {
             },
             tail.claims,
             |c| std::sync::Arc::clone(&c.tree),
-            |query, c| query.bind(seq).bind(c.tree.to_string()),
+            |query, tree| query.bind(seq).bind(tree.to_string()),
             |query, c| {
                 query
                     .bind(c.account)
@@ -521,8 +521,8 @@ struct Insert {
 }
 
 /// Inserts `rows` with multi-row INSERTs of at most [`ROWS_PER_INSERT`] rows each, shaped
-/// as `shape` says. Rows with the same `key` (and only those) share a statement, whose
-/// shared columns `bind_shared` binds from its first row; `bind` binds each row's own
+/// as `shape` says. Consecutive rows with the same `key` (and only those) share a
+/// statement, whose shared columns `bind_shared` binds from that key; `bind` binds each row's own
 /// `cols` values in order, taking the row (its strings move into the query instead of being
 /// copied). A claim row's run and tree were bound once a row before: on a
 /// million-claimant run that was 3M copies of a tree's name, each allocated four times on
@@ -544,7 +544,7 @@ async fn insert_rows<T, K: PartialEq>(
     shape: Insert,
     rows: impl Iterator<Item = T>,
     key: impl Fn(&T) -> K,
-    bind_shared: impl Fn(AnyQuery, &T) -> AnyQuery,
+    bind_shared: impl Fn(AnyQuery, &K) -> AnyQuery,
     bind: impl Fn(AnyQuery, T) -> AnyQuery,
 ) -> Result<(), StoreError> {
     use std::future::Future as _;
@@ -567,7 +567,7 @@ async fn insert_rows<T, K: PartialEq>(
         } else {
             sql(chunk.len())
         };
-        let query = bind_shared(sqlx::query(sqlx::AssertSqlSafe(text)), &chunk[0]);
+        let query = bind_shared(sqlx::query(sqlx::AssertSqlSafe(text)), &k);
         Some(chunk.drain(..).fold(query, &bind))
     };
     let mut next = next_query();
