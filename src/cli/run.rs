@@ -110,7 +110,9 @@ fn render_one(
 #[derive(serde::Serialize)]
 struct StoredUser<'a> {
     tier: Option<&'a str>,
+    #[serde(serialize_with = "decimal_text")]
     loss_value: crate::primitives::Decimal,
+    #[serde(serialize_with = "decimal_text")]
     residual_value: crate::primitives::Decimal,
     /// Loss per asset, base units.
     losses: std::collections::BTreeMap<&'a str, crate::primitives::Amount>,
@@ -118,6 +120,15 @@ struct StoredUser<'a> {
     haircuts: std::collections::BTreeMap<&'a str, crate::primitives::Amount>,
     /// Payout per payout asset, base units.
     payouts: std::collections::BTreeMap<&'a str, crate::primitives::Amount>,
+}
+
+/// A value as `Decimal`'s own serialization writes it (its `Display` text, a JSON string),
+/// through the faster [`DecimalText`](crate::primitives::DecimalText).
+fn decimal_text<S: serde::Serializer>(
+    d: &crate::primitives::Decimal,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_str(&crate::primitives::DecimalText(*d))
 }
 
 impl<'a> StoredUser<'a> {

@@ -212,9 +212,20 @@ impl From<u64> for Amount {
 }
 
 impl fmt::Display for Amount {
-    /// Decimal base units.
+    /// Decimal base units, the same text as `U256`'s `Display`.
+    ///
+    /// Below 2^128 (every amount of a real token so far) the digits come from `itoa`, which
+    /// divides by 10^19 with a multiplication; `U256`'s own `Display` (and `u128`'s, tried
+    /// in session 10) divide in software, and a million-claimant run formats some 30M
+    /// amounts for its files and rows (BENCHMARKS.md, "Session 11").
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.0, f)
+        match self.0.as_limbs() {
+            &[lo, hi, 0, 0] => {
+                let v = (u128::from(hi) << 64) | u128::from(lo);
+                f.pad_integral(true, "", itoa::Buffer::new().format(v))
+            }
+            _ => fmt::Display::fmt(&self.0, f),
+        }
     }
 }
 
@@ -482,5 +493,36 @@ mod tests {
                 .unwrap(),
             Amount::from(4u64)
         );
+    }
+
+    /// `Amount`'s text is `U256`'s on every width the fast path has a boundary at: zero,
+    /// 2^64 − 1, 2^64, 2^128 − 1, 2^128, 2^256 − 1, and drawn values with their top limbs
+    /// cleared so that each width is drawn as often as the full one.
+    #[test]
+    fn display_is_the_text_of_u256() {
+        let two = U256::from(2u8);
+        for v in [
+            U256::ZERO,
+            U256::from(u64::MAX),
+            two.pow(U256::from(64u8)),
+            U256::from(u128::MAX),
+            two.pow(U256::from(128u8)),
+            U256::MAX,
+        ] {
+            assert_eq!(Amount(v).to_string(), v.to_string());
+        }
+        proptest::proptest!(proptest::prelude::ProptestConfig::with_cases(4096), |(
+            limbs in proptest::array::uniform4(proptest::prelude::any::<u64>()),
+            top in 0..4usize,
+        )| {
+            let mut limbs = limbs;
+            for l in &mut limbs[top + 1..] {
+                *l = 0;
+            }
+            let v = U256::from_limbs(limbs);
+            proptest::prop_assert_eq!(Amount(v).to_string(), v.to_string());
+            // Width and fill apply as to any integer.
+            proptest::prop_assert_eq!(format!("{:>80}", Amount(v)), format!("{:>80}", v.to_string()));
+        });
     }
 }

@@ -18,7 +18,7 @@ pub use amount::{format_units, parse_units, Amount, AmountError};
 pub use asset::Asset;
 pub use bps::{Bps, BpsError};
 pub use column::AmountColumn;
-pub use value::{value_of, ValueError};
+pub use value::{value_of, DecimalText, ValueError};
 
 pub use alloy_primitives::{keccak256, Address, B256, U256, U512};
 pub use rust_decimal::Decimal;

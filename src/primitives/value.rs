@@ -51,6 +51,48 @@ pub fn value_of(amount: Amount, asset: &Asset, price: Decimal) -> Result<Decimal
     qty.checked_mul(price).ok_or_else(err)
 }
 
+/// A `Decimal` shown as its own `Display` shows it (`"342876.633809101227567912"`: every digit
+/// of the scale, trailing zeros kept, a `-` for a negative sign, `-0.00` included), made
+/// without `Decimal`'s digit-at-a-time loop. `rust_decimal` divides its 96-bit mantissa by
+/// ten once a digit, three words each time; here `itoa` turns the mantissa into digits and
+/// the point is put in. A million-claimant run shows two values a user in the stored rows
+/// and one a loss row in `user_results.csv` (BENCHMARKS.md, "Session 11").
+///
+/// With a precision (`{:.2}`) it is `Decimal`'s `Display`, rounding and all.
+#[derive(Debug, Clone, Copy)]
+pub struct DecimalText(pub Decimal);
+
+impl std::fmt::Display for DecimalText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if f.precision().is_some() {
+            return std::fmt::Display::fmt(&self.0, f);
+        }
+        let mut digits = itoa::Buffer::new();
+        let digits = digits.format(self.0.mantissa().unsigned_abs()).as_bytes();
+        let scale = self.0.scale() as usize; // at most 28
+                                             // At most 29 digits of a 96-bit mantissa, or "0." and 28 places.
+        let mut text = [b'0'; 32];
+        let n = if scale == 0 {
+            text[..digits.len()].copy_from_slice(digits);
+            digits.len()
+        } else if digits.len() > scale {
+            let whole = digits.len() - scale;
+            text[..whole].copy_from_slice(&digits[..whole]);
+            text[whole] = b'.';
+            text[whole + 1..=digits.len()].copy_from_slice(&digits[whole..]);
+            digits.len() + 1
+        } else {
+            // "0." then zeros up to the digits (`text` is zeros already).
+            text[1] = b'.';
+            let end = 2 + scale;
+            text[end - digits.len()..end].copy_from_slice(digits);
+            end
+        };
+        let text = std::str::from_utf8(&text[..n]).expect("ASCII digits and a point");
+        f.pad_integral(self.0.is_sign_positive(), "", text)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,5 +116,38 @@ mod tests {
         let big = Amount::new(U256::from(10u8).pow(U256::from(33u8)));
         let v = value_of(big, &dai, Decimal::from_str("0.00001").unwrap()).unwrap();
         assert_eq!(v, Decimal::from(10_000_000_000u64));
+    }
+
+    /// `DecimalText` is `Decimal`'s `Display` and its serialization: drawn mantissas of one,
+    /// two and three words (so short ones, with more places than digits, come often), every
+    /// scale, both signs; zero and negative zero at several scales; and a precision.
+    #[test]
+    fn decimal_text_is_the_text_of_decimal() {
+        for (lo, neg, scale) in [
+            (0, false, 0),
+            (0, true, 0),
+            (0, false, 2),
+            (0, true, 28),
+            (1, true, 28),
+            (5, false, 1),
+        ] {
+            let d = Decimal::from_parts(lo, 0, 0, neg, scale);
+            assert_eq!(DecimalText(d).to_string(), d.to_string());
+        }
+        let d = Decimal::from_str("-12.345").unwrap();
+        assert_eq!(format!("{:.2}", DecimalText(d)), format!("{d:.2}"));
+        assert_eq!(format!("{:>12}", DecimalText(d)), format!("{d:>12}"));
+        proptest::proptest!(proptest::prelude::ProptestConfig::with_cases(4096), |(
+            words in proptest::array::uniform3(proptest::prelude::any::<u32>()),
+            used in 1..=3usize,
+            neg in proptest::prelude::any::<bool>(),
+            scale in 0..=28u32,
+        )| {
+            let w = |i: usize| if i < used { words[i] } else { 0 };
+            let d = Decimal::from_parts(w(0), w(1), w(2), neg, scale);
+            let text = DecimalText(d).to_string();
+            proptest::prop_assert_eq!(&text, &d.to_string());
+            proptest::prop_assert_eq!(serde_json::to_string(&d).unwrap(), format!("\"{text}\""));
+        });
     }
 }

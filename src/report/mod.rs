@@ -244,7 +244,7 @@ pub fn user_results_csv(
                 n.clear();
             }
             let _ = write!(num[0], "{}", r.loss());
-            let _ = write!(num[1], "{}", r.value());
+            let _ = write!(num[1], "{}", crate::primitives::DecimalText(r.value()));
             let _ = write!(num[2], "{}", r.claim());
             let _ = write!(num[3], "{}", r.covered());
             let _ = write!(num[4], "{}", r.withheld());
