@@ -211,6 +211,53 @@ fn user_rows<'a>(
     })
 }
 
+/// Rows per batch [`made_ahead`] hands over, and batches it may be ahead by: one batch is
+/// one INSERT's rows, a few of them a few MB at most.
+const AHEAD_BATCH: usize = 1024;
+const AHEAD_BATCHES: usize = 4;
+
+/// `rows`, made on a thread of their own in `scope` a few batches ahead of the caller, in
+/// the same order. The store's thread binds each statement's rows and waits for SQLite's
+/// worker; made on that thread too, the rows (JSON, amounts and accounts as text) were
+/// not ready when SQLite's worker finished the statement before, which then stood idle
+/// for about a third of the time left after the files were written (`perf`,
+/// BENCHMARKS.md, "Session 11"). When the caller stops early (drops the iterator), the
+/// making thread stops at its next batch.
+///
+/// # Panics
+/// The returned iterator panics when the making thread ended before the rows did (it
+/// panicked): the rows must never look complete when they are not, or a run would be
+/// committed without some of them.
+fn made_ahead<'scope, T: Send + 'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    rows: impl Iterator<Item = T> + Send + 'scope,
+) -> impl Iterator<Item = T> + 'scope {
+    // `None` marks the end.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Option<Vec<T>>>(AHEAD_BATCHES);
+    scope.spawn(move || {
+        let mut rows = rows.peekable();
+        while rows.peek().is_some() {
+            let batch: Vec<T> = rows.by_ref().take(AHEAD_BATCH).collect();
+            if tx.send(Some(batch)).is_err() {
+                return; // the caller stopped
+            }
+        }
+        let _ = tx.send(None);
+    });
+    let mut batch = Vec::new().into_iter();
+    std::iter::from_fn(move || loop {
+        if let Some(row) = batch.next() {
+            return Some(row);
+        }
+        match rx.recv() {
+            Ok(Some(next)) => batch = next.into_iter(),
+            Ok(None) => return None,
+            Err(_) => panic!("the thread making the rows stopped before their end"),
+        }
+    })
+    .fuse()
+}
+
 /// The claim rows of every tree, made as they are stored: tree by tree in the order of
 /// their file names, each tree's rows in the text order of the accounts (the order of the
 /// table's primary key), each with its leaf's position in the tree's values.
@@ -464,45 +511,48 @@ fn store_run(
     let accounts = accounts.get().context("account texts not computed")?;
     let order = text_order(accounts);
     let store = runtime.block_on(Store::open(db_url))?;
-    // A row that cannot be made ends the rows early; the gate then refuses the commit, so
-    // the run is rolled back and the row's error reported.
-    let row_error: std::cell::RefCell<Option<anyhow::Error>> = Default::default();
-    let users = user_rows(&policy, accounts, &order).map_while(|r| match r {
-        Ok(row) => Some(row),
-        Err(e) => {
-            row_error.borrow_mut().get_or_insert(e);
-            None
+    std::thread::scope(|scope| {
+        // A row that cannot be made ends the rows early; the gate then refuses the commit, so
+        // the run is rolled back and the row's error reported.
+        let row_error: std::cell::RefCell<Option<anyhow::Error>> = Default::default();
+        let users =
+            made_ahead(scope, user_rows(&policy, accounts, &order)).map_while(|r| match r {
+                Ok(row) => Some(row),
+                Err(e) => {
+                    row_error.borrow_mut().get_or_insert(e);
+                    None
+                }
+            });
+        let tail = async {
+            timer.took("  per-user rows stored", started.elapsed());
+            let (out, summary_json, roots) = intake
+                .tail
+                .await
+                .map_err(|_| "the run did not finish".to_owned())?;
+            Ok(RunTail {
+                summary_json,
+                roots,
+                claims: made_ahead(scope, claim_rows(out, accounts, &order)),
+            })
+        };
+        let gate = async {
+            timer.took("  claim rows stored", started.elapsed());
+            let staged = intake
+                .staged
+                .await
+                .unwrap_or_else(|_| Err("the output files were not written".into()));
+            match row_error.borrow().as_ref() {
+                Some(e) => Err(format!("{e:#}")),
+                None => staged,
+            }
+        };
+        let run_id = run_id.to_string();
+        let saved = runtime.block_on(store.save_run_streamed(incident, &run_id, users, tail, gate));
+        match row_error.into_inner() {
+            Some(e) => Err(e),
+            None => Ok(Some(saved?)),
         }
-    });
-    let tail = async {
-        timer.took("  per-user rows stored", started.elapsed());
-        let (out, summary_json, roots) = intake
-            .tail
-            .await
-            .map_err(|_| "the run did not finish".to_owned())?;
-        Ok(RunTail {
-            summary_json,
-            roots,
-            claims: claim_rows(out, accounts, &order),
-        })
-    };
-    let gate = async {
-        timer.took("  claim rows stored", started.elapsed());
-        let staged = intake
-            .staged
-            .await
-            .unwrap_or_else(|_| Err("the output files were not written".into()));
-        match row_error.borrow().as_ref() {
-            Some(e) => Err(format!("{e:#}")),
-            None => staged,
-        }
-    };
-    let run_id = run_id.to_string();
-    let saved = runtime.block_on(store.save_run_streamed(incident, &run_id, users, tail, gate));
-    match row_error.into_inner() {
-        Some(e) => Err(e),
-        None => Ok(Some(saved?)),
-    }
+    })
 }
 
 /// Runs `recoup run`.
@@ -635,6 +685,47 @@ pub async fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Rows come in their order across batch boundaries, all of them; a caller that stops
+    /// early does not leave the making thread blocked (the scope would never end).
+    #[test]
+    fn rows_made_ahead_come_in_order_and_a_caller_may_stop_early() {
+        let n = 3 * AHEAD_BATCH + 5;
+        std::thread::scope(|s| {
+            let got: Vec<usize> = made_ahead(s, 0..n).collect();
+            assert_eq!(got, (0..n).collect::<Vec<_>>());
+            let first: Vec<usize> = made_ahead(s, 0..100 * AHEAD_BATCH).take(3).collect();
+            assert_eq!(first, [0, 1, 2]);
+            assert_eq!(made_ahead(s, 0..0).count(), 0);
+        });
+    }
+
+    /// When the thread making the rows panics, the rows do not just end (a run would be
+    /// committed without the rest): the caller panics too, before any short stream is seen
+    /// as complete.
+    #[test]
+    fn rows_whose_maker_panicked_do_not_look_complete() {
+        let seen = std::sync::Mutex::new(None);
+        let caught = std::panic::catch_unwind(|| {
+            std::thread::scope(|s| {
+                let rows = (0..2 * AHEAD_BATCH).inspect(|&i| {
+                    assert!(i < AHEAD_BATCH + 7, "row {i} cannot be made");
+                });
+                let counted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    made_ahead(s, rows).count()
+                }));
+                *seen.lock().unwrap() = Some(counted.ok());
+            })
+        });
+        // The caller panicked instead of counting a short stream ...
+        assert_eq!(
+            seen.into_inner().unwrap(),
+            Some(None),
+            "the rows ended as if complete"
+        );
+        // ... and the maker's own panic is re-raised when the scope ends.
+        assert!(caught.is_err());
+    }
 
     /// A run's file names: the four fixed ones and one tree.
     fn names() -> Vec<String> {
