@@ -39,6 +39,17 @@ pub enum StoreError {
         /// Cause.
         source: sqlx::Error,
     },
+    /// A claim's amount is not base-unit digits of at most 2^256 − 1 (see
+    /// [`ClaimRecord::amount`]); the run was rolled back.
+    #[error("claim of {account} in {tree}: amount {amount:?} is not base-unit digits of at most 2^256-1")]
+    ClaimAmount {
+        /// Tree name.
+        tree: String,
+        /// Account.
+        account: String,
+        /// The amount given.
+        amount: String,
+    },
     /// The caller withdrew the run before the commit; nothing was stored.
     #[error("run not stored: {0}")]
     Aborted(String),
@@ -90,7 +101,9 @@ pub struct ClaimRecord {
     pub tree: std::sync::Arc<str>,
     /// EIP-55 account.
     pub account: String,
-    /// Amount, base-unit digits.
+    /// Amount, base-unit digits: 1 to 78 ASCII digits (no sign, point or exponent) of at
+    /// most 2^256 − 1. A save checks every claim's amount as it binds it, on both backends,
+    /// and rolls the run back with [`StoreError::ClaimAmount`] on the first that is not.
     pub amount: String,
     /// Leaf index in the tree's own ordering.
     pub leaf_index: u64,
@@ -348,6 +361,9 @@ impl Store {
                 return Err(StoreError::Aborted(reason));
             }
         };
+        // The first claim whose amount is not base-unit digits ends the claims; the run is
+        // then rolled back with it.
+        let mut bad_amount = None;
         insert_rows(
             &mut tx,
             self.backend,
@@ -357,7 +373,13 @@ impl Store {
                 cols: 3,
                 context: "saving claims",
             },
-            tail.claims,
+            tail.claims.map_while(|c| match check_claim_amount(&c) {
+                Ok(()) => Some(c),
+                Err(e) => {
+                    bad_amount.get_or_insert(e);
+                    None
+                }
+            }),
             |c| std::sync::Arc::clone(&c.tree),
             |query, tree| query.bind(seq).bind(tree.to_string()),
             |query, c| {
@@ -368,6 +390,10 @@ impl Store {
             },
         )
         .await?;
+        if let Some(e) = bad_amount {
+            tx.rollback().await.map_err(q("rolling back the run"))?;
+            return Err(e);
+        }
         for r in &tail.roots {
             let _: AnyQueryResult = sqlx::query("INSERT INTO roots (run_id, tree, format, asset, root, leaves, total) VALUES ($1, $2, $3, $4, $5, $6, $7)")
                 .bind(run_id)
@@ -500,6 +526,31 @@ impl StoredTable {
             Self::Roots => "roots",
             Self::Simulations => "simulations",
         }
+    }
+}
+
+/// 2^256 − 1 in decimal digits: the largest claim amount.
+const MAX_AMOUNT: &str =
+    "115792089237316195423570985008687907853269984665640564039457584007913129639935";
+
+/// Checks a claim's amount as [`ClaimRecord::amount`] states it: 1 to 78 ASCII digits of at
+/// most 2^256 − 1 (the rule of PostgreSQL's CHECK on the column, which stays). On SQLite
+/// this replaced the column's CHECK, which ran on SQLite's one writing thread (migration
+/// `20261204000003`); here it runs on the thread that binds the rows.
+fn check_claim_amount(c: &ClaimRecord) -> Result<(), StoreError> {
+    let a = c.amount.as_bytes();
+    let digits = !a.is_empty() && a.iter().all(u8::is_ascii_digit);
+    // Of equal length, digit strings compare as their numbers do.
+    let in_range =
+        a.len() < MAX_AMOUNT.len() || (a.len() == MAX_AMOUNT.len() && a <= MAX_AMOUNT.as_bytes());
+    if digits && in_range {
+        Ok(())
+    } else {
+        Err(StoreError::ClaimAmount {
+            tree: c.tree.to_string(),
+            account: c.account.clone(),
+            amount: c.amount.clone(),
+        })
     }
 }
 
@@ -648,6 +699,41 @@ const ROWS_PER_INSERT: usize = 1024;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn claim_amounts_are_base_unit_digits_up_to_2_256_minus_1() {
+        assert_eq!(MAX_AMOUNT, crate::primitives::U256::MAX.to_string());
+        let claim = |amount: &str| ClaimRecord {
+            tree: "t".into(),
+            account: "0x01".into(),
+            amount: amount.into(),
+            leaf_index: 0,
+        };
+        let over = "115792089237316195423570985008687907853269984665640564039457584007913129639936";
+        for good in ["0", "5", "0005", MAX_AMOUNT, &"9".repeat(77)] {
+            assert!(check_claim_amount(&claim(good)).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "-5",
+            "+5",
+            "1.5",
+            "1e3",
+            "0x5",
+            " 5",
+            "5 ",
+            "12a",
+            over,
+            &"9".repeat(78),
+            &"0".repeat(79),
+            "٣",
+        ] {
+            assert!(
+                matches!(check_claim_amount(&claim(bad)), Err(StoreError::ClaimAmount { amount, .. }) if amount == bad),
+                "{bad:?} accepted"
+            );
+        }
+    }
 
     #[test]
     fn insert_statements_bind_the_shared_columns_once_and_each_row_s_own() {

@@ -114,12 +114,19 @@ async fn exercise(store: &Store) {
     );
     assert_eq!(store.count(StoredTable::Runs).await.unwrap(), 1);
     assert_eq!(store.count(StoredTable::UserResults).await.unwrap(), 2500);
-    // A claim amount that is not base-unit digits violates the CHECK: the whole run rolls back.
-    let err = store.save_run(&record("0x02", "-5")).await;
-    assert!(
-        err.is_err(),
-        "a negative amount must be rejected by the schema"
-    );
+    // A claim amount that is not base-unit digits of at most 2^256 − 1 is refused as its row
+    // is bound: the whole run rolls back, its per-user rows and run row with it.
+    for bad in [
+        "-5",
+        "1.5",
+        "115792089237316195423570985008687907853269984665640564039457584007913129639936",
+    ] {
+        let err = store.save_run(&record("0x02", bad)).await;
+        assert!(
+            matches!(&err, Err(StoreError::ClaimAmount { amount, account, .. }) if amount == bad && account == "0x02"),
+            "{bad}: {err:?}"
+        );
+    }
     assert_eq!(
         store.count(StoredTable::Runs).await.unwrap(),
         1,
@@ -233,6 +240,8 @@ async fn postgres_store_is_idempotent_and_transactional() {
     support::drop_pg_database(&url).await;
 }
 
+/// Above 2^256 − 1 an amount is refused by recoup as it binds the row and, on PostgreSQL,
+/// by the column's own CHECK for a row written around recoup.
 #[tokio::test]
 async fn postgres_rejects_amounts_above_u256_max() {
     let Some(url) = support::fresh_pg_database().await else {
@@ -240,14 +249,28 @@ async fn postgres_rejects_amounts_above_u256_max() {
     };
     let store = Store::open(&url).await.unwrap();
     let over = "115792089237316195423570985008687907853269984665640564039457584007913129639936";
-    assert!(store.save_run(&record("0x03", over)).await.is_err());
+    assert!(matches!(
+        store.save_run(&record("0x03", over)).await,
+        Err(StoreError::ClaimAmount { .. })
+    ));
     assert_eq!(store.count(StoredTable::Runs).await.unwrap(), 0);
+    store.save_run(&record("0x04", "5")).await.unwrap();
+    let raw = format!(
+        "INSERT INTO claims (run_seq, tree, account, amount, leaf_index) \
+         SELECT seq, 'v', '0x09', '{over}', 0 FROM runs WHERE run_id = '0x04'"
+    );
+    let err = sqlx::query(sqlx::AssertSqlSafe(raw))
+        .execute(store.pool())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("check"), "{err}");
     store.pool().close().await;
     support::drop_pg_database(&url).await;
 }
 
 /// A database made by the first schema (run ids repeated in every row) keeps every row
-/// when a newer recoup opens it: the second migration numbers the runs and moves the rows.
+/// when a newer recoup opens it: the second migration numbers the runs and moves the rows,
+/// the third (SQLite) rebuilds `claims` without its amount CHECK.
 async fn migrates_rows_of_the_first_schema(url: &str, backend: &str) {
     use sqlx::Row as _;
     sqlx::any::install_default_drivers();
