@@ -215,8 +215,8 @@ impl fmt::Display for Amount {
     /// Decimal base units, the same text as `U256`'s `Display`.
     ///
     /// Below 2^128 (every amount of a real token so far) the digits come from `itoa`, which
-    /// divides by 10^19 with a multiplication; `U256`'s own `Display` (and `u128`'s, tried
-    /// in session 10) divide in software, and a million-claimant run formats some 30M
+    /// divides by 10^16 with a multiplication; `U256`'s own `Display` (and `u128`'s, tried
+    /// in session 10) divide in software, and a million-claimant run formats more than 30M
     /// amounts for its files and rows (BENCHMARKS.md, "Session 11").
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0.as_limbs() {
