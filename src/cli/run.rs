@@ -211,9 +211,9 @@ fn user_rows<'a>(
     })
 }
 
-/// Rows per batch [`made_ahead`] hands over, and batches it may be ahead by: one batch is
-/// one INSERT's rows, a few of them a few MB at most.
+/// Rows per batch [`made_ahead`] hands over: one INSERT's rows.
 const AHEAD_BATCH: usize = 1024;
+/// Batches [`made_ahead`] may be ahead by: a few MB of rows at most.
 const AHEAD_BATCHES: usize = 4;
 
 /// `rows`, made on a thread of their own in `scope` a few batches ahead of the caller, in

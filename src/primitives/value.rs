@@ -69,8 +69,9 @@ impl std::fmt::Display for DecimalText {
         }
         let mut digits = itoa::Buffer::new();
         let digits = digits.format(self.0.mantissa().unsigned_abs()).as_bytes();
-        let scale = self.0.scale() as usize; // at most 28
-                                             // At most 29 digits of a 96-bit mantissa, or "0." and 28 places.
+        let scale = self.0.scale() as usize;
+        // A scale is at most 28: at most 29 digits of a 96-bit mantissa and a point, or "0."
+        // and 28 places.
         let mut text = [b'0'; 32];
         let n = if scale == 0 {
             text[..digits.len()].copy_from_slice(digits);
