@@ -580,8 +580,9 @@ pub async fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
     let db_url = global.db_url();
     if !args.no_store {
         // The database is opened only once the policy's result is checked (bad input must
-        // not create one); a URL that names no database is refused now, not after the run.
-        Store::backend_of(&db_url)?;
+        // not create one); one that cannot be reached (a URL of no supported kind, a server
+        // that is down, a directory that does not exist) is refused now, not after the run.
+        Store::reachable(&db_url).await?;
     }
     let runtime = tokio::runtime::Handle::current();
     // Filled in as the run goes, read by the threads below (they outlive no borrow of them).

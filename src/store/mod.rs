@@ -216,13 +216,63 @@ impl Store {
         Ok(Self { pool, backend })
     }
 
-    /// The backend `url` names, without connecting: lets a caller refuse a mistyped URL
-    /// before a long run rather than after it.
+    /// Checks that [`Store::open`] could open `url`, creating and changing nothing: a
+    /// PostgreSQL server is connected to and the connection closed; a SQLite file that
+    /// exists must open for reading and writing (as a file: SQLite does not open it here),
+    /// and for one that does not, its directory must exist and take a new file (an
+    /// unnamed temporary one, gone when closed). Lets a caller refuse a database it cannot
+    /// reach before a long run rather than after it: `recoup run` opens its database only
+    /// once the policy's checks pass, so that bad input never creates one. Returns the
+    /// backend.
     ///
     /// # Errors
-    /// [`StoreError::Url`] when `url` is neither `sqlite:PATH` nor `postgres://…`.
-    pub fn backend_of(url: &str) -> Result<Backend, StoreError> {
-        connect_url(url).map(|(backend, _)| backend)
+    /// [`StoreError::Url`] when `url` is neither `sqlite:PATH` nor `postgres://…`;
+    /// [`StoreError::Connect`] when the server cannot be reached or refuses the connection,
+    /// or the SQLite file cannot be opened or made.
+    pub async fn reachable(url: &str) -> Result<Backend, StoreError> {
+        use sqlx::Connection as _;
+        sqlx::any::install_default_drivers();
+        let (backend, connect) = connect_url(url)?;
+        let shown = connect
+            .split('@')
+            .next_back()
+            .unwrap_or(&connect)
+            .to_owned();
+        let err = |source| StoreError::Connect {
+            url: shown.clone(),
+            source,
+        };
+        let io = |what: String, e: std::io::Error| {
+            err(sqlx::Error::Io(std::io::Error::new(
+                e.kind(),
+                format!("{what}: {e}"),
+            )))
+        };
+        match backend {
+            Backend::Postgres => {
+                let conn = sqlx::AnyConnection::connect(&connect).await.map_err(err)?;
+                conn.close().await.map_err(err)?;
+            }
+            Backend::Sqlite => match sqlite_path(url) {
+                None => {} // in memory
+                Some(path) if path.exists() => {
+                    std::fs::OpenOptions::new()
+                        .read(true)
+                        .write(true)
+                        .open(&path)
+                        .map_err(|e| io(format!("cannot open {}", path.display()), e))?;
+                }
+                Some(path) => {
+                    let dir = match path.parent() {
+                        Some(d) if !d.as_os_str().is_empty() => d,
+                        _ => std::path::Path::new("."),
+                    };
+                    tempfile::tempfile_in(dir)
+                        .map_err(|e| io(format!("cannot create a file in {}", dir.display()), e))?;
+                }
+            },
+        }
+        Ok(backend)
     }
 
     /// The backend.
@@ -497,6 +547,14 @@ fn connect_url(url: &str) -> Result<(Backend, String), StoreError> {
     } else {
         Err(StoreError::Url(url.to_owned()))
     }
+}
+
+/// The file a `sqlite:` URL names (its path, without `//` or query), or `None` for an
+/// in-memory database.
+fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url.strip_prefix("sqlite:")?.trim_start_matches("//");
+    let path = rest.split('?').next().unwrap_or(rest);
+    (!path.is_empty() && path != ":memory:").then(|| path.into())
 }
 
 /// Tables whose rows can be counted.

@@ -578,6 +578,35 @@ fn a_database_url_of_no_supported_kind_is_refused_before_the_run() {
     assert!(f.leftovers().is_empty());
 }
 
+/// A database of a supported kind that cannot be reached (a server not listening, a SQLite
+/// file in a directory that does not exist) is refused before the run: with bad input
+/// beside it, the database is what is reported (the run would have stopped at the input
+/// before ever opening it), and nothing is written or created.
+#[test]
+fn a_database_that_cannot_be_reached_is_refused_before_the_run() {
+    for (db, names) in [
+        // Port 1 on the loopback: nothing listens there.
+        ("postgres://127.0.0.1:1/test", "127.0.0.1:1/test"),
+        ("sqlite:missing/dir/recoup.db", "missing/dir"),
+    ] {
+        let f = Fixture::new();
+        f.edit("losses.csv", "250000000000000000000", "-5");
+        let (code, err) = f.run_on(db);
+        assert_eq!(code, 2, "{db}: {err}");
+        assert!(
+            err.contains("cannot open database") && err.contains(names),
+            "{db}: {err}"
+        );
+        assert!(
+            !err.contains("losses.csv"),
+            "{db}: the input was read: {err}"
+        );
+        assert!(f.snapshot().is_empty(), "{db}: nothing may be written");
+        assert!(f.leftovers().is_empty(), "{db}");
+        assert!(!Path::new(&f.path("missing")).exists(), "{db}");
+    }
+}
+
 #[test]
 fn a_good_run_twice_is_idempotent() {
     let f = Fixture::new();
