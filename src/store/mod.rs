@@ -177,7 +177,7 @@ impl Store {
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let (backend, url) = connect_url(url)?;
-        let shown = url.split('@').next_back().unwrap_or(&url).to_owned();
+        let shown = shown_url(&url);
         let mut opts = AnyPoolOptions::new();
         if backend == Backend::Sqlite {
             // A rollback journal, not WAL: a run is one large transaction of new rows. In
@@ -233,11 +233,7 @@ impl Store {
         use sqlx::Connection as _;
         sqlx::any::install_default_drivers();
         let (backend, connect) = connect_url(url)?;
-        let shown = connect
-            .split('@')
-            .next_back()
-            .unwrap_or(&connect)
-            .to_owned();
+        let shown = shown_url(&connect);
         let err = |source| StoreError::Connect {
             url: shown.clone(),
             source,
@@ -533,8 +529,7 @@ impl Store {
 /// The backend of `url` and the URL sqlx connects to: a SQLite file is created when missing
 /// (`mode=rwc`, unless the URL sets a mode).
 fn connect_url(url: &str) -> Result<(Backend, String), StoreError> {
-    if let Some(rest) = url.strip_prefix("sqlite:") {
-        let rest = rest.trim_start_matches("//");
+    if let Some(rest) = sqlite_rest(url) {
         let sep = if rest.contains('?') { '&' } else { '?' };
         let u = if rest.contains("mode=") {
             format!("sqlite:{rest}")
@@ -549,12 +544,22 @@ fn connect_url(url: &str) -> Result<(Backend, String), StoreError> {
     }
 }
 
+/// What follows `sqlite:` (and `//`, if any) in a SQLite URL: its path and query.
+fn sqlite_rest(url: &str) -> Option<&str> {
+    Some(url.strip_prefix("sqlite:")?.trim_start_matches("//"))
+}
+
 /// The file a `sqlite:` URL names (its path, without `//` or query), or `None` for an
-/// in-memory database.
+/// in-memory database or another kind of URL.
 fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
-    let rest = url.strip_prefix("sqlite:")?.trim_start_matches("//");
+    let rest = sqlite_rest(url)?;
     let path = rest.split('?').next().unwrap_or(rest);
     (!path.is_empty() && path != ":memory:").then(|| path.into())
+}
+
+/// A database URL as errors show it: without the credentials before an `@`.
+fn shown_url(url: &str) -> String {
+    url.split('@').next_back().unwrap_or(url).to_owned()
 }
 
 /// Tables whose rows can be counted.
@@ -752,7 +757,7 @@ fn insert_sql(backend: Backend, shape: &Insert, rows: usize) -> String {
 /// ≈ 2 s of a million-claimant save against 256 (4,096 gave nothing more). A claims
 /// statement binds 2 shared and 3 × 1,024 row values, 3,074 parameters, under SQLite's
 /// 32,766 and PostgreSQL's 65,535. See BENCHMARKS.md for the measurements.
-const ROWS_PER_INSERT: usize = 1024;
+pub(crate) const ROWS_PER_INSERT: usize = 1024;
 
 #[cfg(test)]
 mod tests {
