@@ -212,7 +212,7 @@ fn user_rows<'a>(
 }
 
 /// Rows per batch [`made_ahead`] hands over: one INSERT's rows.
-const AHEAD_BATCH: usize = 1024;
+const AHEAD_BATCH: usize = crate::store::ROWS_PER_INSERT;
 /// Batches [`made_ahead`] may be ahead by: a few MB of rows at most.
 const AHEAD_BATCHES: usize = 4;
 

@@ -216,8 +216,9 @@ impl fmt::Display for Amount {
     ///
     /// Below 2^128 (every amount of a real token so far) the digits come from `itoa`, which
     /// divides by 10^16 with a multiplication; `U256`'s own `Display` (and `u128`'s, tried
-    /// in session 10) divide in software, and a million-claimant run formats more than 30M
-    /// amounts for its files and rows (BENCHMARKS.md, "Session 11").
+    /// in session 10) divide in software, and a million-claimant run formats tens of
+    /// millions of amounts for its files and rows (`user_results.csv` alone has seven a
+    /// loss row, 21M at 1M claimants × 3 assets; BENCHMARKS.md, "Session 11").
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0.as_limbs() {
             &[lo, hi, 0, 0] => {
