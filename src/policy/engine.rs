@@ -292,7 +292,19 @@ struct Names<'a> {
 }
 
 impl<'a> Names<'a> {
-    fn new(set: BTreeSet<&'a str>) -> Self {
+    /// The distinct names of `all` (one per ledger row, many repeated).
+    ///
+    /// Inserted one by one, skipping a repeat of the name before: collecting 3M names into
+    /// a `BTreeSet` sorts all of them first (≈ 0.1 s a column at a million claimants).
+    fn new(all: impl Iterator<Item = &'a str>) -> Self {
+        let mut set = BTreeSet::new();
+        let mut last = None;
+        for n in all {
+            if last != Some(n) {
+                set.insert(n);
+                last = Some(n);
+            }
+        }
         let names: Vec<&str> = set.into_iter().collect();
         let ix = names
             .iter()
@@ -441,8 +453,8 @@ pub(crate) fn apply_unverified(
         o
     };
 
-    let pools = Names::new(lrows.iter().filter_map(|r| r.pool.as_deref()).collect());
-    let classes = Names::new(lrows.iter().filter_map(|r| r.class.as_deref()).collect());
+    let pools = Names::new(lrows.iter().filter_map(|r| r.pool.as_deref()));
+    let classes = Names::new(lrows.iter().filter_map(|r| r.class.as_deref()));
 
     // Sources against the ledger and the assets.
     let mut seen = BTreeSet::new();
