@@ -541,9 +541,19 @@ fn loss_and_policy(
         .iter()
         .map(|a| (a.symbol.clone(), a.price))
         .collect();
-    let totals = policy::LedgerTotals::of(&ledger.rows)?;
-    let result =
-        policy::apply_unverified(&ledger, &m.funding, &m.policy, &covers, &assets, &prices)?;
+    // The ledger's totals (for the checks) on a thread of their own beside the policy,
+    // which uses one: ≈ 0.14 s at a million claimants. Their error comes first, as when
+    // they were taken before the policy ran.
+    let (totals, result) = std::thread::scope(|s| {
+        let totals = s.spawn(|| policy::LedgerTotals::of(&ledger.rows));
+        let result =
+            policy::apply_unverified(&ledger, &m.funding, &m.policy, &covers, &assets, &prices);
+        let totals = totals
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        (totals, result)
+    });
+    let (totals, result) = (totals?, result?);
     if !opts.keep_loss_rows {
         ledger.rows = Vec::new();
     }
