@@ -325,7 +325,8 @@ impl Store {
     /// when the run is already stored.
     ///
     /// The run's row is inserted first, so that the rows naming it satisfy their foreign
-    /// keys as they go (PostgreSQL's are not deferrable), and its summary is filled in
+    /// keys as they go (PostgreSQL checks them row by row; SQLite's are checked at the
+    /// commit, see migration `20261205000004`), and its summary is filled in
     /// from `tail`, inside the same transaction: no one sees the run before the commit.
     ///
     /// # Errors
@@ -388,12 +389,7 @@ impl Store {
         insert_rows(
             &mut tx,
             self.backend,
-            Insert {
-                table: "user_results (run_seq, account, result_json)",
-                shared: 1,
-                cols: 2,
-                context: "saving per-user results",
-            },
+            USER_ROWS,
             users,
             |_| (),
             |query, ()| query.bind(seq),
@@ -413,12 +409,7 @@ impl Store {
         insert_rows(
             &mut tx,
             self.backend,
-            Insert {
-                table: "claims (run_seq, tree, account, amount, leaf_index)",
-                shared: 2,
-                cols: 3,
-                context: "saving claims",
-            },
+            CLAIM_ROWS,
             tail.claims.map_while(|c| match check_claim_amount(&c) {
                 Ok(()) => Some(c),
                 Err(e) => {
@@ -634,6 +625,23 @@ struct Insert {
     context: &'static str,
 }
 
+/// The per-user rows: the run's number bound once a statement, account and result JSON a row.
+const USER_ROWS: Insert = Insert {
+    table: "user_results (run_seq, account, result_json)",
+    shared: 1,
+    cols: 2,
+    context: "saving per-user results",
+};
+
+/// The claim rows: the run's number and the tree bound once a statement, account, amount and
+/// leaf index a row.
+const CLAIM_ROWS: Insert = Insert {
+    table: "claims (run_seq, tree, account, amount, leaf_index)",
+    shared: 2,
+    cols: 3,
+    context: "saving claims",
+};
+
 /// Inserts `rows` with multi-row INSERTs of at most [`ROWS_PER_INSERT`] rows each, shaped
 /// as `shape` says. Consecutive rows with the same `key` (and only those) share a
 /// statement, whose shared columns `bind_shared` binds from that key; `bind` binds each row's own
@@ -700,7 +708,17 @@ async fn insert_rows<T, K: PartialEq>(
 
 /// `INSERT INTO t (…) SELECT ?, …, v.column1, … FROM (VALUES (…), (…), …) AS v` for `rows`
 /// rows as `shape` says: placeholders `$1, $2, …` for PostgreSQL, anonymous `?` for
-/// SQLite (both name a `VALUES` list's columns `column1`, `column2`, …). SQLite resolves a
+/// SQLite (both name a `VALUES` list's columns `column1`, `column2`, …).
+///
+/// On SQLite the statement is `INSERT OR FAIL`: a row that breaks a NOT NULL or PRIMARY KEY
+/// constraint fails the statement as plain `INSERT` does, but leaves the statement's earlier
+/// rows in place instead of undoing them (the run is rolled back whole anyway). With that,
+/// and the rows' foreign key checked at commit (migration `20261205000004`), nothing in the
+/// statement can abort half-way, so SQLite keeps no statement journal for it: with one, every
+/// existing page a statement changed was first copied to a temporary file, 1.3 GB of writes
+/// on a million-claimant run (BENCHMARKS.md, "Session 13").
+///
+/// SQLite resolves a
 /// numbered placeholder's index by a linear scan of the statement's parameter names, and
 /// sqlx asks for every parameter's name when it binds, so `$N` costs O(parameters²) a
 /// statement there: in a million-claimant run `sqlite3_bind_parameter_name` alone was
@@ -719,7 +737,10 @@ fn insert_sql(backend: Backend, shape: &Insert, rows: usize) -> String {
         n += 1;
     };
     let mut s = String::with_capacity(64 + rows * shape.cols * 7);
-    s.push_str("INSERT INTO ");
+    s.push_str(match backend {
+        Backend::Sqlite => "INSERT OR FAIL INTO ",
+        Backend::Postgres => "INSERT INTO ",
+    });
     s.push_str(shape.table);
     s.push_str(" SELECT ");
     for _ in 0..shape.shared {
@@ -800,15 +821,10 @@ mod tests {
 
     #[test]
     fn insert_statements_bind_the_shared_columns_once_and_each_row_s_own() {
-        let shape = Insert {
-            table: "claims (run_seq, tree, account, amount, leaf_index)",
-            shared: 2,
-            cols: 3,
-            context: "",
-        };
+        let shape = CLAIM_ROWS;
         assert_eq!(
             insert_sql(Backend::Sqlite, &shape, 2),
-            "INSERT INTO claims (run_seq, tree, account, amount, leaf_index) SELECT ?, ?, \
+            "INSERT OR FAIL INTO claims (run_seq, tree, account, amount, leaf_index) SELECT ?, ?, \
              v.column1, v.column2, v.column3 FROM (VALUES (?, ?, ?), (?, ?, ?)) AS v"
         );
         assert_eq!(
@@ -816,5 +832,59 @@ mod tests {
             "INSERT INTO claims (run_seq, tree, account, amount, leaf_index) SELECT $1, $2, \
              v.column1, v.column2, v.column3 FROM (VALUES ($3, $4, $5), ($6, $7, $8)) AS v"
         );
+    }
+
+    /// SQLite gives a statement a statement journal (copies of the pages it changes, kept
+    /// to undo it alone) when it writes many rows and may abort half-way
+    /// (`usesStmtJournal = isMultiWrite && mayAbort` in sqlite3.c). What may abort shows in
+    /// the statement's program: a constraint's `Halt`/`HaltIfNull` with P2 = 2 (`OE_Abort`),
+    /// or a foreign key counter with P1 = 0 (an immediate key). The bulk INSERTs must have
+    /// neither, and must still check their constraints: each key with `OE_Fail` (3), the
+    /// run's foreign key with a deferred counter, which fails the commit.
+    #[tokio::test]
+    async fn sqlite_bulk_inserts_can_not_abort_half_way_and_still_check_their_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite:{}", dir.path().join("r.db").display());
+        let store = Store::open(&url).await.unwrap();
+        for shape in [USER_ROWS, CLAIM_ROWS] {
+            let sql = format!("EXPLAIN {}", insert_sql(Backend::Sqlite, &shape, 3));
+            let ops: Vec<(String, i64, i64)> = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .fetch_all(store.pool())
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| (r.get::<String, _>(1), r.get(2), r.get(3)))
+                .collect();
+            let halts: Vec<i64> = ops
+                .iter()
+                .filter(|(op, p1, _)| (op == "Halt" && *p1 != 0) || op == "HaltIfNull")
+                .map(|&(_, _, p2)| p2)
+                .collect();
+            assert!(!halts.is_empty(), "{}: no constraint checked", shape.table);
+            assert!(
+                halts.iter().all(|&on_error| on_error == 3),
+                "{}: a constraint aborts the statement: {halts:?}",
+                shape.table
+            );
+            let fk: Vec<i64> = ops
+                .iter()
+                .filter(|(op, ..)| op == "FkCounter")
+                .map(|&(_, p1, _)| p1)
+                .collect();
+            assert!(
+                !fk.is_empty() && fk.iter().all(|&deferred| deferred == 1),
+                "{}: the run's key is not checked at commit: {fk:?}",
+                shape.table
+            );
+        }
+        // A row naming no run is refused at commit, and nothing stays.
+        let mut tx = store.pool().begin().await.unwrap();
+        sqlx::query("INSERT OR FAIL INTO user_results (run_seq, account, result_json) VALUES (999, '0x01', '{}')")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        assert!(tx.commit().await.is_err(), "a row of no run was committed");
+        assert_eq!(store.count(StoredTable::UserResults).await.unwrap(), 0);
+        store.pool().close().await;
     }
 }

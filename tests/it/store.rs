@@ -127,10 +127,32 @@ async fn exercise(store: &Store) {
             "{bad}: {err:?}"
         );
     }
+    // A row that repeats another's key fails its statement (on SQLite an `INSERT OR FAIL`,
+    // which keeps the statement's earlier rows): the whole run is still rolled back.
+    let mut twice = record("0x04", "5");
+    twice.users.push(twice.users[1234].clone());
+    let err = store.save_run(&twice).await;
+    assert!(
+        matches!(&err, Err(StoreError::Query { context, .. }) if *context == "saving per-user results"),
+        "{err:?}"
+    );
+    let mut twice = record("0x05", "5");
+    let again = twice.claims[2].clone();
+    twice.claims.push(again);
+    let err = store.save_run(&twice).await;
+    assert!(
+        matches!(&err, Err(StoreError::Query { context, .. }) if *context == "saving claims"),
+        "{err:?}"
+    );
     assert_eq!(
         store.count(StoredTable::Runs).await.unwrap(),
         1,
         "rolled back: no run row"
+    );
+    assert_eq!(
+        store.count(StoredTable::Claims).await.unwrap(),
+        3,
+        "rolled back: no claim rows"
     );
     assert_eq!(
         store.count(StoredTable::UserResults).await.unwrap(),
