@@ -1,7 +1,7 @@
 -- The per-user and claim rows' key to their run (`run_seq` → `runs.seq`) is checked when
 -- the run's transaction commits (DEFERRABLE INITIALLY DEFERRED), not as each statement ends.
 --
--- Why: recoup inserts these rows with multi-row INSERTs of 1,024 rows. SQLite gives a
+-- Why: recoup inserts these rows with multi-row INSERTs of thousands of rows. SQLite gives a
 -- statement that writes many rows and may abort half-way (an immediate foreign key, or a
 -- NOT NULL or PRIMARY KEY check that aborts the statement) a statement journal, so that it
 -- can undo that one statement: every page the statement changes that existed when it began

@@ -774,11 +774,15 @@ fn insert_sql(backend: Backend, shape: &Insert, rows: usize) -> String {
 
 /// Rows per multi-row INSERT. A full chunk always has the same SQL, so it stays in sqlx's
 /// per-connection statement cache. Each statement costs two thread hand-offs (to SQLite's
-/// worker and back); with the next chunk made while one runs, 1,024 rows a statement saved
-/// ≈ 2 s of a million-claimant save against 256 (4,096 gave nothing more). A claims
-/// statement binds 2 shared and 3 × 1,024 row values, 3,074 parameters, under SQLite's
-/// 32,766 and PostgreSQL's 65,535. See BENCHMARKS.md for the measurements.
-pub(crate) const ROWS_PER_INSERT: usize = 1024;
+/// worker and back), during which SQLite's thread waits; with the next chunk made while one
+/// runs, 1,024 rows a statement saved ≈ 2 s of a million-claimant save against 256
+/// (BENCHMARKS.md, "Session 8"). Once SQLite no longer kept a statement journal for them
+/// (see [`insert_sql`]), 4,096 rows a statement ran that save's whole run 0.93× the time
+/// of 1,024 (medians of seven alternated runs) for ≈ 5 MB more peak memory; 8,192 was
+/// faster again by less and took 20–30 MB more, too close to the run's memory target
+/// (BENCHMARKS.md, "Session 13"). A claims statement binds 2 shared and 3 × 4,096 row
+/// values, 12,290 parameters, under SQLite's 32,766 and PostgreSQL's 65,535.
+pub(crate) const ROWS_PER_INSERT: usize = 4096;
 
 #[cfg(test)]
 mod tests {

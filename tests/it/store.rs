@@ -10,6 +10,10 @@ use recoup::store::{
 const U256_MAX: &str =
     "115792089237316195423570985008687907853269984665640564039457584007913129639935";
 
+/// Per-user rows in [`record`]'s run: more than two of the store's multi-row INSERTs (4,096
+/// rows each), so that full statements and a shorter last one are all exercised.
+const USERS: i64 = 9_000;
+
 fn record(run_id: &str, amount: &str) -> RunRecord {
     RunRecord {
         incident: IncidentRecord {
@@ -20,7 +24,7 @@ fn record(run_id: &str, amount: &str) -> RunRecord {
         },
         run_id: run_id.into(),
         summary_json: "{}".into(),
-        users: (0..2500)
+        users: (0..USERS)
             .map(|i| (format!("0x{i:040x}"), format!("{{\"i\":{i}}}")))
             .collect(),
         claims: vec![
@@ -67,7 +71,7 @@ async fn exercise(store: &Store) {
         Saved::AlreadyStored
     );
     assert_eq!(store.count(StoredTable::Runs).await.unwrap(), 1);
-    assert_eq!(store.count(StoredTable::UserResults).await.unwrap(), 2500);
+    assert_eq!(store.count(StoredTable::UserResults).await.unwrap(), USERS);
     assert_eq!(store.count(StoredTable::Claims).await.unwrap(), 3);
     let claims: Vec<(String, String, String, i64)> = sqlx::query_as(
         "SELECT tree, account, amount, leaf_index FROM claims ORDER BY tree, account",
@@ -113,7 +117,7 @@ async fn exercise(store: &Store) {
         "{err}"
     );
     assert_eq!(store.count(StoredTable::Runs).await.unwrap(), 1);
-    assert_eq!(store.count(StoredTable::UserResults).await.unwrap(), 2500);
+    assert_eq!(store.count(StoredTable::UserResults).await.unwrap(), USERS);
     // A claim amount that is not base-unit digits of at most 2^256 − 1 is refused as its row
     // is bound: the whole run rolls back, its per-user rows and run row with it.
     for bad in [
@@ -156,7 +160,7 @@ async fn exercise(store: &Store) {
     );
     assert_eq!(
         store.count(StoredTable::UserResults).await.unwrap(),
-        2500,
+        USERS,
         "rolled back: no user rows"
     );
     assert_eq!(
@@ -222,7 +226,7 @@ async fn sqlite_database_is_made_with_64_kib_pages_and_an_older_one_keeps_its_ow
         .unwrap();
     store.save_run(&record("0x01", "5")).await.unwrap();
     assert_eq!(pragma::<i64>(&store, "PRAGMA page_size").await, 4096);
-    assert_eq!(store.count(StoredTable::UserResults).await.unwrap(), 2500);
+    assert_eq!(store.count(StoredTable::UserResults).await.unwrap(), USERS);
     store.pool().close().await;
 }
 
@@ -243,7 +247,7 @@ async fn sqlite_database_left_in_wal_mode_gets_a_rollback_journal_and_keeps_its_
         pragma::<String>(&again, "PRAGMA journal_mode").await,
         "delete"
     );
-    assert_eq!(again.count(StoredTable::UserResults).await.unwrap(), 2500);
+    assert_eq!(again.count(StoredTable::UserResults).await.unwrap(), USERS);
     again.pool().close().await;
     assert!(
         !dir.path().join("r.db-wal").exists(),
