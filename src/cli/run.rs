@@ -173,7 +173,7 @@ fn root_records(summary: &report::Summary<'_>) -> Vec<RootRecord> {
             asset: t.asset.clone(),
             root: t.root.clone(),
             leaves: t.leaves as u64,
-            total: t.total.to_string(),
+            total: t.total,
         })
         .collect()
 }
@@ -300,7 +300,7 @@ fn claim_rows<'a>(
                 tree: Arc::clone(&tree),
                 account: String::from_utf8_lossy(&accounts[order[r as usize] as usize])
                     .into_owned(),
-                amount: e.amount.to_string(),
+                amount: e.amount,
                 leaf_index: u64::from(i),
             }
         })
