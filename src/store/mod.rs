@@ -733,7 +733,7 @@ fn insert_sql(backend: Backend, shape: &Insert, rows: usize) -> String {
 /// runs, 1,024 rows a statement saved ≈ 2 s of a million-claimant save against 256
 /// (BENCHMARKS.md, "Session 8"). Once SQLite no longer kept a statement journal for them
 /// (see [`insert_sql`]), 4,096 rows a statement ran that save's whole run 0.93× the time
-/// of 1,024 (medians of seven alternated runs) for ≈ 5 MB more peak memory; 8,192 was
+/// of 1,024 (medians of seven alternated runs) for 4–12 MB more peak memory; 8,192 was
 /// faster again by less and took 20–30 MB more, too close to the run's memory target
 /// (BENCHMARKS.md, "Session 13"). A claims statement binds 2 shared and 3 × 4,096 row
 /// values, 12,290 parameters, under SQLite's 32,766 and PostgreSQL's 65,535.
