@@ -673,12 +673,11 @@ async fn insert_rows<T, K: PartialEq>(
 /// existing page a statement changed was first copied to a temporary file, 1.3 GB of writes
 /// on a million-claimant run (BENCHMARKS.md, "Session 13").
 ///
-/// SQLite resolves a
-/// numbered placeholder's index by a linear scan of the statement's parameter names, and
-/// sqlx asks for every parameter's name when it binds, so `$N` costs O(parameters²) a
-/// statement there: in a million-claimant run `sqlite3_bind_parameter_name` alone was
-/// 9.7% of all CPU (`perf`), the largest single symbol. With `?` sqlx binds by position and
-/// SQLite scans nothing.
+/// SQLite resolves a numbered placeholder's index by a linear scan of the statement's
+/// parameter names, and sqlx asks for every parameter's name when it binds, so `$N` costs
+/// O(parameters²) a statement there: in a million-claimant run `sqlite3_bind_parameter_name`
+/// alone was 9.7% of all CPU (`perf`), the largest single symbol. With `?` sqlx binds by
+/// position and SQLite scans nothing.
 fn insert_sql(backend: Backend, shape: &Insert, rows: usize) -> String {
     let mut n = 1;
     let mut param = |s: &mut String| {
@@ -734,7 +733,7 @@ fn insert_sql(backend: Backend, shape: &Insert, rows: usize) -> String {
 /// (BENCHMARKS.md, "Session 8"). Once SQLite no longer kept a statement journal for them
 /// (see [`insert_sql`]), 4,096 rows a statement ran that save's whole run 0.93× the time
 /// of 1,024 (medians of seven alternated runs) for 4–12 MB more peak memory; 8,192 was
-/// faster again by less and took 20–30 MB more, too close to the run's memory target
+/// faster again by less but peaked within 23 MB of the run's 1.5 GiB memory target
 /// (BENCHMARKS.md, "Session 13"). A claims statement binds 2 shared and 3 × 4,096 row
 /// values, 12,290 parameters, under SQLite's 32,766 and PostgreSQL's 65,535.
 pub(crate) const ROWS_PER_INSERT: usize = 4096;
