@@ -5,13 +5,14 @@
 -- statement that writes many rows and may abort half-way (an immediate foreign key, or a
 -- NOT NULL or PRIMARY KEY check that aborts the statement) a statement journal, so that it
 -- can undo that one statement: every page the statement changes that existed when it began
--- (the last leaf and its parents, ~3 pages of 64 KiB) is first copied into a temporary
--- file. On a million-claimant run that file took 1.3 GB of writes, more than the 748 MB
--- database itself (`strace`, BENCHMARKS.md, "Session 13"). With the key checked at commit
--- and recoup's statements written `INSERT OR FAIL` (src/store/mod.rs, `insert_sql`),
--- nothing in them can abort half-way and SQLite opens no statement journal. A failing row
--- still fails its statement, and recoup then rolls the whole run back; a row naming a run
--- that does not exist still fails the commit.
+-- (the last leaf, its parents and what a split touches: about five 64 KiB pages a statement
+-- of 1,024 rows) is first copied into a temporary file. On a million-claimant run that file
+-- took 1.3 GB of writes, more than the 748 MB database itself (`strace`, BENCHMARKS.md,
+-- "Session 13"). With the key checked at commit and recoup's statements written
+-- `INSERT OR FAIL` (src/store/mod.rs, `insert_sql`), nothing in them can abort half-way
+-- and SQLite opens no statement journal. A failing row still fails its statement, and
+-- recoup then rolls the whole run back; a row naming a run that does not exist still fails
+-- the commit.
 --
 -- SQLite cannot alter a foreign key, so both tables are rebuilt with their rows.
 CREATE TABLE user_results_v4 (

@@ -12,8 +12,9 @@ use recoup::store::{
 const U256_MAX: &str =
     "115792089237316195423570985008687907853269984665640564039457584007913129639935";
 
-/// Per-user rows in [`record`]'s run: more than two of the store's multi-row INSERTs (4,096
-/// rows each), so that full statements and a shorter last one are all exercised.
+/// Per-user rows in [`record`]'s run: more than two of the store's multi-row INSERTs
+/// (`ROWS_PER_INSERT` in src/store, 4,096 rows when this was written; raise this with it), so
+/// that full statements and a shorter last one are all exercised.
 const USERS: i64 = 9_000;
 
 fn record(run_id: &str) -> RunRecord {
