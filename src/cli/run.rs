@@ -162,8 +162,10 @@ fn incident_record(m: &Manifest) -> IncidentRecord {
     }
 }
 
-/// The roots to store, as the summary states them.
-fn root_records(summary: &report::Summary<'_>) -> Vec<RootRecord> {
+/// The roots to store, as the summary states them, each naming the tree whose claim rows
+/// are its leaves when that is another's ([`shared_leaves`] of `out`).
+fn root_records(summary: &report::Summary<'_>, out: &RunOutput) -> Vec<RootRecord> {
+    let shared = shared_leaves(out);
     summary
         .trees
         .iter()
@@ -174,8 +176,34 @@ fn root_records(summary: &report::Summary<'_>) -> Vec<RootRecord> {
             root: t.root.clone(),
             leaves: t.leaves as u64,
             total: t.total,
+            leaves_of: shared.get(t.file.as_str()).map(|&o| o.to_owned()),
         })
         .collect()
+}
+
+/// Each tree of `out` whose leaves are exactly an earlier tree's, in the order of their file
+/// names (the same payout asset, and the same accounts and amounts at the same leaf indices:
+/// one asset published in two formats), mapped to the first such tree. The store keeps those
+/// leaves once ([`RootRecord::leaves_of`]): in the bundled scenario the USDC claims are both
+/// an OpenZeppelin dump and a Uniswap merkle-distributor file, a million rows at a million
+/// claimants (BENCHMARKS.md, "Session 14").
+fn shared_leaves(out: &RunOutput) -> std::collections::BTreeMap<&str, &str> {
+    let mut trees: Vec<&crate::pipeline::TreeOutput> = out.trees.iter().collect();
+    trees.sort_by(|a, b| a.spec.file.cmp(&b.spec.file));
+    let mut owners: Vec<&crate::pipeline::TreeOutput> = Vec::new();
+    let mut shared = std::collections::BTreeMap::new();
+    for t in trees {
+        match owners
+            .iter()
+            .find(|o| o.asset == t.asset && o.entries == t.entries)
+        {
+            Some(o) => {
+                shared.insert(t.spec.file.as_str(), o.spec.file.as_str());
+            }
+            None => owners.push(t),
+        }
+    }
+    shared
 }
 
 /// Positions of `texts` in the byte order of the text (SQLite's BINARY collation). Rows are
@@ -258,9 +286,10 @@ fn made_ahead<'scope, T: Send + 'scope>(
     .fuse()
 }
 
-/// The claim rows of every tree, made as they are stored: tree by tree in the order of
-/// their file names, each tree's rows in the text order of the accounts (the order of the
-/// table's primary key), each with its leaf's position in the tree's values.
+/// The claim rows of every tree that owns its leaves (none for a tree in `borrowed`, whose
+/// root names another's, see [`shared_leaves`]), made as they are stored: tree by tree in the
+/// order of their file names, each tree's rows in the text order of the accounts (the order
+/// of the table's primary key), each with its leaf's position in the tree's values.
 ///
 /// A tree's entries are users' payouts, so each entry's account text and its place in the
 /// text order are the user's (`accounts`, `order` as for [`user_rows`]): the entries are
@@ -269,13 +298,18 @@ fn claim_rows<'a>(
     out: &'a RunOutput,
     accounts: &'a [[u8; 42]],
     order: &'a [u32],
+    borrowed: &[&str],
 ) -> impl Iterator<Item = ClaimRecord> + 'a {
     use rayon::prelude::*;
     let mut rank = vec![0u32; order.len()];
     for (k, &i) in order.iter().enumerate() {
         rank[i as usize] = k as u32;
     }
-    let mut trees: Vec<&'a crate::pipeline::TreeOutput> = out.trees.iter().collect();
+    let mut trees: Vec<&'a crate::pipeline::TreeOutput> = out
+        .trees
+        .iter()
+        .filter(|t| !borrowed.contains(&t.spec.file.as_str()))
+        .collect();
     trees.sort_by(|a, b| a.spec.file.cmp(&b.spec.file));
     trees.into_iter().flat_map(move |t| {
         let tree: Arc<str> = Arc::from(t.spec.file.as_str());
@@ -463,7 +497,7 @@ fn produce<'a>(
     let _ = feeds.tail.send((
         out,
         String::from_utf8_lossy(&summary).into_owned(),
-        root_records(&run_summary),
+        root_records(&run_summary, out),
     ));
     timer.lap("run record");
     let names = output_names(out);
@@ -529,10 +563,16 @@ fn store_run(
                 .tail
                 .await
                 .map_err(|_| "the run did not finish".to_owned())?;
+            let borrowed: Vec<&str> = roots
+                .iter()
+                .filter(|r| r.leaves_of.is_some())
+                .map(|r| r.tree.as_str())
+                .collect();
+            let claims = made_ahead(scope, claim_rows(out, accounts, &order, &borrowed));
             Ok(RunTail {
                 summary_json,
                 roots,
-                claims: made_ahead(scope, claim_rows(out, accounts, &order)),
+                claims,
             })
         };
         let gate = async {

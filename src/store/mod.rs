@@ -6,6 +6,11 @@
 //! migrations for why). Every save is one transaction: an error leaves the database as it
 //! was. Runs are keyed by a hash of the manifest and its inputs, so saving the same run
 //! twice is a no-op.
+//!
+//! A run's trees with the same leaves keep them once: the rows of `claim_leaves` belong to
+//! the trees that own their leaves, and a tree whose leaves are another's names it in
+//! `roots.leaves_of`. The `claims` view shows every tree's leaves (migration
+//! `20261205000005`).
 
 use crate::primitives::Amount;
 use sqlx::any::{AnyPoolOptions, AnyQueryResult};
@@ -43,6 +48,15 @@ pub enum StoreError {
     /// The caller withdrew the run before the commit; nothing was stored.
     #[error("run not stored: {0}")]
     Aborted(String),
+    /// A run's roots and claim rows disagree on which tree's rows are whose leaves (see
+    /// [`RootRecord::leaves_of`]); the transaction was rolled back.
+    #[error("claim leaves of tree {tree:?}: {problem}")]
+    Leaves {
+        /// The tree.
+        tree: String,
+        /// What is wrong.
+        problem: &'static str,
+    },
     /// The run id exists for another incident (a hash collision or a tampered database).
     #[error("run {run_id} is stored for incident {stored:?}, not {given:?}")]
     RunMismatch {
@@ -84,7 +98,8 @@ pub struct IncidentRecord {
     pub snapshot_block: u64,
 }
 
-/// One claim leaf to store.
+/// One claim leaf to store, of a tree that owns its leaves (a tree whose
+/// [`RootRecord::leaves_of`] names another has no rows of its own).
 #[derive(Debug, Clone)]
 pub struct ClaimRecord {
     /// Tree name, shared by the tree's rows.
@@ -117,6 +132,13 @@ pub struct RootRecord {
     /// Σ amounts in the tree's asset's base units, stored as decimal digits like
     /// [`ClaimRecord::amount`].
     pub total: Amount,
+    /// `None` when this tree's leaves are stored as its own claim rows; otherwise the run's
+    /// tree whose rows are exactly this tree's leaves too (the same accounts and amounts at
+    /// the same leaf indices: one payout asset in two formats), which then owns them: it
+    /// must be a root of the same run, of the same asset and leaf count, whose own
+    /// `leaves_of` is `None`, and this tree is given no claim rows. Saves storing the same
+    /// leaves twice; the `claims` view shows them under both trees.
+    pub leaves_of: Option<String>,
 }
 
 /// Everything one run stores.
@@ -130,7 +152,7 @@ pub struct RunRecord {
     pub summary_json: String,
     /// Per user: (EIP-55 account, result JSON).
     pub users: Vec<(String, String)>,
-    /// Claim leaves.
+    /// Claim leaves of the trees that own theirs.
     pub claims: Vec<ClaimRecord>,
     /// Roots.
     pub roots: Vec<RootRecord>,
@@ -144,7 +166,7 @@ pub struct RunTail<C> {
     pub summary_json: String,
     /// Roots.
     pub roots: Vec<RootRecord>,
-    /// Claim leaves, pulled a few at a time.
+    /// Claim leaves of the trees that own theirs, pulled a few at a time.
     pub claims: C,
 }
 
@@ -324,7 +346,10 @@ impl Store {
     ///
     /// # Errors
     /// As [`Store::save_run_gated`]; when `tail` resolves to `Err(reason)` the
-    /// transaction is rolled back and [`StoreError::Aborted`] returned.
+    /// transaction is rolled back and [`StoreError::Aborted`] returned; when a root's
+    /// [`RootRecord::leaves_of`] names no root of the run that owns its leaves (the same
+    /// asset and leaf count), or claim rows are given for a tree whose leaves are another's,
+    /// it is rolled back and [`StoreError::Leaves`] returned.
     pub async fn save_run_streamed<C: Iterator<Item = ClaimRecord>>(
         &self,
         incident: &IncidentRecord,
@@ -396,11 +421,38 @@ impl Store {
                 return Err(StoreError::Aborted(reason));
             }
         };
+        if let Err(e) = check_leaves_of(&tail.roots) {
+            tx.rollback().await.map_err(q("rolling back the run"))?;
+            return Err(e);
+        }
+        // Claim rows of a tree whose leaves are another's would show twice in `claims`: the
+        // rows stop at the first one, and the run is rolled back.
+        let borrowed: std::collections::HashSet<&str> = tail
+            .roots
+            .iter()
+            .filter(|r| r.leaves_of.is_some())
+            .map(|r| r.tree.as_str())
+            .collect();
+        let mut stray: Option<String> = None;
+        let mut last_owner: Option<std::sync::Arc<str>> = None;
+        let claims = tail.claims.map_while(|c| {
+            if !last_owner
+                .as_ref()
+                .is_some_and(|t| std::sync::Arc::ptr_eq(t, &c.tree))
+            {
+                if borrowed.contains(&*c.tree) {
+                    stray = Some(c.tree.to_string());
+                    return None;
+                }
+                last_owner = Some(std::sync::Arc::clone(&c.tree));
+            }
+            Some(c)
+        });
         insert_rows(
             &mut tx,
             self.backend,
             CLAIM_ROWS,
-            tail.claims,
+            claims,
             |c| std::sync::Arc::clone(&c.tree),
             |query, tree| query.bind(seq).bind(tree.to_string()),
             |query, c| {
@@ -411,8 +463,15 @@ impl Store {
             },
         )
         .await?;
+        if let Some(tree) = stray {
+            tx.rollback().await.map_err(q("rolling back the run"))?;
+            return Err(StoreError::Leaves {
+                tree,
+                problem: "claim rows given for a tree whose leaves are another tree's",
+            });
+        }
         for r in &tail.roots {
-            let _: AnyQueryResult = sqlx::query("INSERT INTO roots (run_id, tree, format, asset, root, leaves, total) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+            let _: AnyQueryResult = sqlx::query("INSERT INTO roots (run_id, tree, format, asset, root, leaves, total, leaves_of) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
                 .bind(run_id)
                 .bind(&r.tree)
                 .bind(&r.format)
@@ -420,6 +479,7 @@ impl Store {
                 .bind(&r.root)
                 .bind(r.leaves as i64)
                 .bind(r.total.to_string())
+                .bind(r.leaves_of.clone())
                 .execute(&mut *tx)
                 .await
                 .map_err(q("saving roots"))?;
@@ -497,6 +557,31 @@ impl Store {
     }
 }
 
+/// Checks each root's [`RootRecord::leaves_of`] against the run's other roots: it must name
+/// another root of the run that owns its leaves (`leaves_of` `None`), of the same asset and
+/// leaf count.
+fn check_leaves_of(roots: &[RootRecord]) -> Result<(), StoreError> {
+    for r in roots {
+        let Some(of) = &r.leaves_of else { continue };
+        let err = |problem| {
+            Err(StoreError::Leaves {
+                tree: r.tree.clone(),
+                problem,
+            })
+        };
+        let Some(owner) = roots.iter().find(|o| &o.tree == of && o.tree != r.tree) else {
+            return err("its leaves_of names no other root of the run");
+        };
+        if owner.leaves_of.is_some() {
+            return err("its leaves_of names a tree whose leaves are another tree's");
+        }
+        if (&owner.asset, owner.leaves) != (&r.asset, r.leaves) {
+            return err("its leaves_of names a tree of another asset or leaf count");
+        }
+    }
+    Ok(())
+}
+
 /// The backend of `url` and the URL sqlx connects to: a SQLite file is created when missing
 /// (`mode=rwc`, unless the URL sets a mode).
 fn connect_url(url: &str) -> Result<(Backend, String), StoreError> {
@@ -542,8 +627,10 @@ pub enum StoredTable {
     Runs,
     /// `user_results`.
     UserResults,
-    /// `claims`.
+    /// `claims`: every tree's leaves (a view; see [`RootRecord::leaves_of`]).
     Claims,
+    /// `claim_leaves`: the rows behind `claims`, once per distinct leaf list.
+    ClaimLeaves,
     /// `roots`.
     Roots,
     /// `simulations`.
@@ -557,6 +644,7 @@ impl StoredTable {
             Self::Runs => "runs",
             Self::UserResults => "user_results",
             Self::Claims => "claims",
+            Self::ClaimLeaves => "claim_leaves",
             Self::Roots => "roots",
             Self::Simulations => "simulations",
         }
@@ -591,7 +679,7 @@ const USER_ROWS: Insert = Insert {
 /// The claim rows: the run's number and the tree bound once a statement, account, amount and
 /// leaf index a row.
 const CLAIM_ROWS: Insert = Insert {
-    table: "claims (run_seq, tree, account, amount, leaf_index)",
+    table: "claim_leaves (run_seq, tree, account, amount, leaf_index)",
     shared: 2,
     cols: 3,
     context: "saving claims",
@@ -747,12 +835,12 @@ mod tests {
         let shape = CLAIM_ROWS;
         assert_eq!(
             insert_sql(Backend::Sqlite, &shape, 2),
-            "INSERT OR FAIL INTO claims (run_seq, tree, account, amount, leaf_index) SELECT ?, ?, \
+            "INSERT OR FAIL INTO claim_leaves (run_seq, tree, account, amount, leaf_index) SELECT ?, ?, \
              v.column1, v.column2, v.column3 FROM (VALUES (?, ?, ?), (?, ?, ?)) AS v"
         );
         assert_eq!(
             insert_sql(Backend::Postgres, &shape, 2),
-            "INSERT INTO claims (run_seq, tree, account, amount, leaf_index) SELECT $1, $2, \
+            "INSERT INTO claim_leaves (run_seq, tree, account, amount, leaf_index) SELECT $1, $2, \
              v.column1, v.column2, v.column3 FROM (VALUES ($3, $4, $5), ($6, $7, $8)) AS v"
         );
     }

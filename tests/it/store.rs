@@ -52,14 +52,27 @@ fn record(run_id: &str) -> RunRecord {
                 leaf_index: 1,
             },
         ],
-        roots: vec![RootRecord {
-            tree: "t".into(),
-            format: "oz-standard".into(),
-            asset: "DAI".into(),
-            root: "0xab".into(),
-            leaves: 2,
-            total: Amount::from(5u64),
-        }],
+        roots: vec![
+            RootRecord {
+                tree: "t".into(),
+                format: "oz-standard".into(),
+                asset: "DAI".into(),
+                root: "0xab".into(),
+                leaves: 2,
+                total: Amount::from(5u64),
+                leaves_of: None,
+            },
+            // `t`'s leaves in another format: no rows of its own, shown under both names.
+            RootRecord {
+                tree: "t-uniswap".into(),
+                format: "uniswap-merkle-distributor".into(),
+                asset: "DAI".into(),
+                root: "0xcd".into(),
+                leaves: 2,
+                total: Amount::from(5u64),
+                leaves_of: Some("t".into()),
+            },
+        ],
     }
 }
 
@@ -75,7 +88,8 @@ async fn exercise(store: &Store) {
     );
     assert_eq!(store.count(StoredTable::Runs).await.unwrap(), 1);
     assert_eq!(store.count(StoredTable::UserResults).await.unwrap(), USERS);
-    assert_eq!(store.count(StoredTable::Claims).await.unwrap(), 3);
+    assert_eq!(store.count(StoredTable::Claims).await.unwrap(), 5);
+    assert_eq!(store.count(StoredTable::ClaimLeaves).await.unwrap(), 3);
     let claims: Vec<(String, String, String, i64)> = sqlx::query_as(
         "SELECT tree, account, amount, leaf_index FROM claims ORDER BY tree, account",
     )
@@ -85,10 +99,23 @@ async fn exercise(store: &Store) {
     let want = [
         ("t", "0x01", U256_MAX, 0),
         ("t", "0x02", "5", 1),
+        ("t-uniswap", "0x01", U256_MAX, 0),
+        ("t-uniswap", "0x02", "5", 1),
         ("u", "0x01", "7", 0),
     ]
     .map(|(t, a, v, i)| (t.to_owned(), a.to_owned(), v.to_owned(), i));
     assert_eq!(claims, want);
+    // A tree's leaves read through the view by its name, as before they were shared.
+    let shared: Vec<(String, String)> = sqlx::query_as(
+        "SELECT account, amount FROM claims WHERE tree = 't-uniswap' ORDER BY leaf_index",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        shared,
+        [("0x01", U256_MAX), ("0x02", "5")].map(|(a, v)| (a.to_owned(), v.to_owned()))
+    );
     assert_eq!(
         store.root("0x01", "t").await.unwrap().as_deref(),
         Some("0xab")
@@ -144,10 +171,46 @@ async fn exercise(store: &Store) {
         "rolled back: no run row"
     );
     assert_eq!(
-        store.count(StoredTable::Claims).await.unwrap(),
+        store.count(StoredTable::ClaimLeaves).await.unwrap(),
         3,
         "rolled back: no claim rows"
     );
+    // Roots and claim rows that disagree on whose leaves are whose: refused, rolled back.
+    let mut bad = record("0x06");
+    bad.roots[1].leaves_of = Some("nowhere".into());
+    let err = store.save_run(&bad).await;
+    assert!(
+        matches!(&err, Err(StoreError::Leaves { tree, .. }) if tree == "t-uniswap"),
+        "{err:?}"
+    );
+    let mut bad = record("0x07");
+    bad.roots[1].leaves = 3;
+    let err = store.save_run(&bad).await;
+    assert!(
+        matches!(&err, Err(StoreError::Leaves { tree, .. }) if tree == "t-uniswap"),
+        "{err:?}"
+    );
+    let mut bad = record("0x08");
+    bad.roots[0].leaves_of = Some("t-uniswap".into());
+    let err = store.save_run(&bad).await;
+    assert!(matches!(&err, Err(StoreError::Leaves { .. })), "{err:?}");
+    // Rows given for the tree that shares `t`'s leaves would show twice in `claims`.
+    let mut bad = record("0x09");
+    bad.claims.push(ClaimRecord {
+        tree: "t-uniswap".into(),
+        account: "0x03".into(),
+        amount: Amount::from(1u64),
+        leaf_index: 2,
+    });
+    let err = store.save_run(&bad).await;
+    assert!(
+        matches!(&err, Err(StoreError::Leaves { tree, .. }) if tree == "t-uniswap"),
+        "{err:?}"
+    );
+    assert_eq!(store.count(StoredTable::Runs).await.unwrap(), 1);
+    assert_eq!(store.count(StoredTable::Roots).await.unwrap(), 2);
+    assert_eq!(store.count(StoredTable::ClaimLeaves).await.unwrap(), 3);
+    assert_eq!(store.count(StoredTable::UserResults).await.unwrap(), USERS);
     assert_eq!(
         store.count(StoredTable::UserResults).await.unwrap(),
         USERS,
@@ -267,7 +330,7 @@ async fn postgres_rejects_amounts_above_u256_max() {
     let over = "115792089237316195423570985008687907853269984665640564039457584007913129639936";
     store.save_run(&record("0x04")).await.unwrap();
     let raw = format!(
-        "INSERT INTO claims (run_seq, tree, account, amount, leaf_index) \
+        "INSERT INTO claim_leaves (run_seq, tree, account, amount, leaf_index) \
          SELECT seq, 'v', '0x09', '{over}', 0 FROM runs WHERE run_id = '0x04'"
     );
     let err = sqlx::query(sqlx::AssertSqlSafe(raw))
@@ -439,6 +502,27 @@ async fn run_example_into(url: &str) {
             .unwrap();
         assert_eq!(root.as_deref(), t["root"].as_str(), "{file}");
     }
+    // The example publishes its USDC claims in two formats with the same leaves: they are
+    // stored once, under the tree that owns them, and the rows behind `claims` are the
+    // leaves of the trees whose roots name no other's.
+    let shared: Vec<(String, String)> =
+        sqlx::query_as("SELECT tree, leaves_of FROM roots WHERE leaves_of IS NOT NULL")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+    assert_eq!(
+        shared,
+        [(
+            "usdc-merkle-distributor.json".to_owned(),
+            "usdc-claims.json".to_owned()
+        )]
+    );
+    let owned: i64 =
+        sqlx::query_scalar("SELECT CAST(SUM(leaves) AS BIGINT) FROM roots WHERE leaves_of IS NULL")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+    assert_eq!(store.count(StoredTable::ClaimLeaves).await.unwrap(), owned);
     store.pool().close().await;
 }
 
