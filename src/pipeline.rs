@@ -169,21 +169,44 @@ fn append<T>(to: &mut Vec<T>, rows: Vec<T>) {
     }
 }
 
+/// Runs `beside` on a scoped thread of its own while `here` runs on this one, and returns
+/// both results (`beside`'s first). A panic on the other thread is resumed on this one.
+fn side_by_side<A: Send, B>(beside: impl FnOnce() -> A + Send, here: impl FnOnce() -> B) -> (A, B) {
+    std::thread::scope(|s| {
+        let other = s.spawn(beside);
+        let mine = here();
+        let other = other
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        (other, mine)
+    })
+}
+
 /// Reads the manifest's inputs into the loss stage's input.
 ///
 /// # Errors
 /// [`PipelineError::Input`] naming file, line, column and field.
 pub fn load_inputs(m: &Manifest) -> Result<(LossInputs, Vec<UnmatchedSlots>), PipelineError> {
-    let mut unmatched = Vec::new();
-    let assets: Vec<(Asset, rust_decimal::Decimal)> =
-        m.assets.iter().map(|a| (a.asset(), a.price)).collect();
-    let mut inputs = LossInputs {
-        assets,
-        ..LossInputs::default()
-    };
+    // The balance files, much the largest inputs, are read on a thread of their own while
+    // this one reads the others. Each file is parsed on every thread, but its rows are then
+    // joined into one list and checked for repeats on one: at a million claimants a gap of
+    // ≈ 0.45 s, which the other files now fill (BENCHMARKS.md, "Session 14"). Errors come in
+    // the order reading one file after another meets them: the balance files' first.
+    let (balances, rest) = side_by_side(|| read_balance_files(m), || load_other_inputs(m));
+    let mut balances = balances?;
+    let (mut inputs, unmatched) = rest?;
+    // The balance files' rows first, then the state diff's (as read one after the other).
+    append(&mut balances, std::mem::take(&mut inputs.balances));
+    inputs.balances = balances;
+    Ok((inputs, unmatched))
+}
+
+/// The rows of every balance file, in manifest order.
+fn read_balance_files(m: &Manifest) -> Result<Vec<BalanceRow>, PipelineError> {
+    let mut rows = Vec::new();
     for c in &m.inputs.balances {
         append(
-            &mut inputs.balances,
+            &mut rows,
             files::read_balances(
                 &m.resolve(&c.path),
                 c.units,
@@ -193,6 +216,19 @@ pub fn load_inputs(m: &Manifest) -> Result<(LossInputs, Vec<UnmatchedSlots>), Pi
             )?,
         );
     }
+    Ok(rows)
+}
+
+/// Every input but the balance files (see [`load_inputs`]); `balances` holds the state
+/// diff's balance rows, if any.
+fn load_other_inputs(m: &Manifest) -> Result<(LossInputs, Vec<UnmatchedSlots>), PipelineError> {
+    let mut unmatched = Vec::new();
+    let assets: Vec<(Asset, rust_decimal::Decimal)> =
+        m.assets.iter().map(|a| (a.asset(), a.price)).collect();
+    let mut inputs = LossInputs {
+        assets,
+        ..LossInputs::default()
+    };
     let amounts = |c: &CsvInput| match c.format {
         InputFormat::Csv => files::read_amounts(
             &m.resolve(&c.path),
@@ -457,18 +493,20 @@ pub fn run_observed(
     on_checked: impl FnOnce(B256, &Arc<PolicyResult>),
 ) -> Result<RunOutput, PipelineError> {
     let t = crate::timing::StageTimer::new();
-    let (inputs, unmatched_slots) = load_inputs(m)?;
-    let covers = load_covers(m)?;
+    // The cover lists beside the other inputs (see `load_inputs`); their errors after the
+    // others', as when read after them.
+    let (covers, inputs) = side_by_side(|| load_covers(m), || load_inputs(m));
+    let (inputs, unmatched_slots) = inputs?;
+    let covers = covers?;
     t.lap("ingest");
     // The run id hashes every input byte on one thread (≈ 0.7 s at a million claimants):
     // beside the loss and policy stages, which use one thread, not beside the parse,
     // which uses them all.
-    let (run_id, policy_stage) = std::thread::scope(|s| {
-        let id = s.spawn(|| run_id(m));
-        let rest = loss_and_policy(m, opts, &t, inputs, covers);
-        let id = id.join().unwrap_or_else(|p| std::panic::resume_unwind(p))?;
-        Ok::<_, PipelineError>((id, rest?))
-    })?;
+    let (run_id, policy_stage) = side_by_side(
+        || run_id(m),
+        || loss_and_policy(m, opts, &t, inputs, covers),
+    );
+    let (run_id, policy_stage) = (run_id?, policy_stage?);
     let PolicyStage {
         ledger,
         loss_stats,

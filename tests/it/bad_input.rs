@@ -173,6 +173,39 @@ fn bad_address_names_file_line_column_field() {
     );
 }
 
+/// The balance files are read beside the other inputs; with errors in both, the one
+/// reported is still the balance file's, the first that reading one file after another meets.
+#[test]
+fn with_two_bad_files_the_first_in_reading_order_is_named() {
+    check(
+        "two bad files",
+        |f| {
+            f.edit(
+                "losses.csv",
+                "0x3333333333333333333333333333333333333333",
+                "0x33333333333333333333333333333333333333zz",
+            );
+            f.edit(
+                "balances.csv",
+                "0x2222222222222222222222222222222222222222",
+                "0x22222222222222222222222222222222222222zz",
+            );
+        },
+        &["balances.csv:3:1", "field `account`"],
+    );
+    check(
+        "bad loss list alone",
+        |f| {
+            f.edit(
+                "losses.csv",
+                "0x3333333333333333333333333333333333333333",
+                "0x33333333333333333333333333333333333333zz",
+            )
+        },
+        &["losses.csv:2:1", "field `account`"],
+    );
+}
+
 #[test]
 fn mis_checksummed_address_is_rejected() {
     // The correct EIP-55 form is 0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed.
