@@ -519,18 +519,18 @@ pub fn run_observed(
     // the trees need only their entries, taken from the result before. Nothing leaves this
     // function unless the checks pass, and a broken invariant is reported before any tree
     // error, as when the checks ran first.
-    let (policy, trees) = std::thread::scope(|s| {
-        // Its own thread (which hands the hashing to rayon): the checks' short-lived
-        // allocations then stay in this thread's malloc arena, apart from the trees'.
-        let trees = s.spawn(|| build_trees(m, entries));
-        result.checks = policy::verify_against(&result, &totals, &m.funding, &m.policy)?;
-        let policy = Arc::new(result);
-        on_checked(run_id, &policy);
-        let trees = trees
-            .join()
-            .unwrap_or_else(|p| std::panic::resume_unwind(p))?;
-        Ok::<_, PipelineError>((policy, trees))
-    })?;
+    // The trees on a thread of their own (which hands the hashing to rayon): the checks'
+    // short-lived allocations then stay in this thread's malloc arena, apart from the trees'.
+    let (trees, policy) = side_by_side(
+        || build_trees(m, entries),
+        || {
+            result.checks = policy::verify_against(&result, &totals, &m.funding, &m.policy)?;
+            let policy = Arc::new(result);
+            on_checked(run_id, &policy);
+            Ok::<_, PipelineError>(policy)
+        },
+    );
+    let (policy, trees) = (policy?, trees?);
     t.lap("checks + claim trees");
     Ok(RunOutput {
         run_id,
@@ -578,41 +578,41 @@ fn loss_and_policy(
         .iter()
         .map(|a| (a.symbol.clone(), a.price))
         .collect();
-    // The policy runs on this thread; the second core would wait. Beside it: the ledger's
-    // totals for the checks (≈ 0.14 s at a million claimants; their error comes first, as
-    // when they were taken before the policy ran), and the freeing of the inputs (≈ 0.1 s:
-    // 3M balance rows, each holding shared names; long done before the policy's peak, at
-    // the end of its run). The loss rows, when not kept, are freed the same way while the
-    // trees' entries are taken (≈ 0.08 s). Each scope waits for its threads.
-    let (totals, result) = std::thread::scope(|s| {
-        s.spawn(move || drop(inputs));
-        let totals = s.spawn(|| policy::LedgerTotals::of(&ledger.rows));
-        let result =
-            policy::apply_unverified(&ledger, &m.funding, &m.policy, &covers, &assets, &prices);
-        let totals = totals
-            .join()
-            .unwrap_or_else(|p| std::panic::resume_unwind(p));
-        (totals, result)
-    });
+    // The policy runs on this thread; the second core would wait. Beside it: the freeing
+    // of the inputs (≈ 0.1 s at a million claimants: 3M balance rows, each holding shared
+    // names; long done before the policy's peak, at the end of its run), then the ledger's
+    // totals for the checks (≈ 0.14 s; their error comes first, as when they were taken
+    // before the policy ran). The loss rows, when not kept, are freed the same way while
+    // the trees' entries are taken (≈ 0.08 s).
+    let ledger_rows = &ledger.rows;
+    let (totals, result) = side_by_side(
+        move || {
+            drop(inputs);
+            policy::LedgerTotals::of(ledger_rows)
+        },
+        || policy::apply_unverified(&ledger, &m.funding, &m.policy, &covers, &assets, &prices),
+    );
     let (totals, result) = (totals?, result?);
     let rows = if opts.keep_loss_rows {
         Vec::new()
     } else {
         std::mem::take(&mut ledger.rows)
     };
-    let entries = std::thread::scope(|s| {
-        s.spawn(move || drop(rows));
-        m.outputs
-            .trees
-            .iter()
-            .map(|spec| {
-                let asset = spec.asset.as_deref().unwrap_or_default();
-                let mut entries = claim_entries(&result, asset);
-                order_entries(&mut entries, spec.order, asset, &ranks);
-                entries
-            })
-            .collect()
-    });
+    let ((), entries) = side_by_side(
+        move || drop(rows),
+        || {
+            m.outputs
+                .trees
+                .iter()
+                .map(|spec| {
+                    let asset = spec.asset.as_deref().unwrap_or_default();
+                    let mut entries = claim_entries(&result, asset);
+                    order_entries(&mut entries, spec.order, asset, &ranks);
+                    entries
+                })
+                .collect::<Vec<_>>()
+        },
+    );
     t.lap("policy");
     Ok(PolicyStage {
         ledger,

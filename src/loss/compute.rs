@@ -276,8 +276,8 @@ pub fn compute(inputs: &LossInputs) -> Result<(LossLedger, LossStats), LossError
 
     // Look-through: replace each wrapper's rows by its holders' pro-rata shares. `merged`
     // is sorted by key (account, asset index, pool index) and unique on it.
-    // Each key's amount is read at its input position, all over `amounts`: on every thread
-    // (a million-claimant run reads 3.6M of them, ≈ 0.24 s on one).
+    // Each key's amount is read at its input position, all over `amounts` (3.6M reads at a
+    // million claimants, most of them cache misses): on every thread.
     let mut merged: Vec<(Key, Amount)> = Vec::new();
     keys.par_iter()
         .map(|&(k, seq)| (k, amounts[seq]))
@@ -368,8 +368,12 @@ pub fn compute(inputs: &LossInputs) -> Result<(LossLedger, LossStats), LossError
         .collect();
     let runs = runs_of(&merged, &net_keys);
     let mut netted = vec![None::<Amount>; n_assets];
-    for (n, range) in inputs.netting.iter().zip(runs) {
-        let ai = it.asset(&n.asset)?;
+    for ((n, key), range) in inputs.netting.iter().zip(&net_keys).zip(runs) {
+        // No key: the asset is unknown, and this is its error.
+        let ai = match key {
+            Some((_, ai)) => *ai,
+            None => it.asset(&n.asset)?,
+        };
         let at = match &n.pool {
             Some(_) => {
                 let pi = it.pool(&n.pool);
@@ -627,8 +631,9 @@ fn ranks<'a>(texts: impl Iterator<Item = Option<&'a str>>) -> Vec<u32> {
 /// the key's place) when there are none; `0..0` for `None`.
 ///
 /// One walk over `merged` in key order for all keys together, instead of two binary
-/// searches each: a million-claimant run has 120k netting rows against 3M entries, and the
-/// searches' cache misses took 0.43 s (BENCHMARKS.md, "Session 14").
+/// searches each: a million-claimant run has 120k netting rows against 3M entries, and its
+/// netting took 0.43 s with the searches (mostly cache misses), 0.05 s with the walk
+/// (BENCHMARKS.md, "Session 14").
 fn runs_of(
     merged: &[(Key, Amount)],
     keys: &[Option<(Address, u32)>],
@@ -658,7 +663,8 @@ fn runs_of(
 /// In place: `b` is a wrapper's holders' shares, a few rows against the millions of `a`.
 /// Shares whose key `a` has are added where they are, the others are put in by moving
 /// `a`'s entries up from the end. Merging into a new list copied all of `a` for each
-/// wrapper (0.43 s at a million claimants; BENCHMARKS.md, "Session 14").
+/// wrapper: ≈ 0.15 s of the look-through's 0.43 s at a million claimants (the rest was
+/// reading the amounts into `a`; BENCHMARKS.md, "Session 14").
 fn merge_sorted(
     mut a: Vec<(Key, Amount)>,
     b: Vec<(Key, Amount)>,
