@@ -15,6 +15,7 @@ use crate::loss::{
 use crate::manifest::{CsvInput, InputFormat, Manifest, ManifestError, Units};
 use crate::policy::{self, CoverList, PolicyError, PolicyResult, Prices};
 use crate::primitives::{Address, Asset, B256};
+use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -601,9 +602,11 @@ fn loss_and_policy(
     let ((), entries) = side_by_side(
         move || drop(rows),
         || {
+            // One list per tree, the trees on every thread (≈ 50 ms each at a million
+            // claimants); `collect` keeps the trees' order.
             m.outputs
                 .trees
-                .iter()
+                .par_iter()
                 .map(|spec| {
                     let asset = spec.asset.as_deref().unwrap_or_default();
                     let mut entries = claim_entries(&result, asset);

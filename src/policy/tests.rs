@@ -588,3 +588,50 @@ fn tampered_results_fail_the_conservation_checks() {
     bad.table.row_claim.set(0, amt(10));
     assert!(verify(&bad, &l.rows, &t.funding, &t.policy).is_err());
 }
+
+#[test]
+fn the_error_reported_is_the_first_met_row_by_row_and_user_by_user() {
+    // Rows are made, claims converted and insurance claims taken on every thread; on a
+    // failure the walk in row (user) order names the error, as the one-thread engine did.
+    let usd: Prices = [("USDC".to_owned(), Decimal::from(1))]
+        .into_iter()
+        .collect();
+    let insurance = "[policy]\nscope = \"global\"\n[[funding]]\nid = \"cover\"\nkind = \"insurance\"\nasset = \"USDC\"\ncapacity = \"1000000\"\n";
+    let l = ledger(&[
+        (1, "USDC", None, None, 5_000_000),
+        (2, "ETH", None, None, 1_000),
+        (3, "USDC", None, None, 7_000_000),
+    ]);
+    let e = run_with(&l, insurance, &CoverList::new(), &usd).unwrap_err();
+    assert!(
+        matches!(&e, PolicyError::MissingPrice { missing, source_id, .. } if missing == "ETH" && source_id == "cover"),
+        "{e}"
+    );
+    let treasury = "[policy]\nscope = \"global\"\n[[funding]]\nid = \"t\"\nkind = \"treasury\"\nasset = \"USDC\"\namount = \"1000000\"\n";
+    let e = run_with(&l, treasury, &CoverList::new(), &usd).unwrap_err();
+    assert!(
+        matches!(&e, PolicyError::MissingPrice { missing, source_id, .. } if missing == "ETH" && source_id == "t"),
+        "{e}"
+    );
+
+    // A row of an unknown asset, and a user whose loss value overflows a decimal: whichever
+    // comes first in (account, asset, pool) order is reported.
+    let big = 50_000_000_000_000_000_000_000_000_000u128; // 5 × 10^28: two overflow a Decimal
+    let overflow_first = ledger(&[
+        (1, "DAI", None, None, big),
+        (1, "USDC", None, None, big),
+        (2, "XYZ", None, None, 1),
+    ]);
+    let e = run(&overflow_first, treasury).unwrap_err();
+    assert!(matches!(e, PolicyError::ValueOverflow(_)), "{e}");
+    let unknown_first = ledger(&[
+        (1, "XYZ", None, None, 1),
+        (2, "DAI", None, None, big),
+        (2, "USDC", None, None, big),
+    ]);
+    let e = run(&unknown_first, treasury).unwrap_err();
+    assert!(
+        matches!(&e, PolicyError::UnknownAsset { table, asset, .. } if table == "loss ledger" && asset == "XYZ"),
+        "{e}"
+    );
+}

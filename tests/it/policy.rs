@@ -579,6 +579,18 @@ proptest! {
         prop_assert_eq!(ledger_loss, result_loss);
     }
 
+    /// One thread or several: byte-identical JSON (the engine makes the rows, converts the
+    /// claims and takes the pro-rata shares on every thread).
+    #[test]
+    fn the_thread_count_does_not_change_the_result(c in case_strategy()) {
+        let b = build(&c);
+        let on = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| serde_json::to_string(&run(&b)).unwrap())
+        };
+        prop_assert_eq!(on(1), on(3));
+    }
+
     /// Same rows in any order: byte-identical JSON.
     #[test]
     fn shuffled_ledger_gives_byte_identical_json(c in case_strategy(), seed in any::<u64>()) {
