@@ -42,6 +42,16 @@ pub(crate) fn push_b256(out: &mut Vec<u8>, h: &B256) {
 /// characters escaped (`\b \f \n \r \t`, others as `\u00xx`), everything else verbatim.
 pub(crate) fn push_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
+    // Claim files' strings (accounts, amounts, hashes) need no escape: copied whole. The
+    // test has no early exit, so that it runs over whole vectors of bytes.
+    let plain = !s.bytes().fold(false, |esc, b| {
+        esc | (b < 0x20) | (b == b'"') | (b == b'\\')
+    });
+    if plain {
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+        return;
+    }
     for &b in s.as_bytes() {
         match b {
             b'"' => out.extend_from_slice(b"\\\""),
@@ -159,6 +169,19 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "\"a\\\"b\\\\c\\nd\\u0001é\u{7f}\""
         );
+        // Each escaped character alone, and strings with nothing to escape (copied whole).
+        for (s, json) in [
+            ("\"", "\"\\\"\""),
+            ("\\", "\"\\\\\""),
+            ("\u{1f}", "\"\\u001f\""),
+            ("\t", "\"\\t\""),
+            ("0xAbC é \u{7f} ~", "\"0xAbC é \u{7f} ~\""),
+            ("", "\"\""),
+        ] {
+            let mut out = Vec::new();
+            push_str(&mut out, s);
+            assert_eq!(String::from_utf8(out).unwrap(), json, "{s:?}");
+        }
         let mut out = Vec::new();
         push_usize(&mut out, 0);
         push_usize(&mut out, 1234567);

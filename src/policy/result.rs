@@ -507,6 +507,17 @@ impl PolicyResult {
     pub fn row_count(&self) -> usize {
         self.table.row_end.last().map_or(0, |&e| e as usize)
     }
+
+    /// Every name a user or row of the result can show: asset symbols, pool, class and
+    /// tier names, and source ids (the only free text of its rows; the rest are accounts,
+    /// statuses and numbers).
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        let t = &self.table;
+        [&t.assets, &t.pools, &t.classes, &t.tiers, &t.sources]
+            .into_iter()
+            .flatten()
+            .map(|n| &**n)
+    }
 }
 
 impl Serialize for PolicyResult {

@@ -211,22 +211,99 @@ impl From<u64> for Amount {
     }
 }
 
-impl fmt::Display for Amount {
-    /// Decimal base units, the same text as `U256`'s `Display`.
+/// An amount's decimal digits, made on the stack by [`Amount::digits`]: 1 to 78 ASCII
+/// digits, no sign, no separators.
+#[derive(Clone, Copy)]
+pub struct AmountDigits {
+    buf: [u8; 78],
+    len: u8,
+}
+
+impl AmountDigits {
+    /// The digits.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(self.as_bytes()).expect("ASCII digits")
+    }
+
+    /// The digits, as bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..usize::from(self.len)]
+    }
+}
+
+/// Writes text into a fixed buffer (the digits of a wide `U256`).
+struct Digits<'a> {
+    buf: &'a mut [u8; 78],
+    len: usize,
+}
+
+impl fmt::Write for Digits<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.len + s.len();
+        if end > self.buf.len() {
+            return Err(fmt::Error);
+        }
+        self.buf[self.len..end].copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+impl Amount {
+    /// The value below 2^128, when it is.
+    fn narrow(self) -> Option<u128> {
+        match self.0.as_limbs() {
+            &[lo, hi, 0, 0] => Some((u128::from(hi) << 64) | u128::from(lo)),
+            _ => None,
+        }
+    }
+
+    /// The decimal digits of the base units, the text of `U256`'s `Display`, without a
+    /// formatter: the outputs and stored rows of a million-claimant run write tens of
+    /// millions of amounts (`user_results.csv` alone seven a loss row), and going through
+    /// `core::fmt` cost more than making the digits.
     ///
     /// Below 2^128 (every amount of a real token so far) the digits come from `itoa`, which
     /// divides by 10^16 with a multiplication; `U256`'s own `Display` (and `u128`'s, tried
-    /// in session 10) divide in software, and a million-claimant run formats tens of
-    /// millions of amounts for its files and rows (`user_results.csv` alone has seven a
-    /// loss row, 21M at 1M claimants × 3 assets; BENCHMARKS.md, "Session 11").
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0.as_limbs() {
-            &[lo, hi, 0, 0] => {
-                let v = (u128::from(hi) << 64) | u128::from(lo);
-                f.pad_integral(true, "", itoa::Buffer::new().format(v))
+    /// in session 10) divide in software (BENCHMARKS.md, "Session 11").
+    pub fn digits(self) -> AmountDigits {
+        let mut buf = [0u8; 78];
+        let len = match self.narrow() {
+            Some(v) => {
+                let mut b = itoa::Buffer::new();
+                let d = b.format(v).as_bytes();
+                buf[..d.len()].copy_from_slice(d);
+                d.len()
             }
-            _ => fmt::Display::fmt(&self.0, f),
+            None => {
+                use fmt::Write as _;
+                let mut w = Digits {
+                    buf: &mut buf,
+                    len: 0,
+                };
+                write!(w, "{}", self.0).expect("2^256 - 1 has 78 digits");
+                w.len
+            }
+        };
+        AmountDigits {
+            buf,
+            len: len as u8,
         }
+    }
+
+    /// Appends [`Amount::digits`] to `out`.
+    pub fn push_digits(self, out: &mut Vec<u8>) {
+        match self.narrow() {
+            Some(v) => out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes()),
+            None => out.extend_from_slice(self.digits().as_bytes()),
+        }
+    }
+}
+
+impl fmt::Display for Amount {
+    /// Decimal base units, the same text as `U256`'s `Display` (see [`Amount::digits`]).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad_integral(true, "", self.digits().as_str())
     }
 }
 
@@ -239,8 +316,9 @@ impl FromStr for Amount {
 }
 
 impl Serialize for Amount {
+    /// The decimal digits of the base units, as a string ([`Amount::digits`]).
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&self.0)
+        s.serialize_str(self.digits().as_str())
     }
 }
 
@@ -496,7 +574,7 @@ mod tests {
         );
     }
 
-    /// `Amount`'s text is `U256`'s on every width the fast path has a boundary at: zero,
+    /// `Amount`'s text (`Display`, [`Amount::digits`], [`Amount::push_digits`], its serialization) is `U256`'s on every width the fast path has a boundary at: zero,
     /// 2^64 − 1, 2^64, 2^128 − 1, 2^128, 2^256 − 1, and drawn values with their top limbs
     /// cleared so that each width is drawn as often as the full one.
     #[test]
@@ -511,6 +589,11 @@ mod tests {
             U256::MAX,
         ] {
             assert_eq!(Amount(v).to_string(), v.to_string());
+            assert_eq!(Amount(v).digits().as_str(), v.to_string());
+            assert_eq!(
+                serde_json::to_string(&Amount(v)).unwrap(),
+                format!("\"{v}\"")
+            );
         }
         proptest::proptest!(proptest::prelude::ProptestConfig::with_cases(4096), |(
             limbs in proptest::array::uniform4(proptest::prelude::any::<u64>()),
@@ -522,6 +605,12 @@ mod tests {
             }
             let v = U256::from_limbs(limbs);
             proptest::prop_assert_eq!(Amount(v).to_string(), v.to_string());
+            let digits = Amount(v).digits();
+            proptest::prop_assert_eq!(digits.as_str(), v.to_string());
+            let mut pushed = b"x".to_vec();
+            Amount(v).push_digits(&mut pushed);
+            proptest::prop_assert_eq!(String::from_utf8(pushed[1..].to_vec()).unwrap(), v.to_string());
+            proptest::prop_assert_eq!(serde_json::to_string(&Amount(v)).unwrap(), format!("\"{v}\""));
             // Width and fill apply as to any integer.
             proptest::prop_assert_eq!(format!("{:>80}", Amount(v)), format!("{:>80}", v.to_string()));
         });

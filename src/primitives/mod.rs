@@ -14,11 +14,11 @@ pub mod keccak;
 mod value;
 
 pub use address::{checksum_many, checksum_many_par, format_address, parse_address, AddressError};
-pub use amount::{format_units, parse_units, Amount, AmountError};
+pub use amount::{format_units, parse_units, Amount, AmountDigits, AmountError};
 pub use asset::Asset;
 pub use bps::{Bps, BpsError};
 pub use column::AmountColumn;
-pub use value::{value_of, DecimalText, ValueError};
+pub use value::{value_of, DecimalChars, DecimalText, ValueError};
 
 pub use alloy_primitives::{keccak256, Address, B256, U256, U512};
 pub use rust_decimal::Decimal;

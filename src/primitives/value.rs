@@ -62,17 +62,46 @@ pub fn value_of(amount: Amount, asset: &Asset, price: Decimal) -> Result<Decimal
 #[derive(Debug, Clone, Copy)]
 pub struct DecimalText(pub Decimal);
 
-impl std::fmt::Display for DecimalText {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if f.precision().is_some() {
-            return std::fmt::Display::fmt(&self.0, f);
-        }
+/// The text of a [`DecimalText`], made on the stack by [`DecimalText::text`]: a `-` when the
+/// sign is negative, then the digits and the point (at most 1 + 32 bytes).
+#[derive(Clone, Copy)]
+pub struct DecimalChars {
+    buf: [u8; 33],
+    len: u8,
+}
+
+impl DecimalChars {
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(self.as_bytes()).expect("ASCII digits, a point and a sign")
+    }
+
+    /// The text, as bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..usize::from(self.len)]
+    }
+
+    /// The text without its sign.
+    fn unsigned(&self) -> &str {
+        self.as_str().trim_start_matches('-')
+    }
+}
+
+impl DecimalText {
+    /// The text of [`Display`](std::fmt::Display) without a precision, sign included,
+    /// without a formatter (for the CSV and JSON writers, which show millions).
+    pub fn text(self) -> DecimalChars {
         let mut digits = itoa::Buffer::new();
         let digits = digits.format(self.0.mantissa().unsigned_abs()).as_bytes();
         let scale = self.0.scale() as usize;
+        let mut buf = [b'0'; 33];
+        let sign = usize::from(self.0.is_sign_negative());
+        if sign == 1 {
+            buf[0] = b'-';
+        }
         // A scale is at most 28: at most 29 digits of a 96-bit mantissa and a point, or "0."
         // and 28 places.
-        let mut text = [b'0'; 32];
+        let text = &mut buf[sign..];
         let n = if scale == 0 {
             text[..digits.len()].copy_from_slice(digits);
             digits.len()
@@ -89,8 +118,19 @@ impl std::fmt::Display for DecimalText {
             text[end - digits.len()..end].copy_from_slice(digits);
             end
         };
-        let text = std::str::from_utf8(&text[..n]).expect("ASCII digits and a point");
-        f.pad_integral(self.0.is_sign_positive(), "", text)
+        DecimalChars {
+            buf,
+            len: (sign + n) as u8,
+        }
+    }
+}
+
+impl std::fmt::Display for DecimalText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if f.precision().is_some() {
+            return std::fmt::Display::fmt(&self.0, f);
+        }
+        f.pad_integral(self.0.is_sign_positive(), "", self.text().unsigned())
     }
 }
 
@@ -119,7 +159,7 @@ mod tests {
         assert_eq!(v, Decimal::from(10_000_000_000u64));
     }
 
-    /// `DecimalText` is `Decimal`'s `Display` and its serialization: drawn mantissas of one,
+    /// `DecimalText` (its `Display` and [`DecimalText::text`]) is `Decimal`'s `Display` and its serialization: drawn mantissas of one,
     /// two and three words (so short ones, with more places than digits, come often), every
     /// scale, both signs; zero and negative zero at several scales; and a precision.
     #[test]
@@ -134,6 +174,7 @@ mod tests {
         ] {
             let d = Decimal::from_parts(lo, 0, 0, neg, scale);
             assert_eq!(DecimalText(d).to_string(), d.to_string());
+            assert_eq!(DecimalText(d).text().as_str(), d.to_string());
         }
         let d = Decimal::from_str("-12.345").unwrap();
         assert_eq!(format!("{:.2}", DecimalText(d)), format!("{d:.2}"));
@@ -148,6 +189,8 @@ mod tests {
             let d = Decimal::from_parts(w(0), w(1), w(2), neg, scale);
             let text = DecimalText(d).to_string();
             proptest::prop_assert_eq!(&text, &d.to_string());
+            let chars = DecimalText(d).text();
+            proptest::prop_assert_eq!(chars.as_str(), &text);
             proptest::prop_assert_eq!(serde_json::to_string(&d).unwrap(), format!("\"{text}\""));
         });
     }
