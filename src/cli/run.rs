@@ -115,11 +115,26 @@ struct StoredUser<'a> {
     #[serde(serialize_with = "decimal_text")]
     residual_value: crate::primitives::Decimal,
     /// Loss per asset, base units.
-    losses: std::collections::BTreeMap<&'a str, crate::primitives::Amount>,
+    losses: ByAsset<'a>,
     /// Haircut per asset, base units.
-    haircuts: std::collections::BTreeMap<&'a str, crate::primitives::Amount>,
+    haircuts: ByAsset<'a>,
     /// Payout per payout asset, base units.
-    payouts: std::collections::BTreeMap<&'a str, crate::primitives::Amount>,
+    payouts: ByAsset<'a>,
+}
+
+/// Amounts by asset symbol, in symbol order, serialized as a JSON object
+/// (`{"DAI":"…","USDC":"…"}`).
+struct ByAsset<'a>(&'a [(&'a str, crate::primitives::Amount)]);
+
+impl serde::Serialize for ByAsset<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (asset, amount) in self.0 {
+            m.serialize_entry(asset, amount)?;
+        }
+        m.end()
+    }
 }
 
 /// A value as `Decimal`'s own serialization writes it (its `Display` text, a JSON string),
@@ -128,27 +143,50 @@ fn decimal_text<S: serde::Serializer>(
     d: &crate::primitives::Decimal,
     s: S,
 ) -> Result<S::Ok, S::Error> {
-    s.collect_str(&crate::primitives::DecimalText(*d))
+    s.serialize_str(crate::primitives::DecimalText(*d).text().as_str())
 }
 
-impl<'a> StoredUser<'a> {
-    fn of(u: crate::policy::UserRef<'a>) -> Result<Self, crate::primitives::AmountError> {
-        let mut losses = std::collections::BTreeMap::new();
-        let mut haircuts = std::collections::BTreeMap::new();
+/// The per-asset totals of [`StoredUser`], made into vectors reused from user to user (a
+/// million users' maps were three allocations each).
+#[derive(Default)]
+struct UserTotals<'a> {
+    losses: Vec<(&'a str, crate::primitives::Amount)>,
+    haircuts: Vec<(&'a str, crate::primitives::Amount)>,
+    payouts: Vec<(&'a str, crate::primitives::Amount)>,
+}
+
+impl<'a> UserTotals<'a> {
+    /// `u`'s row as JSON text, each list kept in symbol order as a map keyed by symbol
+    /// would be (a user has one entry an asset, a few at most).
+    fn json(&mut self, u: crate::policy::UserRef<'a>) -> anyhow::Result<String> {
+        use crate::primitives::Amount;
+        let total = |list: &mut Vec<(&'a str, Amount)>, asset: &'a str, a: Amount| {
+            match list.binary_search_by(|(k, _)| (*k).cmp(asset)) {
+                Ok(i) => list[i].1 = list[i].1.checked_add(a)?,
+                Err(i) => list.insert(i, (asset, a)),
+            }
+            Ok::<(), crate::primitives::AmountError>(())
+        };
+        self.losses.clear();
+        self.haircuts.clear();
         for r in u.rows() {
-            let l: &mut crate::primitives::Amount = losses.entry(r.asset()).or_default();
-            *l = l.checked_add(r.loss())?;
-            let h: &mut crate::primitives::Amount = haircuts.entry(r.asset()).or_default();
-            *h = h.checked_add(r.haircut())?;
+            total(&mut self.losses, r.asset(), r.loss())
+                .and_then(|()| total(&mut self.haircuts, r.asset(), r.haircut()))
+                .with_context(|| format!("totals of {}", u.account()))?;
         }
-        Ok(Self {
+        self.payouts.clear();
+        for p in u.payouts() {
+            total(&mut self.payouts, p.asset, p.amount)
+                .with_context(|| format!("totals of {}", u.account()))?;
+        }
+        Ok(serde_json::to_string(&StoredUser {
             tier: u.tier(),
             loss_value: u.loss_value(),
             residual_value: u.residual_value(),
-            losses,
-            haircuts,
-            payouts: u.payouts().map(|p| (p.asset, p.amount)).collect(),
-        })
+            losses: ByAsset(&self.losses),
+            haircuts: ByAsset(&self.haircuts),
+            payouts: ByAsset(&self.payouts),
+        })?)
     }
 }
 
@@ -222,6 +260,11 @@ fn text_order(texts: &[[u8; 42]]) -> Vec<u32> {
     order
 }
 
+/// An account's EIP-55 text ([`report::account_texts`]: always ASCII).
+fn account_text(t: &[u8; 42]) -> &str {
+    std::str::from_utf8(t).expect("EIP-55 texts are ASCII")
+}
+
 /// The per-user rows, made as they are stored, in the text order of the accounts
 /// (`order`, [`text_order`] of `accounts`): (EIP-55 account, compact result JSON).
 fn user_rows<'a>(
@@ -229,13 +272,11 @@ fn user_rows<'a>(
     accounts: &'a [[u8; 42]],
     order: &'a [u32],
 ) -> impl Iterator<Item = anyhow::Result<(String, String)>> + 'a {
+    let mut totals = UserTotals::default();
     order.iter().map(move |&i| {
         let (u, name) = (policy.user(i as usize), &accounts[i as usize]);
-        let stored = StoredUser::of(u).with_context(|| format!("totals of {}", u.account()))?;
-        Ok((
-            String::from_utf8_lossy(name).into_owned(),
-            serde_json::to_string(&stored)?,
-        ))
+        let json = totals.json(u)?;
+        Ok((account_text(name).to_owned(), json))
     })
 }
 
@@ -332,8 +373,7 @@ fn claim_rows<'a>(
             let e = &t.entries[i as usize];
             ClaimRecord {
                 tree: Arc::clone(&tree),
-                account: String::from_utf8_lossy(&accounts[order[r as usize] as usize])
-                    .into_owned(),
+                account: account_text(&accounts[order[r as usize] as usize]).to_owned(),
                 amount: e.amount,
                 leaf_index: u64::from(i),
             }
