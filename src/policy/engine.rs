@@ -29,6 +29,7 @@ fn ovf<'a>(
 }
 
 /// A ledger row as the allocation sees it.
+#[derive(Clone)]
 struct Row {
     /// Index into `ledger.rows`.
     li: u32,
@@ -137,6 +138,25 @@ impl PayLog {
         run.chunks.last_mut().expect("one chunk at least").push(pay);
     }
 
+    /// Logs a chunk of allocations (rows ascending) as [`PayLog::push`] would log them one by
+    /// one: in the last run while the rows keep ascending, else in a new run.
+    fn append(&mut self, chunk: PayChunk) {
+        let (Some(&first), Some(&last)) = (chunk.row.first(), chunk.row.last()) else {
+            return; // an empty chunk would end its run's walk early
+        };
+        match self.runs.last_mut() {
+            Some(r) if r.last_row < first => {
+                r.chunks.push(chunk);
+                r.last_row = last;
+            }
+            _ => self.runs.push(PayRun {
+                chunks: vec![chunk],
+                last_row: last,
+                at: (0, 0),
+            }),
+        }
+    }
+
     /// Number of allocations.
     fn len(&self) -> usize {
         self.runs
@@ -175,6 +195,190 @@ impl PayRun {
         }
         Some(pay)
     }
+}
+
+/// What a source has booked so far: its paid and withheld totals (source units).
+struct Booked<'a> {
+    src: u32,
+    sid: &'a str,
+    paid: Amount,
+    withheld: Amount,
+}
+
+impl Booked<'_> {
+    /// Books one allocation of `amount` (source units) settling `covered` of `row`'s claim:
+    /// the row's remaining claim goes down, the paid total (withheld, for a row whose share
+    /// the source keeps) up, and the allocation is logged.
+    fn book(
+        &mut self,
+        pays: &mut PayLog,
+        row: &mut Row,
+        amount: Amount,
+        covered: Amount,
+        ri: u32,
+    ) -> Result<(), PolicyError> {
+        let sid = Some(self.sid);
+        row.remaining = row
+            .remaining
+            .checked_sub(covered)
+            .map_err(ovf("a remaining claim", sid))?;
+        if row.status == RowStatus::Paid {
+            self.paid = self
+                .paid
+                .checked_add(amount)
+                .map_err(ovf("the paid total", sid))?;
+        } else {
+            self.withheld = self
+                .withheld
+                .checked_add(amount)
+                .map_err(ovf("the withheld total", sid))?;
+        }
+        pays.push(Pay {
+            row: ri,
+            src: self.src,
+            amount,
+            covered,
+        });
+        Ok(())
+    }
+}
+
+/// Allocations a block of [`settle_round`] settles: one [`PayChunk`].
+const SETTLE_BLOCK: usize = PAY_CHUNK;
+
+/// One block of a round's settled shares, before anything is changed.
+struct Settled {
+    pays: PayChunk,
+    /// Σ shares, and of them those of paid rows and of withheld ones (source units).
+    spent: Amount,
+    paid: Amount,
+    withheld: Amount,
+}
+
+/// Settles a pro-rata round's shares (`shares[k]` to row `idx[k]`, ascending rows) as
+/// [`Booked::book`] one by one in row order would, on every thread: at a million claimants
+/// a round is up to 3.3M allocations (≈ 0.15–0.24 s a source on one thread). Blocks of
+/// [`SETTLE_BLOCK`] allocations each work out their settled claims, allocations and sums
+/// without changing anything; the sums are then taken from the funds and the totals in
+/// block order, each block's allocations logged and its rows' remaining claims lowered.
+///
+/// `Ok(false)` when a share could not be settled (an overflow, or shares beyond the
+/// funds): nothing was changed, and the caller books them one by one to report the first
+/// failure as it always did.
+fn settle_round(
+    rows: &mut [Row],
+    (idx, shares): (&[u32], &[Amount]),
+    conv: &[Conv],
+    avail: &mut Amount,
+    booked: &mut Booked<'_>,
+    pays: &mut PayLog,
+) -> Result<bool, PolicyError> {
+    settle_in_blocks(rows, (idx, shares), conv, avail, booked, pays, SETTLE_BLOCK)
+}
+
+/// [`settle_round`] in blocks of `block` allocations.
+fn settle_in_blocks(
+    rows: &mut [Row],
+    (idx, shares): (&[u32], &[Amount]),
+    conv: &[Conv],
+    avail: &mut Amount,
+    booked: &mut Booked<'_>,
+    pays: &mut PayLog,
+    block: usize,
+) -> Result<bool, PolicyError> {
+    let src = booked.src;
+    let blocks: Vec<Option<Settled>> = {
+        let rows = &*rows;
+        shares
+            .par_chunks(block)
+            .zip(idx.par_chunks(block))
+            .map(|(shares, idx)| {
+                let mut b = Settled {
+                    pays: PayChunk::with_capacity(shares.len()),
+                    spent: Amount::ZERO,
+                    paid: Amount::ZERO,
+                    withheld: Amount::ZERO,
+                };
+                for (&amount, &ri) in shares.iter().zip(idx) {
+                    if amount.is_zero() {
+                        continue;
+                    }
+                    let row = &rows[ri as usize];
+                    let covered = conv[row.asset as usize].back(amount, row.remaining).ok()?;
+                    b.spent = b.spent.checked_add(amount).ok()?;
+                    let total = if row.status == RowStatus::Paid {
+                        &mut b.paid
+                    } else {
+                        &mut b.withheld
+                    };
+                    *total = total.checked_add(amount).ok()?;
+                    b.pays.push(Pay {
+                        row: ri,
+                        src,
+                        amount,
+                        covered,
+                    });
+                }
+                Some(b)
+            })
+            .collect()
+    };
+    // The sums, in block order (exact: the same totals as one by one).
+    let (mut left, mut paid, mut withheld) = (*avail, booked.paid, booked.withheld);
+    for b in &blocks {
+        let Some(b) = b else { return Ok(false) };
+        let (Ok(l), Ok(p), Ok(w)) = (
+            left.checked_sub(b.spent),
+            paid.checked_add(b.paid),
+            withheld.checked_add(b.withheld),
+        ) else {
+            return Ok(false);
+        };
+        (left, paid, withheld) = (l, p, w);
+    }
+    let blocks: Vec<PayChunk> = blocks
+        .into_iter()
+        .flatten()
+        .map(|b| b.pays)
+        .filter(|c| !c.row.is_empty())
+        .collect();
+    // Each block's rows, from its first row to the next block's: disjoint, so lowered on
+    // every thread.
+    let mut parts: Vec<(&mut [Row], u32, &PayChunk)> = Vec::with_capacity(blocks.len());
+    let mut rest = rows;
+    let mut base = 0u32;
+    for (i, c) in blocks.iter().enumerate() {
+        let end = blocks
+            .get(i + 1)
+            .map_or(base as usize + rest.len(), |n| n.row[0] as usize);
+        let first = c.row[0];
+        let (_, from_first) = rest.split_at_mut((first - base) as usize);
+        let (own, after) = from_first.split_at_mut(end - first as usize);
+        parts.push((own, first, c));
+        (rest, base) = (after, end as u32);
+    }
+    let sid = Some(booked.sid);
+    parts
+        .into_par_iter()
+        .map(|(own, first, c)| -> Result<(), PolicyError> {
+            for (i, &ri) in c.row.iter().enumerate() {
+                let row = &mut own[(ri - first) as usize];
+                row.remaining = row
+                    .remaining
+                    .checked_sub(c.covered.get(i))
+                    .map_err(ovf("a remaining claim", sid))?;
+            }
+            Ok(())
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .collect::<Result<(), PolicyError>>()?;
+    *avail = left;
+    (booked.paid, booked.withheld) = (paid, withheld);
+    for c in blocks {
+        pays.append(c);
+    }
+    Ok(true)
 }
 
 /// Conversion from a row's asset to a source's asset.
@@ -730,32 +934,13 @@ pub(crate) fn apply_unverified(
                 c => Ok(c),
             }
         };
-        let mut paid = Amount::ZERO;
-        let mut withheld = Amount::ZERO;
         let mut claims_seen = Amount::ZERO;
-        let mut book =
-            |row: &mut Row, amount: Amount, covered: Amount, ri: u32| -> Result<(), PolicyError> {
-                row.remaining = row
-                    .remaining
-                    .checked_sub(covered)
-                    .map_err(ovf("a remaining claim", Some(sid)))?;
-                if row.status == RowStatus::Paid {
-                    paid = paid
-                        .checked_add(amount)
-                        .map_err(ovf("the paid total", Some(sid)))?;
-                } else {
-                    withheld = withheld
-                        .checked_add(amount)
-                        .map_err(ovf("the withheld total", Some(sid)))?;
-                }
-                pays.push(Pay {
-                    row: ri,
-                    src: si as u32,
-                    amount,
-                    covered,
-                });
-                Ok(())
-            };
+        let mut booked = Booked {
+            src: si as u32,
+            sid,
+            paid: Amount::ZERO,
+            withheld: Amount::ZERO,
+        };
 
         if let Some(terms) = &s.insurance {
             let cover_of = covers.get(&s.id);
@@ -854,7 +1039,7 @@ pub(crate) fn apply_unverified(
                             .checked_sub(t)
                             .map_err(ovf("a user's share", Some(sid)))?;
                         avail = avail.checked_sub(t).map_err(ovf("the funds", Some(sid)))?;
-                        book(row, t, covered, ri)?;
+                        booked.book(&mut pays, row, t, covered, ri)?;
                     }
                 }
             }
@@ -916,23 +1101,36 @@ pub(crate) fn apply_unverified(
                 let mut alloc = claims;
                 pro_rata(avail, &mut alloc, total, config.rounding)
                     .map_err(ovf("the pro rata", Some(sid)))?;
-                for (k, a) in alloc.into_iter().enumerate() {
-                    if a.is_zero() {
-                        continue;
+                let done = settle_round(
+                    &mut rows,
+                    (&idx, &alloc),
+                    &conv,
+                    &mut avail,
+                    &mut booked,
+                    &mut pays,
+                )?;
+                if !done {
+                    // A share failed to settle: walked in row order, the first failure is the
+                    // error (nothing was changed).
+                    for (k, &a) in alloc.iter().enumerate() {
+                        if a.is_zero() {
+                            continue;
+                        }
+                        let ri = idx[k];
+                        let row = &mut rows[ri as usize];
+                        let covered = conv[row.asset as usize]
+                            .back(a, row.remaining)
+                            .map_err(ovf("a settled claim", Some(sid)))?;
+                        avail = avail.checked_sub(a).map_err(ovf("the funds", Some(sid)))?;
+                        booked.book(&mut pays, row, a, covered, ri)?;
                     }
-                    let ri = idx[k];
-                    let row = &mut rows[ri as usize];
-                    let covered = conv[row.asset as usize]
-                        .back(a, row.remaining)
-                        .map_err(ovf("a settled claim", Some(sid)))?;
-                    avail = avail.checked_sub(a).map_err(ovf("the funds", Some(sid)))?;
-                    book(row, a, covered, ri)?;
                 }
                 if last {
                     break;
                 }
             }
         }
+        let Booked { paid, withheld, .. } = booked;
         let left_over = s
             .funds
             .checked_sub(bounty)
@@ -1242,8 +1440,122 @@ fn build(
 
 #[cfg(test)]
 mod tests {
-    use super::{pro_rata, Amount, Rounding, U256};
+    use super::{
+        ovf, pro_rata, settle_in_blocks, Amount, Booked, Conv, PayLog, PolicyError, Rounding, Row,
+        RowStatus, U256,
+    };
     use proptest::prelude::*;
+
+    /// Every allocation of a log, in order, and the log's number of runs.
+    fn logged(pays: &PayLog) -> (Vec<(u32, u32, Amount, Amount)>, usize) {
+        let mut all = Vec::new();
+        for run in &pays.runs {
+            for c in &run.chunks {
+                for i in 0..c.row.len() {
+                    let p = c.get(i);
+                    all.push((p.row, p.src, p.amount, p.covered));
+                }
+            }
+        }
+        (all, pays.runs.len())
+    }
+
+    /// The one-by-one booking `settle_in_blocks` stands for.
+    fn book_one_by_one(
+        rows: &mut [Row],
+        (idx, shares): (&[u32], &[Amount]),
+        conv: &[Conv],
+        avail: &mut Amount,
+        booked: &mut Booked<'_>,
+        pays: &mut PayLog,
+    ) -> Result<(), PolicyError> {
+        for (k, &a) in shares.iter().enumerate() {
+            if a.is_zero() {
+                continue;
+            }
+            let row = &mut rows[idx[k] as usize];
+            let covered = conv[row.asset as usize]
+                .back(a, row.remaining)
+                .map_err(ovf("a settled claim", Some("s")))?;
+            *avail = avail.checked_sub(a).map_err(ovf("the funds", Some("s")))?;
+            booked.book(pays, row, a, covered, idx[k])?;
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        /// Blocks settled side by side change the rows, funds, totals and log exactly as
+        /// booking one by one does (after an earlier round in the log, so that a run may be
+        /// continued); with shares beyond the funds nothing is changed and `false` returned.
+        #[test]
+        fn settling_in_blocks_is_booking_one_by_one(
+            rows in prop::collection::vec((0u128..1_000_000, any::<bool>(), any::<bool>()), 1..120),
+            picks in prop::collection::vec((any::<bool>(), 0u128..2_000_000), 120),
+            block in 1usize..9,
+            earlier_last in prop::option::of(0u32..130),
+            short in any::<bool>(),
+        ) {
+            let mut rows: Vec<Row> = rows
+                .iter()
+                .enumerate()
+                .map(|(i, &(remaining, paid, other_asset))| Row {
+                    li: i as u32,
+                    asset: u32::from(other_asset),
+                    pool: 0,
+                    class: 0,
+                    status: if paid { RowStatus::Paid } else { RowStatus::DustWithheld },
+                    prio: 1,
+                    claim: Amount::from_u128(remaining),
+                    remaining: Amount::from_u128(remaining),
+                })
+                .collect();
+            // Asset 1 pays at 3/7 of asset 0's units.
+            let conv = [Conv::Same, Conv::Rate(U256::from(3u8), U256::from(7u8))];
+            let (idx, shares): (Vec<u32>, Vec<Amount>) = picks
+                .iter()
+                .take(rows.len())
+                .enumerate()
+                .filter(|(_, p)| p.0)
+                .map(|(i, p)| (i as u32, Amount::from_u128(p.1 % 3)))
+                .unzip();
+            let spent = shares.iter().fold(Amount::ZERO, |s, a| s.checked_add(*a).unwrap());
+            let avail0 = if short && !spent.is_zero() {
+                spent.checked_sub(Amount::from(1u64)).unwrap()
+            } else {
+                spent.checked_add(Amount::from(5u64)).unwrap()
+            };
+            let mut log0 = PayLog::default();
+            if let Some(last) = earlier_last {
+                log0.push(super::Pay { row: last, src: 0, amount: Amount::from(1u64), covered: Amount::from(1u64) });
+            }
+            let booked0 = |sid| Booked { src: 1, sid, paid: Amount::from(7u64), withheld: Amount::ZERO };
+
+            let (mut want_rows, mut want_avail, mut want_booked, mut want_log) =
+                (rows.clone(), avail0, booked0("s"), PayLog::default());
+            if let Some(last) = earlier_last {
+                want_log.push(super::Pay { row: last, src: 0, amount: Amount::from(1u64), covered: Amount::from(1u64) });
+            }
+            let want = book_one_by_one(&mut want_rows, (&idx, &shares), &conv, &mut want_avail, &mut want_booked, &mut want_log);
+
+            let (mut avail, mut booked) = (avail0, booked0("s"));
+            let before: Vec<Amount> = rows.iter().map(|r| r.remaining).collect();
+            let done = settle_in_blocks(&mut rows, (&idx, &shares), &conv, &mut avail, &mut booked, &mut log0, block).unwrap();
+            let remaining: Vec<Amount> = rows.iter().map(|r| r.remaining).collect();
+            if done {
+                prop_assert!(want.is_ok());
+                let want_remaining: Vec<Amount> = want_rows.iter().map(|r| r.remaining).collect();
+                prop_assert_eq!(remaining, want_remaining);
+                prop_assert_eq!((avail, booked.paid, booked.withheld), (want_avail, want_booked.paid, want_booked.withheld));
+                prop_assert_eq!(logged(&log0), logged(&want_log));
+            } else {
+                prop_assert!(want.is_err());
+                prop_assert_eq!(remaining, before);
+                prop_assert_eq!((avail, booked.paid), (avail0, Amount::from(7u64)));
+            }
+        }
+    }
 
     /// The one-thread pro rata `pro_rata` replaced: floor shares, then one unit each to the
     /// largest non-zero remainders, ties to the lower index.
