@@ -501,8 +501,9 @@ pub fn run_observed(
     let covers = covers?;
     t.lap("ingest");
     // The run id hashes every input byte on one thread (≈ 0.7 s at a million claimants):
-    // beside the loss and policy stages, which use one thread, not beside the parse,
-    // which uses them all.
+    // beside the loss and policy stages, which leave a core idle for much of their time
+    // (their walks in row order between the steps that run on every thread), not beside
+    // the parse, which uses them all.
     let (run_id, policy_stage) = side_by_side(
         || run_id(m),
         || loss_and_policy(m, opts, &t, inputs, covers),
@@ -579,7 +580,8 @@ fn loss_and_policy(
         .iter()
         .map(|a| (a.symbol.clone(), a.price))
         .collect();
-    // The policy runs on this thread; the second core would wait. Beside it: the freeing
+    // The policy walks its rows on this thread (its conversions, divisions and settlements
+    // run on every thread, see `policy::engine`). Beside it: the freeing
     // of the inputs (≈ 0.1 s at a million claimants: 3M balance rows, each holding shared
     // names; long done before the policy's peak, at the end of its run), then the ledger's
     // totals for the checks (≈ 0.14 s; their error comes first, as when they were taken
