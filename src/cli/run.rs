@@ -181,8 +181,8 @@ impl<'a> UserTotals<'a> {
             total(&mut self.payouts, p.asset, p.amount)
                 .with_context(|| format!("totals of {}", u.account()))?;
         }
-        // Sized as the row before (≈ 350 bytes at three assets): growing from empty took
-        // five reallocations a row.
+        // Sized as the longest row so far (≈ 350 bytes at three assets): growing from empty
+        // took five reallocations a row.
         let mut json = Vec::with_capacity(self.json_len);
         serde_json::to_writer(
             &mut json,
