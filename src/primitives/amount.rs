@@ -212,42 +212,8 @@ impl From<u64> for Amount {
 }
 
 /// An amount's decimal digits, made on the stack by [`Amount::digits`]: 1 to 78 ASCII
-/// digits, no sign, no separators.
-#[derive(Clone, Copy)]
-pub struct AmountDigits {
-    buf: [u8; 78],
-    len: u8,
-}
-
-impl AmountDigits {
-    /// The digits.
-    pub fn as_str(&self) -> &str {
-        std::str::from_utf8(self.as_bytes()).expect("ASCII digits")
-    }
-
-    /// The digits, as bytes.
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.buf[..usize::from(self.len)]
-    }
-}
-
-/// Writes text into a fixed buffer (the digits of a wide `U256`).
-struct Digits<'a> {
-    buf: &'a mut [u8; 78],
-    len: usize,
-}
-
-impl fmt::Write for Digits<'_> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        let end = self.len + s.len();
-        if end > self.buf.len() {
-            return Err(fmt::Error);
-        }
-        self.buf[self.len..end].copy_from_slice(s.as_bytes());
-        self.len = end;
-        Ok(())
-    }
-}
+/// digits (2^256 − 1 has 78), no sign, no separators.
+pub type AmountDigits = super::StackText<78>;
 
 impl Amount {
     /// The value below 2^128, when it is.
@@ -267,28 +233,15 @@ impl Amount {
     /// divides by 10^16 with a multiplication; `U256`'s own `Display` (and `u128`'s, tried
     /// in session 10) divide in software (BENCHMARKS.md, "Session 11").
     pub fn digits(self) -> AmountDigits {
-        let mut buf = [0u8; 78];
-        let len = match self.narrow() {
-            Some(v) => {
-                let mut b = itoa::Buffer::new();
-                let d = b.format(v).as_bytes();
-                buf[..d.len()].copy_from_slice(d);
-                d.len()
-            }
+        let mut text = AmountDigits::new();
+        match self.narrow() {
+            Some(v) => text.push(itoa::Buffer::new().format(v).as_bytes()),
             None => {
                 use fmt::Write as _;
-                let mut w = Digits {
-                    buf: &mut buf,
-                    len: 0,
-                };
-                write!(w, "{}", self.0).expect("2^256 - 1 has 78 digits");
-                w.len
+                write!(text, "{}", self.0).expect("2^256 - 1 has 78 digits");
             }
-        };
-        AmountDigits {
-            buf,
-            len: len as u8,
         }
+        text
     }
 
     /// Appends [`Amount::digits`] to `out`.

@@ -11,6 +11,7 @@ mod asset;
 mod bps;
 mod column;
 pub mod keccak;
+mod stack_text;
 mod value;
 
 pub use address::{checksum_many, checksum_many_par, format_address, parse_address, AddressError};
@@ -18,6 +19,7 @@ pub use amount::{format_units, parse_units, Amount, AmountDigits, AmountError};
 pub use asset::Asset;
 pub use bps::{Bps, BpsError};
 pub use column::AmountColumn;
+pub use stack_text::StackText;
 pub use value::{value_of, DecimalChars, DecimalText, ValueError};
 
 pub use alloy_primitives::{keccak256, Address, B256, U256, U512};

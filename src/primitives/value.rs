@@ -64,28 +64,7 @@ pub struct DecimalText(pub Decimal);
 
 /// The text of a [`DecimalText`], made on the stack by [`DecimalText::text`]: a `-` when the
 /// sign is negative, then the digits and the point (at most 1 + 32 bytes).
-#[derive(Clone, Copy)]
-pub struct DecimalChars {
-    buf: [u8; 33],
-    len: u8,
-}
-
-impl DecimalChars {
-    /// The text.
-    pub fn as_str(&self) -> &str {
-        std::str::from_utf8(self.as_bytes()).expect("ASCII digits, a point and a sign")
-    }
-
-    /// The text, as bytes.
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.buf[..usize::from(self.len)]
-    }
-
-    /// The text without its sign.
-    fn unsigned(&self) -> &str {
-        self.as_str().trim_start_matches('-')
-    }
-}
+pub type DecimalChars = super::StackText<33>;
 
 impl DecimalText {
     /// The text of [`Display`](std::fmt::Display) without a precision, sign included,
@@ -94,34 +73,26 @@ impl DecimalText {
         let mut digits = itoa::Buffer::new();
         let digits = digits.format(self.0.mantissa().unsigned_abs()).as_bytes();
         let scale = self.0.scale() as usize;
-        let mut buf = [b'0'; 33];
-        let sign = usize::from(self.0.is_sign_negative());
-        if sign == 1 {
-            buf[0] = b'-';
+        let mut text = DecimalChars::new();
+        if self.0.is_sign_negative() {
+            text.push(b"-");
         }
         // A scale is at most 28: at most 29 digits of a 96-bit mantissa and a point, or "0."
         // and 28 places.
-        let text = &mut buf[sign..];
-        let n = if scale == 0 {
-            text[..digits.len()].copy_from_slice(digits);
-            digits.len()
+        if scale == 0 {
+            text.push(digits);
         } else if digits.len() > scale {
             let whole = digits.len() - scale;
-            text[..whole].copy_from_slice(&digits[..whole]);
-            text[whole] = b'.';
-            text[whole + 1..=digits.len()].copy_from_slice(&digits[whole..]);
-            digits.len() + 1
+            text.push(&digits[..whole]);
+            text.push(b".");
+            text.push(&digits[whole..]);
         } else {
-            // "0." then zeros up to the digits (`text` is zeros already).
-            text[1] = b'.';
-            let end = 2 + scale;
-            text[end - digits.len()..end].copy_from_slice(digits);
-            end
-        };
-        DecimalChars {
-            buf,
-            len: (sign + n) as u8,
+            const ZEROS: &[u8; 28] = b"0000000000000000000000000000";
+            text.push(b"0.");
+            text.push(&ZEROS[..scale - digits.len()]);
+            text.push(digits);
         }
+        text
     }
 }
 
@@ -130,7 +101,9 @@ impl std::fmt::Display for DecimalText {
         if f.precision().is_some() {
             return std::fmt::Display::fmt(&self.0, f);
         }
-        f.pad_integral(self.0.is_sign_positive(), "", self.text().unsigned())
+        let text = self.text();
+        let unsigned = text.as_str().trim_start_matches('-');
+        f.pad_integral(self.0.is_sign_positive(), "", unsigned)
     }
 }
 
