@@ -256,28 +256,16 @@ struct Settled {
 }
 
 /// Settles a pro-rata round's shares (`shares[k]` to row `idx[k]`, ascending rows) as
-/// [`Booked::book`] one by one in row order would, on every thread: at a million claimants
-/// a round is up to 3.3M allocations (≈ 0.15–0.24 s a source on one thread). Blocks of
-/// [`SETTLE_BLOCK`] allocations each work out their settled claims, allocations and sums
+/// [`book_one_by_one`] would, on every thread: at a million claimants a round is up to 3.3M
+/// allocations (≈ 0.15–0.24 s a source on one thread). Blocks of `block` allocations
+/// ([`SETTLE_BLOCK`] in the engine) each work out their settled claims, allocations and sums
 /// without changing anything; the sums are then taken from the funds and the totals in
 /// block order, each block's allocations logged and its rows' remaining claims lowered.
 ///
 /// `Ok(false)` when a share could not be settled (an overflow, or shares beyond the
-/// funds): nothing was changed, and the caller books them one by one to report the first
-/// failure as it always did.
+/// funds): nothing was changed, and the caller books them one by one
+/// ([`book_one_by_one`]) to report the first failure as it always did.
 fn settle_round(
-    rows: &mut [Row],
-    (idx, shares): (&[u32], &[Amount]),
-    conv: &[Conv],
-    avail: &mut Amount,
-    booked: &mut Booked<'_>,
-    pays: &mut PayLog,
-) -> Result<bool, PolicyError> {
-    settle_in_blocks(rows, (idx, shares), conv, avail, booked, pays, SETTLE_BLOCK)
-}
-
-/// [`settle_round`] in blocks of `block` allocations.
-fn settle_in_blocks(
     rows: &mut [Row],
     (idx, shares): (&[u32], &[Amount]),
     conv: &[Conv],
@@ -379,6 +367,65 @@ fn settle_in_blocks(
         pays.append(c);
     }
     Ok(true)
+}
+
+/// Books a round's shares one by one in row order (`shares[k]` to row `idx[k]`): each
+/// share's settled claim, then the funds, then [`Booked::book`]. The first failure is the
+/// error; [`settle_round`] gives the same result on every thread when nothing fails.
+fn book_one_by_one(
+    rows: &mut [Row],
+    (idx, shares): (&[u32], &[Amount]),
+    conv: &[Conv],
+    avail: &mut Amount,
+    booked: &mut Booked<'_>,
+    pays: &mut PayLog,
+) -> Result<(), PolicyError> {
+    let sid = Some(booked.sid);
+    for (&a, &ri) in shares.iter().zip(idx) {
+        if a.is_zero() {
+            continue;
+        }
+        let row = &mut rows[ri as usize];
+        let covered = conv[row.asset as usize]
+            .back(a, row.remaining)
+            .map_err(ovf("a settled claim", sid))?;
+        *avail = avail.checked_sub(a).map_err(ovf("the funds", sid))?;
+        booked.book(pays, row, a, covered, ri)?;
+    }
+    Ok(())
+}
+
+/// `f` of every item, in order, on every thread; `None` when it failed for any item (the
+/// caller then walks the items in order, which reports the first failure as the one-thread
+/// engine did). `stand_in` fills a failed item's place until the end.
+fn map_or_none<T: Sync, U: Send + Sync + Clone, E>(
+    items: &[T],
+    f: impl Fn(&T) -> Result<U, E> + Sync + Send,
+    stand_in: U,
+) -> Option<Vec<U>> {
+    let failed = AtomicBool::new(false);
+    let mut out = Vec::new();
+    items
+        .par_iter()
+        .map(|x| {
+            f(x).unwrap_or_else(|_| {
+                failed.store(true, Relaxed);
+                stand_in.clone()
+            })
+        })
+        .collect_into_vec(&mut out);
+    (!failed.into_inner()).then_some(out)
+}
+
+/// Σ `amounts`, on every thread (exact: the grouping does not change a sum of integers).
+///
+/// # Errors
+/// [`AmountError::Overflow`] past 2^256 − 1 base units.
+fn par_sum(amounts: &[Amount]) -> Result<Amount, AmountError> {
+    amounts
+        .par_iter()
+        .try_fold(|| Amount::ZERO, |s, c| s.checked_add(*c))
+        .try_reduce(|| Amount::ZERO, Amount::checked_add)
 }
 
 /// Conversion from a row's asset to a source's asset.
@@ -495,10 +542,7 @@ fn pro_rata(
         // mul_div_rem's only error here (the divisor, `total`, is not zero).
         return Err(AmountError::Overflow);
     }
-    let sum = claims
-        .par_iter()
-        .try_fold(|| Amount::ZERO, |s, c| s.checked_add(*c))
-        .try_reduce(|| Amount::ZERO, Amount::checked_add)?;
+    let sum = par_sum(claims)?;
     if rounding == Rounding::LargestRemainder {
         let extra = avail.checked_sub(sum)?;
         // Σr = extra × total with every r < total, so more than `extra` remainders are not
@@ -781,27 +825,20 @@ pub(crate) fn apply_unverified(
             remaining: Amount::ZERO,
         })
     };
-    let failed = AtomicBool::new(false);
-    let mut rows: Vec<Row> = Vec::new();
-    order
-        .par_iter()
-        .map(|&li| {
-            make_row(li).unwrap_or_else(|_| {
-                failed.store(true, Relaxed);
-                Row {
-                    li,
-                    asset: 0,
-                    pool: NONE,
-                    class: NONE,
-                    status: RowStatus::Paid,
-                    prio: 1,
-                    claim: Amount::ZERO,
-                    remaining: Amount::ZERO,
-                }
-            })
-        })
-        .collect_into_vec(&mut rows);
-    let failed = failed.into_inner();
+    let stand_in = Row {
+        li: 0,
+        asset: 0,
+        pool: NONE,
+        class: NONE,
+        status: RowStatus::Paid,
+        prio: 1,
+        claim: Amount::ZERO,
+        remaining: Amount::ZERO,
+    };
+    let made = map_or_none(&order, |&li| make_row(li), stand_in);
+    // None: a row failed, and the walk below makes them one by one to report the first.
+    let one_by_one = made.is_none();
+    let mut rows = made.unwrap_or_else(|| Vec::with_capacity(order.len()));
     let mut users: Vec<User> = Vec::new();
     for (n, &li) in order.iter().enumerate() {
         let r = &lrows[li as usize];
@@ -820,8 +857,8 @@ pub(crate) fn apply_unverified(
             .value
             .checked_add(r.value)
             .ok_or_else(|| PolicyError::ValueOverflow(format!("loss value of {}", r.account)))?;
-        if failed {
-            rows[n] = make_row(li)?;
+        if one_by_one {
+            rows.push(make_row(li)?);
         }
     }
     // Tiers by the user's total loss value, then claims: user by user, on every thread.
@@ -977,25 +1014,15 @@ pub(crate) fn apply_unverified(
             // Every user's claim on every thread (each converts and sums the user's rows and
             // looks the cover up: 0.27 s on one thread at a million claimants); on any
             // failure the users are walked again in order, which stops at the first.
-            let failed = AtomicBool::new(false);
-            let mut per_user: Vec<Amount> = Vec::new();
-            users
-                .par_iter()
-                .map(|u| {
-                    user_claim(u).unwrap_or_else(|_| {
-                        failed.store(true, Relaxed);
-                        Amount::ZERO
-                    })
-                })
-                .collect_into_vec(&mut per_user);
-            if failed.into_inner() {
+            let Some(per_user) = map_or_none(&users, user_claim, Amount::ZERO) else {
                 let mut total = Amount::ZERO;
                 for u in &users {
                     total = total
                         .checked_add(user_claim(u)?)
                         .map_err(ovf("the claims total", Some(sid)))?;
                 }
-            }
+                unreachable!("the walk meets the failure the threads met (total {total})")
+            };
             let mut uclaims: Vec<Amount> = Vec::new();
             let mut uix: Vec<u32> = Vec::new();
             let mut total = Amount::ZERO;
@@ -1063,22 +1090,9 @@ pub(crate) fn apply_unverified(
                     .filter(|(_, r)| r.prio == prio && !r.remaining.is_zero() && eligible(r))
                     .map(|(ri, _)| ri as u32)
                     .collect();
-                let failed = AtomicBool::new(false);
-                let mut claims: Vec<Amount> = Vec::new();
-                idx.par_iter()
-                    .map(|&ri| {
-                        claim_of(&rows[ri as usize]).unwrap_or_else(|_| {
-                            failed.store(true, Relaxed);
-                            Amount::ZERO
-                        })
-                    })
-                    .collect_into_vec(&mut claims);
-                let sum = claims
-                    .par_iter()
-                    .try_fold(|| Amount::ZERO, |s, c| s.checked_add(*c))
-                    .try_reduce(|| Amount::ZERO, Amount::checked_add);
-                let total = match sum {
-                    Ok(t) if !failed.into_inner() => t,
+                let claims = map_or_none(&idx, |&ri| claim_of(&rows[ri as usize]), Amount::ZERO);
+                let (claims, total) = match claims.map(|c| (par_sum(&c), c)) {
+                    Some((Ok(total), claims)) => (claims, total),
                     _ => {
                         let mut total = Amount::ZERO;
                         for &ri in &idx {
@@ -1086,7 +1100,7 @@ pub(crate) fn apply_unverified(
                                 .checked_add(claim_of(&rows[ri as usize])?)
                                 .map_err(ovf("the claims total", Some(sid)))?;
                         }
-                        total
+                        unreachable!("the walk meets the failure the threads met (total {total})")
                     }
                 };
                 claims_seen = claims_seen
@@ -1108,22 +1122,19 @@ pub(crate) fn apply_unverified(
                     &mut avail,
                     &mut booked,
                     &mut pays,
+                    SETTLE_BLOCK,
                 )?;
                 if !done {
-                    // A share failed to settle: walked in row order, the first failure is the
-                    // error (nothing was changed).
-                    for (k, &a) in alloc.iter().enumerate() {
-                        if a.is_zero() {
-                            continue;
-                        }
-                        let ri = idx[k];
-                        let row = &mut rows[ri as usize];
-                        let covered = conv[row.asset as usize]
-                            .back(a, row.remaining)
-                            .map_err(ovf("a settled claim", Some(sid)))?;
-                        avail = avail.checked_sub(a).map_err(ovf("the funds", Some(sid)))?;
-                        booked.book(&mut pays, row, a, covered, ri)?;
-                    }
+                    // A share failed to settle, and nothing was changed: one by one, the
+                    // first failure is the error.
+                    book_one_by_one(
+                        &mut rows,
+                        (&idx, &alloc),
+                        &conv,
+                        &mut avail,
+                        &mut booked,
+                        &mut pays,
+                    )?;
                 }
                 if last {
                     break;
@@ -1441,7 +1452,7 @@ fn build(
 #[cfg(test)]
 mod tests {
     use super::{
-        ovf, pro_rata, settle_in_blocks, Amount, Booked, Conv, PayLog, PolicyError, Rounding, Row,
+        book_one_by_one, pro_rata, settle_round, Amount, Booked, Conv, PayLog, Rounding, Row,
         RowStatus, U256,
     };
     use proptest::prelude::*;
@@ -1458,29 +1469,6 @@ mod tests {
             }
         }
         (all, pays.runs.len())
-    }
-
-    /// The one-by-one booking `settle_in_blocks` stands for.
-    fn book_one_by_one(
-        rows: &mut [Row],
-        (idx, shares): (&[u32], &[Amount]),
-        conv: &[Conv],
-        avail: &mut Amount,
-        booked: &mut Booked<'_>,
-        pays: &mut PayLog,
-    ) -> Result<(), PolicyError> {
-        for (k, &a) in shares.iter().enumerate() {
-            if a.is_zero() {
-                continue;
-            }
-            let row = &mut rows[idx[k] as usize];
-            let covered = conv[row.asset as usize]
-                .back(a, row.remaining)
-                .map_err(ovf("a settled claim", Some("s")))?;
-            *avail = avail.checked_sub(a).map_err(ovf("the funds", Some("s")))?;
-            booked.book(pays, row, a, covered, idx[k])?;
-        }
-        Ok(())
     }
 
     proptest! {
@@ -1541,7 +1529,7 @@ mod tests {
 
             let (mut avail, mut booked) = (avail0, booked0("s"));
             let before: Vec<Amount> = rows.iter().map(|r| r.remaining).collect();
-            let done = settle_in_blocks(&mut rows, (&idx, &shares), &conv, &mut avail, &mut booked, &mut log0, block).unwrap();
+            let done = settle_round(&mut rows, (&idx, &shares), &conv, &mut avail, &mut booked, &mut log0, block).unwrap();
             let remaining: Vec<Amount> = rows.iter().map(|r| r.remaining).collect();
             if done {
                 prop_assert!(want.is_ok());
