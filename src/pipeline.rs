@@ -581,11 +581,11 @@ fn loss_and_policy(
         .map(|a| (a.symbol.clone(), a.price))
         .collect();
     // The policy walks its rows on this thread (its conversions, divisions and settlements
-    // run on every thread, see `policy::engine`). Beside it: the freeing
-    // of the inputs (≈ 0.1 s at a million claimants: 3M balance rows, each holding shared
-    // names; long done before the policy's peak, at the end of its run), then the ledger's
-    // totals for the checks (≈ 0.14 s; their error comes first, as when they were taken
-    // before the policy ran). The loss rows, when not kept, are freed the same way while
+    // run on every thread, see `policy::engine`). Beside it: the freeing of the inputs
+    // (≈ 0.1 s at a million claimants: 3M balance rows, each holding shared names; long done
+    // before the policy's peak, at the end of its run), then the ledger's totals for the
+    // checks (≈ 0.14 s; their error comes first, as when they were taken before the policy
+    // ran). The loss rows, when not kept, are freed the same way while
     // the trees' entries are taken (≈ 0.08 s).
     let ledger_rows = &ledger.rows;
     let (totals, result) = side_by_side(
