@@ -11,6 +11,7 @@ pub mod cli;
 pub mod ingest;
 pub mod loss;
 pub mod manifest;
+mod par;
 pub mod pipeline;
 pub mod policy;
 pub mod primitives;

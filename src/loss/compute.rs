@@ -436,15 +436,9 @@ pub fn compute(inputs: &LossInputs) -> Result<(LossLedger, LossStats), LossError
         .iter()
         .map(|(a, e)| (*a, std::sync::Arc::new(e.clone())))
         .collect();
-    let mut net = vec![None::<Amount>; n_assets];
-    let mut rows = Vec::with_capacity(merged.len());
-    for ((account, ai, pi), amount) in merged {
+    let row = |&((account, ai, pi), amount): &(Key, Amount)| -> Result<LossRow, LossError> {
         let (asset, price) = &inputs.assets[ai as usize];
-        let e = net[ai as usize].get_or_insert(Amount::ZERO);
-        *e = e
-            .checked_add(amount)
-            .map_err(amt(|| "net total".to_owned()))?;
-        rows.push(LossRow {
+        Ok(LossRow {
             account,
             asset: Name::clone(&names[ai as usize]),
             pool: it.pools[pi as usize].clone(),
@@ -456,8 +450,46 @@ pub fn compute(inputs: &LossInputs) -> Result<(LossLedger, LossStats), LossError
             amount,
             value: value_of(amount, asset, *price)?,
             exclusion: excl.get(&account).cloned(),
-        });
-    }
+        })
+    };
+    let net_total = |net: &mut [Option<Amount>], &((_, ai, _), amount): &(Key, Amount)| {
+        let e = net[ai as usize].get_or_insert(Amount::ZERO);
+        *e = e
+            .checked_add(amount)
+            .map_err(amt(|| "net total".to_owned()))?;
+        Ok::<(), LossError>(())
+    };
+    // The rows are made on every thread (3M valuations at a million claimants); the totals
+    // are summed in row order beside. On any failure the rows are walked again one by one,
+    // which reports the first failure in row order, as before.
+    let mut net = vec![None::<Amount>; n_assets];
+    let summed = merged.iter().try_for_each(|e| net_total(&mut net, e)).is_ok();
+    let stand_in = || LossRow {
+        account: Address::ZERO,
+        asset: Name::clone(&names[0]),
+        pool: None,
+        class: None,
+        amount: Amount::ZERO,
+        value: Decimal::ZERO,
+        exclusion: None,
+    };
+    let made = match (summed, names.is_empty()) {
+        (true, false) => crate::par::map_or_none(&merged, row, stand_in()),
+        _ => None,
+    };
+    let rows = match made {
+        Some(rows) => rows,
+        None => {
+            net = vec![None::<Amount>; n_assets];
+            let mut rows = Vec::with_capacity(merged.len());
+            for e in &merged {
+                net_total(&mut net, e)?;
+                rows.push(row(e)?);
+            }
+            rows
+        }
+    };
+    drop(merged);
     for (ai, t) in net.into_iter().enumerate() {
         if let Some(t) = t {
             stats.net.insert(inputs.assets[ai].0.symbol.clone(), t);

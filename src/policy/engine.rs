@@ -12,6 +12,7 @@ use crate::primitives::{Address, Amount, AmountColumn, AmountError, Asset, Decim
 use rayon::prelude::*;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use crate::par::map_or_none;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 /// An overflow error, its message built only when it happens (never in the hot loops).
@@ -393,28 +394,6 @@ fn book_one_by_one(
         booked.book(pays, row, a, covered, ri)?;
     }
     Ok(())
-}
-
-/// `f` of every item, in order, on every thread; `None` when it failed for any item (the
-/// caller then walks the items in order, which reports the first failure as the one-thread
-/// engine did). `stand_in` fills a failed item's place until the end.
-fn map_or_none<T: Sync, U: Send + Sync + Clone, E>(
-    items: &[T],
-    f: impl Fn(&T) -> Result<U, E> + Sync + Send,
-    stand_in: U,
-) -> Option<Vec<U>> {
-    let failed = AtomicBool::new(false);
-    let mut out = Vec::new();
-    items
-        .par_iter()
-        .map(|x| {
-            f(x).unwrap_or_else(|_| {
-                failed.store(true, Relaxed);
-                stand_in.clone()
-            })
-        })
-        .collect_into_vec(&mut out);
-    (!failed.into_inner()).then_some(out)
 }
 
 /// Σ `amounts`, on every thread (exact: the grouping does not change a sum of integers).

@@ -1,0 +1,27 @@
+//! Small helpers for running a stage's per-item work on every thread while keeping the
+//! one-thread result and the one-thread error.
+
+use rayon::prelude::*;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+
+/// `f` of every item, in order, on every thread; `None` when it failed for any item (the
+/// caller then walks the items in order, which reports the first failure as the one-thread
+/// code did). `stand_in` fills a failed item's place until the end.
+pub(crate) fn map_or_none<T: Sync, U: Send + Sync + Clone, E>(
+    items: &[T],
+    f: impl Fn(&T) -> Result<U, E> + Sync + Send,
+    stand_in: U,
+) -> Option<Vec<U>> {
+    let failed = AtomicBool::new(false);
+    let mut out = Vec::new();
+    items
+        .par_iter()
+        .map(|x| {
+            f(x).unwrap_or_else(|_| {
+                failed.store(true, Relaxed);
+                stand_in.clone()
+            })
+        })
+        .collect_into_vec(&mut out);
+    (!failed.into_inner()).then_some(out)
+}
