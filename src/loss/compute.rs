@@ -463,7 +463,10 @@ pub fn compute(inputs: &LossInputs) -> Result<(LossLedger, LossStats), LossError
     // are summed in row order beside. On any failure the rows are walked again one by one,
     // which reports the first failure in row order, as before.
     let mut net = vec![None::<Amount>; n_assets];
-    let summed = merged.iter().try_for_each(|e| net_total(&mut net, e)).is_ok();
+    let summed = merged
+        .iter()
+        .try_for_each(|e| net_total(&mut net, e))
+        .is_ok();
     let stand_in = || LossRow {
         account: Address::ZERO,
         asset: Name::clone(&names[0]),
@@ -939,5 +942,50 @@ mod tests {
             ]
         );
         assert_eq!(stats.net["USDC"], Amount::from(19u64));
+    }
+
+    #[test]
+    fn the_row_that_fails_first_in_row_order_is_the_one_reported() {
+        // A second asset priced so high that any loss of it overflows `Decimal` when valued.
+        let mut i = inputs();
+        let dear = Asset {
+            symbol: "DEAR".into(),
+            address: None,
+            decimals: 0,
+        };
+        i.assets.push((dear, Decimal::MAX));
+        let lost = |account: u8, asset: &str, amount: U256| AmountRow {
+            account: Address::repeat_byte(account),
+            asset: Name::from(asset),
+            pool: None,
+            amount: Amount::new(amount),
+            kind: None,
+            origin: origin("losses.csv", 2),
+        };
+        // In row (account, asset) order account 2's DEAR fails first; account 3's DEAR comes
+        // first in the input, and account 9's fails too.
+        i.losses = vec![
+            lost(9, "DEAR", U256::from(9u8)),
+            lost(3, "DEAR", U256::from(3u8)),
+            lost(4, "USDC", U256::from(1u8)),
+            lost(2, "DEAR", U256::from(2u8)),
+            lost(1, "USDC", U256::from(1u8)),
+        ];
+        match compute(&i) {
+            Err(LossError::Value(e)) => assert_eq!(e.amount, Amount::from(2u64)),
+            other => panic!("expected account 2's valuation to fail, got {other:?}"),
+        }
+        // Without the valuations that fail, every row is made.
+        i.losses.retain(|r| r.asset.as_ref() == "USDC");
+        let rows = compute(&i).unwrap().0.rows;
+        let got: Vec<(Address, Decimal)> = rows.iter().map(|r| (r.account, r.value)).collect();
+        let usdc_unit = Decimal::new(1, 6);
+        assert_eq!(
+            got,
+            vec![
+                (Address::repeat_byte(1), usdc_unit),
+                (Address::repeat_byte(4), usdc_unit)
+            ]
+        );
     }
 }

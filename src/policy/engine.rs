@@ -8,11 +8,11 @@ use super::result::{
 };
 use super::verify::verify;
 use crate::loss::{ExclusionMode, LossLedger, LossRow};
+use crate::par::map_or_none;
 use crate::primitives::{Address, Amount, AmountColumn, AmountError, Asset, Decimal, U256};
 use rayon::prelude::*;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use crate::par::map_or_none;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 /// An overflow error, its message built only when it happens (never in the hot loops).
