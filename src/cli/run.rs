@@ -391,36 +391,14 @@ fn claim_rows<'a>(
     })
 }
 
-/// Lowers the calling thread's scheduling priority (nice 10; Linux only, elsewhere nothing),
-/// for work that should take only the CPU time other threads leave.
-///
-/// The output files are rendered while the run is stored, and the store, not the files,
-/// is what a run waits for last: SQLite's worker and the threads making and binding its
-/// rows need more CPU time than the files (≈ 5 against ≈ 3.5 CPU-seconds at a million
-/// claimants), and with every thread at one priority the files finished first and left
-/// the claim rows' last second to one busy core. With the rendering threads yielding, the
-/// files fill the time the store leaves: wall 14.67 / 13.75 / 13.08 s → 13.88 / 13.29 /
-/// 12.47 s, alternated (BENCHMARKS.md, "Session 16"); rayon's threads do the same once the
-/// store starts ([`store_run`]). Failing to lower it changes only the speed, so an error
-/// is ignored.
-fn lower_this_thread_s_priority() {
-    #[cfg(target_os = "linux")]
-    {
-        // `setpriority(PRIO_PROCESS, tid)` sets one thread's nice value on Linux.
-        let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 10);
-    }
-}
-
 /// Renders each output straight into its file in a fresh temporary directory beside `dir`
 /// (no file is ever held whole in memory), on as many threads as rayon has (each file is
 /// rendered by one thread; the largest are taken first, see [`render_order`]). Every file
 /// is attempted, so that when some fail the one reported is always the first of them in
-/// `names` order, however the threads ran. With `yield_cpu` the rendering threads run at a
-/// lower priority ([`lower_this_thread_s_priority`]): the run is being stored beside them.
+/// `names` order, however the threads ran.
 fn stage(
     dir: &Path,
     names: &[String],
-    yield_cpu: bool,
     render: impl Fn(&str, &mut dyn std::io::Write) -> anyhow::Result<()> + Sync,
 ) -> anyhow::Result<tempfile::TempDir> {
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -465,9 +443,6 @@ fn stage(
     std::thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| {
-                if yield_cpu {
-                    lower_this_thread_s_priority();
-                }
                 while let Some(&i) = queue.get(next.fetch_add(1, Ordering::Relaxed)) {
                     let r = write_one(&names[i]);
                     *results[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
@@ -576,7 +551,7 @@ fn produce<'a>(
     ));
     timer.lap("run record");
     let names = output_names(out);
-    let staged = stage(dir, &names, store_on, |name, w| {
+    let staged = stage(dir, &names, |name, w| {
         let started = std::time::Instant::now();
         let r = render_one(m, out, &run_summary, &summary, accounts, name, w);
         timer.took(&format!("  {name}"), started.elapsed());
@@ -619,12 +594,6 @@ fn store_run(
     // Set by the pipeline's observer before it sends the checked result.
     let accounts = accounts.get().context("account texts not computed")?;
     let order = text_order(accounts);
-    // From here the store is what the run waits for last: rayon's threads (the claim trees
-    // still being built, then the sorts of the claim rows) yield to its threads as the
-    // rendering threads do (see `lower_this_thread_s_priority`). Medians of three
-    // alternated runs at a million claimants: 12.92 → 12.29 s. They keep the lower
-    // priority to the end of the process: an unprivileged one cannot raise it again.
-    rayon::broadcast(|_| lower_this_thread_s_priority());
     let store = runtime.block_on(Store::open(db_url))?;
     std::thread::scope(|scope| {
         // A row that cannot be made ends the rows early; the gate then refuses the commit, so
@@ -883,7 +852,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("out");
         let n = names();
-        let tmp = stage(&out, &n, false, |name, w| {
+        let tmp = stage(&out, &n, |name, w| {
             w.write_all(name.as_bytes())?;
             Ok(())
         })
@@ -900,7 +869,7 @@ mod tests {
         // `t.json` is started before `claims.csv`, but `claims.csv` comes first by name
         // order: its error is the one reported, on any number of threads.
         for _ in 0..20 {
-            let e = stage(&out, &n, false, |name, w| {
+            let e = stage(&out, &n, |name, w| {
                 if name == "claims.csv" || name == "t.json" {
                     anyhow::bail!("cannot render {name}");
                 }
