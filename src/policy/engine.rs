@@ -198,18 +198,21 @@ impl PayRun {
     }
 }
 
-/// What a source has booked so far: its paid and withheld totals (source units).
+/// A source's account while it allocates: the funds it has left, and what it has booked so
+/// far as paid and as withheld (all in the source's base units).
 struct Booked<'a> {
     src: u32,
     sid: &'a str,
+    funds: Amount,
     paid: Amount,
     withheld: Amount,
 }
 
 impl Booked<'_> {
-    /// Books one allocation of `amount` (source units) settling `covered` of `row`'s claim:
-    /// the row's remaining claim goes down, the paid total (withheld, for a row whose share
-    /// the source keeps) up, and the allocation is logged.
+    /// Books one allocation of `amount` (source units) settling `covered` of `row`'s claim
+    /// (row units): the funds go down by `amount`, the row's remaining claim by `covered`,
+    /// the paid total (withheld, for a row whose share the source keeps) up by `amount`, and
+    /// the allocation is logged.
     fn book(
         &mut self,
         pays: &mut PayLog,
@@ -219,6 +222,10 @@ impl Booked<'_> {
         ri: u32,
     ) -> Result<(), PolicyError> {
         let sid = Some(self.sid);
+        self.funds = self
+            .funds
+            .checked_sub(amount)
+            .map_err(ovf("the funds", sid))?;
         row.remaining = row
             .remaining
             .checked_sub(covered)
@@ -244,7 +251,7 @@ impl Booked<'_> {
     }
 }
 
-/// Allocations a block of [`settle_round`] settles: one [`PayChunk`].
+/// Allocations a block of [`settle_in_blocks`] settles: one [`PayChunk`].
 const SETTLE_BLOCK: usize = PAY_CHUNK;
 
 /// One block of a round's settled shares, before anything is changed.
@@ -256,6 +263,22 @@ struct Settled {
     withheld: Amount,
 }
 
+/// Settles a pro-rata round's shares (`shares[k]` to row `idx[k]`, ascending rows): on
+/// every thread ([`settle_in_blocks`]), and when a share cannot be settled there, which
+/// changes nothing, one by one ([`book_one_by_one`]), whose first failure is the error.
+fn settle_round(
+    rows: &mut [Row],
+    round: (&[u32], &[Amount]),
+    conv: &[Conv],
+    booked: &mut Booked<'_>,
+    pays: &mut PayLog,
+) -> Result<(), PolicyError> {
+    if settle_in_blocks(rows, round, conv, booked, pays, SETTLE_BLOCK)? {
+        return Ok(());
+    }
+    book_one_by_one(rows, round, conv, booked, pays)
+}
+
 /// Settles a pro-rata round's shares (`shares[k]` to row `idx[k]`, ascending rows) as
 /// [`book_one_by_one`] would, on every thread: at a million claimants a round is up to 3.3M
 /// allocations (≈ 0.15–0.24 s a source on one thread). Blocks of `block` allocations
@@ -264,13 +287,11 @@ struct Settled {
 /// block order, each block's allocations logged and its rows' remaining claims lowered.
 ///
 /// `Ok(false)` when a share could not be settled (an overflow, or shares beyond the
-/// funds): nothing was changed, and the caller books them one by one
-/// ([`book_one_by_one`]) to report the first failure as it always did.
-fn settle_round(
+/// funds): nothing was changed, and [`settle_round`] books them one by one.
+fn settle_in_blocks(
     rows: &mut [Row],
     (idx, shares): (&[u32], &[Amount]),
     conv: &[Conv],
-    avail: &mut Amount,
     booked: &mut Booked<'_>,
     pays: &mut PayLog,
     block: usize,
@@ -313,7 +334,7 @@ fn settle_round(
             .collect()
     };
     // The sums, in block order (exact: the same totals as one by one).
-    let (mut left, mut paid, mut withheld) = (*avail, booked.paid, booked.withheld);
+    let (mut left, mut paid, mut withheld) = (booked.funds, booked.paid, booked.withheld);
     for b in &blocks {
         let Some(b) = b else { return Ok(false) };
         let (Ok(l), Ok(p), Ok(w)) = (
@@ -346,10 +367,11 @@ fn settle_round(
         parts.push((own, first, c));
         (rest, base) = (after, end as u32);
     }
+    // Every row's failure reads the same, so whichever a thread meets is the error.
     let sid = Some(booked.sid);
     parts
         .into_par_iter()
-        .map(|(own, first, c)| -> Result<(), PolicyError> {
+        .try_for_each(|(own, first, c)| -> Result<(), PolicyError> {
             for (i, &ri) in c.row.iter().enumerate() {
                 let row = &mut own[(ri - first) as usize];
                 row.remaining = row
@@ -358,12 +380,8 @@ fn settle_round(
                     .map_err(ovf("a remaining claim", sid))?;
             }
             Ok(())
-        })
-        .collect::<Vec<_>>()
-        .into_iter()
-        .collect::<Result<(), PolicyError>>()?;
-    *avail = left;
-    (booked.paid, booked.withheld) = (paid, withheld);
+        })?;
+    (booked.funds, booked.paid, booked.withheld) = (left, paid, withheld);
     for c in blocks {
         pays.append(c);
     }
@@ -371,13 +389,12 @@ fn settle_round(
 }
 
 /// Books a round's shares one by one in row order (`shares[k]` to row `idx[k]`): each
-/// share's settled claim, then the funds, then [`Booked::book`]. The first failure is the
-/// error; [`settle_round`] gives the same result on every thread when nothing fails.
+/// share's settled claim, then [`Booked::book`]. The first failure is the error;
+/// [`settle_in_blocks`] gives the same result on every thread when nothing fails.
 fn book_one_by_one(
     rows: &mut [Row],
     (idx, shares): (&[u32], &[Amount]),
     conv: &[Conv],
-    avail: &mut Amount,
     booked: &mut Booked<'_>,
     pays: &mut PayLog,
 ) -> Result<(), PolicyError> {
@@ -390,7 +407,6 @@ fn book_one_by_one(
         let covered = conv[row.asset as usize]
             .back(a, row.remaining)
             .map_err(ovf("a settled claim", sid))?;
-        *avail = avail.checked_sub(a).map_err(ovf("the funds", sid))?;
         booked.book(pays, row, a, covered, ri)?;
     }
     Ok(())
@@ -892,7 +908,7 @@ pub(crate) fn apply_unverified(
             }
             None => Amount::ZERO,
         };
-        let mut avail = s
+        let funds = s
             .funds
             .checked_sub(bounty)
             .map_err(ovf("the funds after bounty", Some(sid)))?;
@@ -954,6 +970,7 @@ pub(crate) fn apply_unverified(
         let mut booked = Booked {
             src: si as u32,
             sid,
+            funds,
             paid: Amount::ZERO,
             withheld: Amount::ZERO,
         };
@@ -1017,7 +1034,7 @@ pub(crate) fn apply_unverified(
             claims_seen = total;
             if !total.is_zero() {
                 let mut alloc = uclaims;
-                pro_rata(avail, &mut alloc, total, config.rounding)
+                pro_rata(booked.funds, &mut alloc, total, config.rounding)
                     .map_err(ovf("the pro rata", Some(sid)))?;
                 for (k, p) in alloc.into_iter().enumerate() {
                     let u = &users[uix[k] as usize];
@@ -1044,7 +1061,6 @@ pub(crate) fn apply_unverified(
                         left = left
                             .checked_sub(t)
                             .map_err(ovf("a user's share", Some(sid)))?;
-                        avail = avail.checked_sub(t).map_err(ovf("the funds", Some(sid)))?;
                         booked.book(&mut pays, row, t, covered, ri)?;
                     }
                 }
@@ -1085,36 +1101,16 @@ pub(crate) fn apply_unverified(
                 claims_seen = claims_seen
                     .checked_add(total)
                     .map_err(ovf("the claims total", Some(sid)))?;
-                if total.is_zero() || avail.is_zero() {
+                if total.is_zero() || booked.funds.is_zero() {
                     continue;
                 }
                 // A round the funds cannot pay in full ends the source: the junior round
                 // gets nothing, not even the senior round's floor dust.
-                let last = avail < total;
+                let last = booked.funds < total;
                 let mut alloc = claims;
-                pro_rata(avail, &mut alloc, total, config.rounding)
+                pro_rata(booked.funds, &mut alloc, total, config.rounding)
                     .map_err(ovf("the pro rata", Some(sid)))?;
-                let done = settle_round(
-                    &mut rows,
-                    (&idx, &alloc),
-                    &conv,
-                    &mut avail,
-                    &mut booked,
-                    &mut pays,
-                    SETTLE_BLOCK,
-                )?;
-                if !done {
-                    // A share failed to settle, and nothing was changed: one by one, the
-                    // first failure is the error.
-                    book_one_by_one(
-                        &mut rows,
-                        (&idx, &alloc),
-                        &conv,
-                        &mut avail,
-                        &mut booked,
-                        &mut pays,
-                    )?;
-                }
+                settle_round(&mut rows, (&idx, &alloc), &conv, &mut booked, &mut pays)?;
                 if last {
                     break;
                 }
@@ -1431,7 +1427,7 @@ fn build(
 #[cfg(test)]
 mod tests {
     use super::{
-        book_one_by_one, pro_rata, settle_round, Amount, Booked, Conv, PayLog, Rounding, Row,
+        book_one_by_one, pro_rata, settle_in_blocks, Amount, Booked, Conv, PayLog, Rounding, Row,
         RowStatus, U256,
     };
     use proptest::prelude::*;
@@ -1497,29 +1493,29 @@ mod tests {
             if let Some(last) = earlier_last {
                 log0.push(super::Pay { row: last, src: 0, amount: Amount::from(1u64), covered: Amount::from(1u64) });
             }
-            let booked0 = |sid| Booked { src: 1, sid, paid: Amount::from(7u64), withheld: Amount::ZERO };
+            let booked0 = |sid| Booked { src: 1, sid, funds: avail0, paid: Amount::from(7u64), withheld: Amount::ZERO };
 
-            let (mut want_rows, mut want_avail, mut want_booked, mut want_log) =
-                (rows.clone(), avail0, booked0("s"), PayLog::default());
+            let (mut want_rows, mut want_booked, mut want_log) =
+                (rows.clone(), booked0("s"), PayLog::default());
             if let Some(last) = earlier_last {
                 want_log.push(super::Pay { row: last, src: 0, amount: Amount::from(1u64), covered: Amount::from(1u64) });
             }
-            let want = book_one_by_one(&mut want_rows, (&idx, &shares), &conv, &mut want_avail, &mut want_booked, &mut want_log);
+            let want = book_one_by_one(&mut want_rows, (&idx, &shares), &conv, &mut want_booked, &mut want_log);
 
-            let (mut avail, mut booked) = (avail0, booked0("s"));
+            let mut booked = booked0("s");
             let before: Vec<Amount> = rows.iter().map(|r| r.remaining).collect();
-            let done = settle_round(&mut rows, (&idx, &shares), &conv, &mut avail, &mut booked, &mut log0, block).unwrap();
+            let done = settle_in_blocks(&mut rows, (&idx, &shares), &conv, &mut booked, &mut log0, block).unwrap();
             let remaining: Vec<Amount> = rows.iter().map(|r| r.remaining).collect();
             if done {
                 prop_assert!(want.is_ok());
                 let want_remaining: Vec<Amount> = want_rows.iter().map(|r| r.remaining).collect();
                 prop_assert_eq!(remaining, want_remaining);
-                prop_assert_eq!((avail, booked.paid, booked.withheld), (want_avail, want_booked.paid, want_booked.withheld));
+                prop_assert_eq!((booked.funds, booked.paid, booked.withheld), (want_booked.funds, want_booked.paid, want_booked.withheld));
                 prop_assert_eq!(logged(&log0), logged(&want_log));
             } else {
                 prop_assert!(want.is_err());
                 prop_assert_eq!(remaining, before);
-                prop_assert_eq!((avail, booked.paid), (avail0, Amount::from(7u64)));
+                prop_assert_eq!((booked.funds, booked.paid), (avail0, Amount::from(7u64)));
             }
         }
     }
