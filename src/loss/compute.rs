@@ -467,19 +467,18 @@ pub fn compute(inputs: &LossInputs) -> Result<(LossLedger, LossStats), LossError
         .iter()
         .try_for_each(|e| net_total(&mut net, e))
         .is_ok();
-    let stand_in = || LossRow {
+    let stand_in = LossRow {
         account: Address::ZERO,
-        asset: Name::clone(&names[0]),
+        asset: Name::from(""),
         pool: None,
         class: None,
         amount: Amount::ZERO,
         value: Decimal::ZERO,
         exclusion: None,
     };
-    let made = match (summed, names.is_empty()) {
-        (true, false) => crate::par::map_or_none(&merged, row, stand_in()),
-        _ => None,
-    };
+    let made = summed
+        .then(|| crate::par::map_or_none(&merged, row, stand_in))
+        .flatten();
     let rows = match made {
         Some(rows) => rows,
         None => {
