@@ -6,7 +6,7 @@
 //! asset's decimals when the manifest says `units = "token"`.
 
 use crate::manifest::{AssetSpec, Units};
-use crate::primitives::{parse_address, parse_units, Address, Amount};
+use crate::primitives::{parse_address, parse_units, Address, Amount, ChecksumBatch};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -187,6 +187,11 @@ struct Table {
 /// Files with at least this many bytes of records are parsed in parallel chunks.
 const PARALLEL_FROM: usize = 1 << 20;
 
+/// Mixed-case addresses a chunk of the parallel parse queues before it checks their
+/// checksums ([`ChecksumBatch`]): enough to fill the eight keccak lanes many times, few
+/// enough (40 KiB of text) to stay in cache.
+const CHECKSUM_BATCH: usize = 1024;
+
 /// A reader of `data` that trims the header row's names. Fields are trimmed as they are
 /// read ([`Cursor::get`]): `csv`'s own field trimming allocates a new record for every row
 /// (`ByteRecord::with_capacity`, 1.7% of a million-claimant run's CPU, `perf`).
@@ -321,12 +326,15 @@ impl Table {
                     ..self.cols.clone()
                 };
                 let names = LocalNames::default();
+                // A bad checksum fails the chunk as any bad field does; the line-by-line
+                // parse that follows names it.
+                let addresses = Addresses::deferred();
                 let mut r = reader(&body[w[0]..w[1]], false);
                 let mut rec = csv::StringRecord::new();
                 let mut out = Vec::with_capacity(capacity);
                 loop {
                     match r.read_record(&mut rec) {
-                        Ok(false) => return Some(out),
+                        Ok(false) => return addresses.checked(0).then_some(out),
                         Ok(true) if rec.len() == self.cols.width => {
                             let rel = rec.position().map_or(1, |p| p.line());
                             let c = Cursor {
@@ -334,8 +342,12 @@ impl Table {
                                 rec: &rec,
                                 line: first + rel - 1,
                                 names: &names,
+                                addresses: &addresses,
                             };
                             out.push(parse(&c).ok()?);
+                            if !addresses.checked(CHECKSUM_BATCH) {
+                                return None;
+                            }
                         }
                         _ => return None,
                     }
@@ -359,6 +371,7 @@ impl Table {
         let mut out = Vec::new();
         let mut rows = 0u64;
         let names = LocalNames::default();
+        let addresses = Addresses::default();
         loop {
             match r.read_record(&mut rec) {
                 Ok(false) => break,
@@ -370,6 +383,7 @@ impl Table {
                         rec: &rec,
                         line,
                         names: &names,
+                        addresses: &addresses,
                     };
                     match parse(&c) {
                         Ok(row) => out.push(row),
@@ -517,6 +531,37 @@ struct Cursor<'a> {
     rec: &'a csv::StringRecord,
     line: u64,
     names: &'a LocalNames,
+    addresses: &'a Addresses,
+}
+
+/// One parse's (a chunk's, or the line-by-line reader's) memory of the addresses it read.
+#[derive(Default)]
+struct Addresses {
+    /// The last address text accepted and its address: inputs list each account's assets
+    /// on consecutive rows, and its EIP-55 check need not rerun.
+    last: std::cell::RefCell<(String, Address)>,
+    /// On the chunked parse, the mixed-case addresses whose checksums are still to be
+    /// checked (by [`Addresses::checked`]); `None` checks each as it is read.
+    deferred: Option<std::cell::RefCell<ChecksumBatch>>,
+}
+
+impl Addresses {
+    /// Checksums are queued and checked in batches.
+    fn deferred() -> Self {
+        Addresses {
+            deferred: Some(Default::default()),
+            ..Default::default()
+        }
+    }
+
+    /// Checks the queued checksums once `at_least` are queued (all of them for 0): `false`
+    /// when one of them fails.
+    fn checked(&self, at_least: usize) -> bool {
+        self.deferred.as_ref().is_none_or(|b| {
+            let mut b = b.borrow_mut();
+            b.len() < at_least.max(1) || b.check()
+        })
+    }
 }
 
 /// One parsing thread's own copies of the names its rows share (the file path in
@@ -578,22 +623,19 @@ impl Cursor<'_> {
     }
 
     fn address(&self, field: &str) -> Result<Address, InputError> {
-        thread_local! {
-            /// The last address text this thread accepted: inputs list each account's
-            /// assets on consecutive rows, and its EIP-55 check (a keccak) need not rerun.
-            static LAST: std::cell::RefCell<(String, Address)> =
-                const { std::cell::RefCell::new((String::new(), Address::ZERO)) };
-        }
         let s = self.text(field)?;
-        if let Some(a) = LAST.with_borrow(|(text, a)| (text == s).then_some(*a)) {
-            return Ok(a);
+        let mut last = self.addresses.last.borrow_mut();
+        if last.0 == s {
+            return Ok(last.1);
         }
-        let a = parse_address(s).map_err(|e| self.err(field, e.to_string()))?;
-        LAST.with_borrow_mut(|(text, last)| {
-            text.clear();
-            text.push_str(s);
-            *last = a;
-        });
+        let a = match &self.addresses.deferred {
+            Some(batch) => batch.borrow_mut().parse(s),
+            None => parse_address(s),
+        }
+        .map_err(|e| self.err(field, e.to_string()))?;
+        last.0.clear();
+        last.0.push_str(s);
+        last.1 = a;
         Ok(a)
     }
 
@@ -1075,6 +1117,41 @@ mod tests {
             .to_string();
         assert!(e.contains(":31339:3: field `before`"), "{e}");
         assert_eq!(e, line_by_line(f.path()).unwrap_err().to_string());
+    }
+
+    #[test]
+    fn a_bad_checksum_anywhere_in_a_large_file_fails_its_chunk_and_is_named() {
+        // The chunked parse checks checksums in batches: a bad one must still fail the
+        // parse wherever it falls (first row, mid-batch, the very last row), and the error
+        // be the line-by-line reader's. Even rows are checksummed (see `big_csv`).
+        let flip = |i: usize, r: String| {
+            // Another account's address, checksummed, with the case of its first letter
+            // swapped: still hex of mixed case, wrong checksum.
+            let a = Address::from_word(crate::primitives::keccak256((i as u64).to_be_bytes()));
+            let mut b = a.to_checksum(None).into_bytes();
+            let l = 2 + b[2..].iter().position(u8::is_ascii_alphabetic).unwrap();
+            b[l] ^= 0x20;
+            let bad = String::from_utf8(b).unwrap();
+            assert!(matches!(
+                parse_address(&bad),
+                Err(crate::primitives::AddressError::BadChecksum { .. })
+            ));
+            format!("{bad}{}", &r[r.find(',').unwrap()..])
+        };
+        for bad in [0, 1_000, 20_002, 39_998] {
+            let f = big_csv(40_000, |i, r| if i == bad { flip(i, r) } else { r });
+            let t = Table::open(f.path(), &BALANCES).unwrap();
+            let parsed = t.rows_parallel(&t.data[t.body..], &|c: &Cursor<'_>| c.address("account"));
+            assert!(parsed.is_none(), "row {bad}: the chunked parse accepted it");
+            let e = read_balances(f.path(), Units::Base, None, &usdc(), &BTreeMap::new())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains(&format!(":{}:1: field `account`", bad + 2)) && e.contains("EIP-55"),
+                "{e}"
+            );
+            assert_eq!(e, line_by_line(f.path()).unwrap_err().to_string());
+        }
     }
 
     #[test]

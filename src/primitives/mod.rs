@@ -14,7 +14,9 @@ pub mod keccak;
 mod stack_text;
 mod value;
 
-pub use address::{checksum_many, checksum_many_par, format_address, parse_address, AddressError};
+pub use address::{
+    checksum_many, checksum_many_par, format_address, parse_address, AddressError, ChecksumBatch,
+};
 pub use amount::{format_units, parse_units, Amount, AmountDigits, AmountError};
 pub use asset::Asset;
 pub use bps::{Bps, BpsError};
