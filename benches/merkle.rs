@@ -13,7 +13,7 @@ use recoup::claims::{
     build_tree, ClaimEntry, ClaimTreeSpec, LeafEncoding, LeafValue, StandardMerkleTree, TreeFormat,
 };
 use recoup::primitives::{keccak256, Address, Amount, B256, U256};
-use sha2::{Digest, Sha256};
+use sha2_010::{Digest, Sha256};
 use std::hint::black_box;
 use std::time::Instant;
 

@@ -2,7 +2,7 @@
 //!
 //! Pure apart from reading the manifest's input files: it returns everything a run
 //! publishes as plain data ([`RunOutput`]); writing files and storing rows is the CLI's
-//! and the store's business. A run is identified by [`RunOutput::run_id`], the keccak256 of
+//! and the store's business. A run is identified by [`RunOutput::run_id`], the SHA-256 of
 //! the manifest bytes and of every input file's name and bytes, so the same inputs give
 //! the same id and the same outputs, byte for byte.
 
@@ -83,7 +83,7 @@ pub struct TreeOutput {
 /// Everything a run publishes.
 #[derive(Debug)]
 pub struct RunOutput {
-    /// keccak256 of the manifest and input bytes.
+    /// SHA-256 of the manifest and input bytes ([`run_id`]).
     pub run_id: B256,
     /// The loss ledger; its rows are empty when [`RunOptions::keep_loss_rows`] is off
     /// (`recoup run` turns it off); [`RunOutput::loss_rows`] counts them either way.
@@ -109,7 +109,15 @@ impl RunOutput {
 }
 
 /// Hashes the manifest and every input file (name relative to the manifest, then bytes,
-/// each length-prefixed) into the run id.
+/// each length-prefixed) into the run id: SHA-256 (FIPS 180-4) of
+/// `len(manifest) ‖ manifest ‖ (len(name) ‖ name ‖ len(file) ‖ file)…`, lengths as 8-byte
+/// big-endian integers, files in [`Manifest::input_files`] order.
+///
+/// SHA-256 rather than the keccak256 recoup uses for everything on chain (and used here
+/// until session 17): the id never goes on chain, and with the CPU's SHA extensions it is
+/// about five times cheaper, which at a million claimants is the 276 MB of inputs hashed in
+/// ≈ 0.15 CPU-seconds instead of ≈ 0.8 (BENCHMARKS.md, "Session 17"). Runs stored by an
+/// earlier recoup keep their keccak ids; the same inputs run again are stored as a new run.
 ///
 /// # Errors
 /// [`PipelineError::Io`] when a file cannot be read.
@@ -117,9 +125,10 @@ pub fn run_id(manifest: &Manifest) -> Result<B256, PipelineError> {
     use std::io::Read as _;
     // Streamed: the same bytes as keccak256 over the concatenation, without holding the
     // inputs in memory.
-    let mut h = alloy_primitives::Keccak256::new();
-    let push_len = |h: &mut alloy_primitives::Keccak256, n: u64| h.update(n.to_be_bytes());
-    let file = |h: &mut alloy_primitives::Keccak256, p: &Path| -> Result<(), PipelineError> {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    let push_len = |h: &mut sha2::Sha256, n: u64| h.update(n.to_be_bytes());
+    let file = |h: &mut sha2::Sha256, p: &Path| -> Result<(), PipelineError> {
         let io = |source| PipelineError::Io {
             file: p.to_owned(),
             source,
@@ -155,7 +164,7 @@ pub fn run_id(manifest: &Manifest) -> Result<B256, PipelineError> {
         h.update(rel.as_bytes());
         file(&mut h, &f)?;
     }
-    Ok(h.finalize())
+    Ok(B256::from(<[u8; 32]>::from(h.finalize())))
 }
 
 /// Appends `rows` to `to`, taking `rows`' allocation when `to` is empty (the usual case: one
