@@ -112,12 +112,14 @@ pub async fn run(cmd: MerkleCommand, global: &GlobalArgs) -> anyhow::Result<u8> 
 
 /// Reads `account,amount` rows, naming file, line, column and field on any error.
 pub fn read_claims_csv(path: &Path) -> anyhow::Result<Vec<ClaimEntry>> {
-    let file = std::fs::File::open(path)
-        .with_context(|| format!("opening claims CSV {}", path.display()))?;
+    // Read whole, so that a row's line can be told from the bytes before it
+    // ([`crate::ingest::files::record_line`]).
+    let data =
+        std::fs::read(path).with_context(|| format!("reading claims CSV {}", path.display()))?;
     // Fields are trimmed here, not by `csv`, whose field trimming allocates a record per row.
     let mut rdr = csv::ReaderBuilder::new()
         .trim(csv::Trim::Headers)
-        .from_reader(std::io::BufReader::with_capacity(1 << 20, file));
+        .from_reader(&data[..]);
     let headers = rdr
         .headers()
         .with_context(|| format!("{}: reading the header", path.display()))?
@@ -138,7 +140,9 @@ pub fn read_claims_csv(path: &Path) -> anyhow::Result<Vec<ClaimEntry>> {
         if !more {
             break;
         }
-        let line = rec.position().map_or(0, |p| p.line());
+        let line = rec
+            .position()
+            .map_or(0, |p| crate::ingest::files::record_line(p, &data));
         let account = parse_address(rec[0].trim())
             .with_context(|| format!("{}: line {line}, column 1 (account)", path.display()))?;
         let amount: Amount = rec[1].trim().parse().with_context(|| {
@@ -397,5 +401,15 @@ mod tests {
         assert_eq!(want.len(), 2);
         assert_eq!(want[1].amount, Amount::from(7u64));
         assert_eq!(read_claims_csv(&padded).unwrap(), want);
+    }
+
+    #[test]
+    fn a_bad_row_after_blank_lines_is_named_by_its_own_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("claims.csv");
+        let a = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed";
+        std::fs::write(&p, format!("account,amount\n{a},100\n\n\n{a},-7\n")).unwrap();
+        let e = format!("{:#}", read_claims_csv(&p).unwrap_err());
+        assert!(e.contains(": line 5, column 2 (amount"), "{e}");
     }
 }
