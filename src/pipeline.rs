@@ -113,8 +113,8 @@ impl RunOutput {
 /// `len(manifest) ‖ manifest ‖ (len(name) ‖ name ‖ len(file) ‖ file)…`, lengths as 8-byte
 /// big-endian integers, files in [`Manifest::input_files`] order.
 ///
-/// SHA-256 rather than the keccak256 recoup uses for everything on chain (and used here
-/// until session 17): the id never goes on chain, and with the CPU's SHA extensions it is
+/// SHA-256 rather than the keccak256 recoup uses for everything on chain (and that earlier
+/// builds used here): the id never goes on chain, and with the CPU's SHA extensions it is
 /// about five times cheaper, which at a million claimants is the 276 MB of inputs hashed in
 /// ≈ 0.15 CPU-seconds instead of ≈ 0.8 (BENCHMARKS.md, "Session 17"). Runs stored by an
 /// earlier recoup keep their keccak ids; the same inputs run again are stored as a new run.

@@ -146,7 +146,8 @@ pub struct RootRecord {
 pub struct RunRecord {
     /// The incident.
     pub incident: IncidentRecord,
-    /// 0x-prefixed keccak256 of the manifest and input bytes.
+    /// 0x-prefixed SHA-256 of the manifest and input bytes ([`crate::pipeline::run_id`]; runs
+    /// stored by earlier builds of recoup have the keccak256 of the same bytes).
     pub run_id: String,
     /// The summary JSON.
     pub summary_json: String,
