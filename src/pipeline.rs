@@ -115,17 +115,18 @@ impl RunOutput {
 ///
 /// SHA-256 rather than the keccak256 recoup uses for everything on chain (and that earlier
 /// builds used here): the id never goes on chain, and with the CPU's SHA extensions it is
-/// about five times cheaper, which at a million claimants is the 276 MB of inputs hashed in
-/// ≈ 0.15 CPU-seconds instead of ≈ 0.8 (BENCHMARKS.md, "Session 17"). Runs stored by an
+/// about five times cheaper: over a million-claimant run's 276 MB of inputs, `openssl dgst`
+/// took 0.25 s of user time for SHA-256 and 1.36 s for SHA3-256 (the same permutation)
+/// on one of this project's machines (BENCHMARKS.md, "Session 17"). Runs stored by an
 /// earlier recoup keep their keccak ids; the same inputs run again are stored as a new run.
 ///
 /// # Errors
 /// [`PipelineError::Io`] when a file cannot be read.
 pub fn run_id(manifest: &Manifest) -> Result<B256, PipelineError> {
-    use std::io::Read as _;
-    // Streamed: the same bytes as keccak256 over the concatenation, without holding the
-    // inputs in memory.
     use sha2::Digest as _;
+    use std::io::Read as _;
+    // Streamed: the same digest as over the concatenation, without holding the inputs in
+    // memory.
     let mut h = sha2::Sha256::new();
     let push_len = |h: &mut sha2::Sha256, n: u64| h.update(n.to_be_bytes());
     let file = |h: &mut sha2::Sha256, p: &Path| -> Result<(), PipelineError> {
@@ -509,7 +510,7 @@ pub fn run_observed(
     let (inputs, unmatched_slots) = inputs?;
     let covers = covers?;
     t.lap("ingest");
-    // The run id hashes every input byte on one thread (≈ 0.7 s at a million claimants):
+    // The run id hashes every input byte on one thread (276 MB at a million claimants):
     // beside the loss and policy stages, which leave a core idle for much of their time
     // (their walks in row order between the steps that run on every thread), not beside
     // the parse, which uses them all.

@@ -318,7 +318,8 @@ impl Table {
         // Each chunk writes its rows straight into its own part of one vector, a slot a
         // line, instead of into a vector of its own that is then copied into one: the copy
         // (3M balance rows, 432 MB, into memory touched for the first time) ran on one
-        // thread and was ≈ 0.3 s of a million-claimant parse (BENCHMARKS.md, "Session 17").
+        // thread; without it a million-claimant ingest took ≈ 0.2 s less and faulted ≈ 90k
+        // fewer pages (BENCHMARKS.md, "Session 17").
         // The slots are made on all threads; a slot stays empty only for a blank line.
         let mut slots: Vec<Option<T>> = Vec::new();
         (0..lines.iter().map(|l| l.1).sum::<usize>())
@@ -354,7 +355,7 @@ impl Table {
                 let mut slots = part.iter_mut();
                 loop {
                     match r.read_record(&mut rec) {
-                        Ok(false) => return addresses.checked(0),
+                        Ok(false) => return addresses.checked(1),
                         Ok(true) if rec.len() == self.cols.width => {
                             let rel = rec.position().map_or(1, |p| record_line(p, chunk));
                             let c = Cursor {
@@ -594,12 +595,12 @@ impl Addresses {
         }
     }
 
-    /// Checks the queued checksums once `at_least` are queued (all of them for 0): `false`
-    /// when one of them fails.
+    /// Checks the queued checksums if at least `at_least` are queued (1: any): `false` when
+    /// one of them fails.
     fn checked(&self, at_least: usize) -> bool {
         self.deferred.as_ref().is_none_or(|b| {
             let mut b = b.borrow_mut();
-            b.len() < at_least.max(1) || b.check()
+            b.len() < at_least || b.check()
         })
     }
 }

@@ -66,8 +66,9 @@ fn decode(s: &str) -> Result<(Address, bool), AddressError> {
 /// ([`crate::primitives::keccak::keccak256_many`]) instead of one scalar keccak each as
 /// [`parse_address`] does. For readers of large files that can afford to learn only at
 /// the end of a block of rows that one of them was bad (and then read the block again with
-/// [`parse_address`] to name the row): a million-claimant input has about two million
-/// checksummed accounts, and their scalar hashes were a quarter of its parse (`perf`).
+/// [`parse_address`] to name the row): a million-claimant input has ≈ 1.7M checksummed
+/// account texts (after a parse's repeated-row memo), and their scalar hashes took ≈ 0.9
+/// CPU-seconds of it (`perf`; BENCHMARKS.md, "Session 17").
 #[derive(Debug, Default)]
 pub struct ChecksumBatch {
     /// The queued mixed-case texts, without `0x`.
