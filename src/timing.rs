@@ -6,7 +6,7 @@
 pub struct StageTimer {
     on: bool,
     last: std::sync::Mutex<std::time::Instant>,
-    last_cpu: std::sync::Mutex<Option<f64>>,
+    last_cpu: std::sync::Mutex<Option<Usage>>,
 }
 
 impl StageTimer {
@@ -15,7 +15,7 @@ impl StageTimer {
         Self {
             on: std::env::var_os("RECOUP_TIMINGS").is_some(),
             last: std::sync::Mutex::new(std::time::Instant::now()),
-            last_cpu: std::sync::Mutex::new(cpu_seconds()),
+            last_cpu: std::sync::Mutex::new(usage()),
         }
     }
 
@@ -31,16 +31,23 @@ impl StageTimer {
         }
     }
 
-    /// Prints the time since the previous lap, and on Linux the resident set size now and
-    /// at its peak so far (`VmRSS`, `VmHWM` of `/proc/self/status`).
+    /// Prints the time since the previous lap, and on Linux the CPU time the process used
+    /// meanwhile (of it in the kernel, and the minor page faults taken: first touches of new
+    /// memory) and the resident set size now and at its peak so far (`VmRSS`, `VmHWM` of
+    /// `/proc/self/status`).
     pub fn lap(&self, stage: &str) {
         if self.on {
             let now = std::time::Instant::now();
-            let cpu = cpu_seconds();
+            let cpu = usage();
             let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
             let mut last_cpu = self.last_cpu.lock().unwrap_or_else(|p| p.into_inner());
             let used = match (cpu, *last_cpu) {
-                (Some(c), Some(l)) => format!(", cpu {:>6.2} s", c - l),
+                (Some(c), Some(l)) => format!(
+                    ", cpu {:>6.2} s (sys {:>5.2} s, {:>5}k faults)",
+                    (c.user + c.sys - l.user - l.sys) as f64 / 100.0,
+                    (c.sys - l.sys) as f64 / 100.0,
+                    (c.minflt - l.minflt) / 1000
+                ),
                 _ => String::new(),
             };
             eprintln!(
@@ -54,17 +61,30 @@ impl StageTimer {
     }
 }
 
-/// User + system CPU time of the whole process so far, seconds, from `/proc/self/stat`
-/// (fields 14 and 15, in the kernel's fixed `USER_HZ` of 100 ticks a second); `None` where
-/// it cannot be read. Beside a lap's wall time it shows how many threads the stage kept busy.
-fn cpu_seconds() -> Option<f64> {
+/// The whole process's resource use so far, from `/proc/self/stat`.
+#[derive(Clone, Copy)]
+struct Usage {
+    /// Minor page faults (field 10).
+    minflt: u64,
+    /// User and system CPU time (fields 14 and 15), in the kernel's fixed `USER_HZ` of 100
+    /// ticks a second.
+    user: u64,
+    sys: u64,
+}
+
+/// [`Usage`] now; `None` where it cannot be read. Beside a lap's wall time its CPU time shows
+/// how many threads the stage kept busy.
+fn usage() -> Option<Usage> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     // The command name (field 2) is in parentheses and may hold spaces: count after it.
     let rest = &stat[stat.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace().skip(11); // field 3 is the first after ')'
-    let utime: u64 = fields.next()?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    Some((utime + stime) as f64 / 100.0)
+    // Field 3 is the first after ')'.
+    let field = |n: usize| -> Option<u64> { rest.split_whitespace().nth(n - 3)?.parse().ok() };
+    Some(Usage {
+        minflt: field(10)?,
+        user: field(14)?,
+        sys: field(15)?,
+    })
 }
 
 /// `  rss X MiB, peak Y MiB` from `/proc/self/status`, or nothing where it cannot be read.
