@@ -105,49 +105,8 @@ fn render_one(
     Ok(())
 }
 
-/// The per-user row stored in the database: totals per asset and what is paid. The full
-/// per-row breakdown (sources, statuses) is in `user_results.csv` beside the report.
-#[derive(serde::Serialize)]
-struct StoredUser<'a> {
-    tier: Option<&'a str>,
-    #[serde(serialize_with = "decimal_text")]
-    loss_value: crate::primitives::Decimal,
-    #[serde(serialize_with = "decimal_text")]
-    residual_value: crate::primitives::Decimal,
-    /// Loss per asset, base units.
-    losses: ByAsset<'a>,
-    /// Haircut per asset, base units.
-    haircuts: ByAsset<'a>,
-    /// Payout per payout asset, base units.
-    payouts: ByAsset<'a>,
-}
-
-/// Amounts by asset symbol, in symbol order, serialized as a JSON object
-/// (`{"DAI":"…","USDC":"…"}`).
-struct ByAsset<'a>(&'a [(&'a str, crate::primitives::Amount)]);
-
-impl serde::Serialize for ByAsset<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap as _;
-        let mut m = s.serialize_map(Some(self.0.len()))?;
-        for (asset, amount) in self.0 {
-            m.serialize_entry(asset, amount)?;
-        }
-        m.end()
-    }
-}
-
-/// A value as `Decimal`'s own serialization writes it (its `Display` text, a JSON string),
-/// through the faster [`DecimalText`](crate::primitives::DecimalText).
-fn decimal_text<S: serde::Serializer>(
-    d: &crate::primitives::Decimal,
-    s: S,
-) -> Result<S::Ok, S::Error> {
-    s.serialize_str(crate::primitives::DecimalText(*d).text().as_str())
-}
-
-/// The per-asset totals of [`StoredUser`], made into vectors reused from user to user (a
-/// million users' maps were three allocations each).
+/// The per-asset totals of a stored per-user row ([`UserTotals::json`]), made into vectors
+/// reused from user to user (a million users' maps were three allocations each).
 #[derive(Default)]
 struct UserTotals<'a> {
     /// The longest JSON text so far, bytes.
@@ -158,10 +117,23 @@ struct UserTotals<'a> {
 }
 
 impl<'a> UserTotals<'a> {
-    /// `u`'s row as JSON text, each list kept in symbol order as a map keyed by symbol
-    /// would be (a user has one entry an asset, a few at most).
+    /// `u`'s row as the compact JSON text stored in `user_results.result_json`:
+    ///
+    /// ```text
+    /// {"tier":null,"loss_value":"342876.63","residual_value":"42169.52",
+    ///  "losses":{"DAI":"78833291803593760512","USDC":"263346493952"},
+    ///  "haircuts":{"DAI":"46349085803593760512","USDC":"1871044737"},
+    ///  "payouts":{"USDC":"289719027076"}}
+    /// ```
+    ///
+    /// (on one line): the user's tier (a JSON string, or `null`), loss value and residual
+    /// value (numeraire, [`Decimal`](crate::primitives::Decimal)'s text) and, per asset
+    /// symbol in symbol order, the loss and haircut summed over the user's rows and the
+    /// payout summed over its payouts, base-unit digits. Written directly rather than through
+    /// serde's serializer, which was ≈ 1 CPU-s of a million-claimant run (`perf`); the
+    /// tests hold it byte for byte to `serde_json`'s text of the same object.
     fn json(&mut self, u: crate::policy::UserRef<'a>) -> anyhow::Result<String> {
-        use crate::primitives::Amount;
+        use crate::primitives::{Amount, DecimalText};
         let total = |list: &mut Vec<(&'a str, Amount)>, asset: &'a str, a: Amount| {
             match list.binary_search_by(|(k, _)| (*k).cmp(asset)) {
                 Ok(i) => list[i].1 = list[i].1.checked_add(a)?,
@@ -181,20 +153,42 @@ impl<'a> UserTotals<'a> {
             total(&mut self.payouts, p.asset, p.amount)
                 .with_context(|| format!("totals of {}", u.account()))?;
         }
+        // A JSON object of `list`'s amounts keyed by symbol. Names (symbols, tiers) come from
+        // the manifest and are escaped as JSON strings; digits and a decimal's text need no
+        // escaping.
+        fn by_asset(json: &mut Vec<u8>, list: &[(&str, Amount)]) -> serde_json::Result<()> {
+            json.push(b'{');
+            for (i, (asset, amount)) in list.iter().enumerate() {
+                if i > 0 {
+                    json.push(b',');
+                }
+                serde_json::to_writer(&mut *json, asset)?;
+                json.extend_from_slice(b":\"");
+                amount.push_digits(json);
+                json.push(b'"');
+            }
+            json.push(b'}');
+            Ok(())
+        }
         // Sized as the longest row so far (≈ 350 bytes at three assets): growing from empty
         // took five reallocations a row.
         let mut json = Vec::with_capacity(self.json_len);
-        serde_json::to_writer(
-            &mut json,
-            &StoredUser {
-                tier: u.tier(),
-                loss_value: u.loss_value(),
-                residual_value: u.residual_value(),
-                losses: ByAsset(&self.losses),
-                haircuts: ByAsset(&self.haircuts),
-                payouts: ByAsset(&self.payouts),
-            },
-        )?;
+        json.extend_from_slice(b"{\"tier\":");
+        match u.tier() {
+            Some(tier) => serde_json::to_writer(&mut json, tier)?,
+            None => json.extend_from_slice(b"null"),
+        }
+        json.extend_from_slice(b",\"loss_value\":\"");
+        json.extend_from_slice(DecimalText(u.loss_value()).text().as_str().as_bytes());
+        json.extend_from_slice(b"\",\"residual_value\":\"");
+        json.extend_from_slice(DecimalText(u.residual_value()).text().as_str().as_bytes());
+        json.extend_from_slice(b"\",\"losses\":");
+        by_asset(&mut json, &self.losses)?;
+        json.extend_from_slice(b",\"haircuts\":");
+        by_asset(&mut json, &self.haircuts)?;
+        json.extend_from_slice(b",\"payouts\":");
+        by_asset(&mut json, &self.payouts)?;
+        json.push(b'}');
         self.json_len = self.json_len.max(json.len());
         Ok(String::from_utf8(json)?)
     }
@@ -816,6 +810,109 @@ mod tests {
         );
         // ... and the maker's own panic is re-raised when the scope ends.
         assert!(caught.is_err());
+    }
+
+    /// The stored row's JSON, held byte for byte to `serde_json`'s text of the same object
+    /// (a struct serialized by serde's derive, fields in the documented order), for users in
+    /// and out of a tier, over several assets, with a tier name and asset symbols that JSON
+    /// must escape (a quote, a backslash, a control character) or carries as UTF-8.
+    #[test]
+    fn stored_user_json_is_serde_json_s_text_of_the_row() {
+        use crate::loss::{LossLedger, LossRow};
+        use crate::primitives::{Address, Amount, Asset, Decimal};
+
+        /// Decimals as `Decimal`'s own serialization writes them (a string of its text).
+        #[derive(serde::Serialize)]
+        struct StoredUser<'a> {
+            tier: Option<&'a str>,
+            loss_value: Decimal,
+            residual_value: Decimal,
+            losses: Map<'a>,
+            haircuts: Map<'a>,
+            payouts: Map<'a>,
+        }
+        /// Amounts by symbol, in their order, as a JSON object.
+        struct Map<'a>(&'a [(&'a str, Amount)]);
+        impl serde::Serialize for Map<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+            }
+        }
+
+        let symbols = ["A\"q", "B\\s", "C\u{1}", "Dé"];
+        let assets: Vec<Asset> = symbols
+            .iter()
+            .map(|s| Asset {
+                symbol: (*s).into(),
+                address: None,
+                decimals: 6,
+            })
+            .collect();
+        let mut rows = Vec::new();
+        for user in 1..=4u8 {
+            for (k, sym) in symbols.iter().enumerate().take(user as usize) {
+                let amount = 1_000 * u128::from(user) + 7 * k as u128;
+                rows.push(LossRow {
+                    account: Address::with_last_byte(user),
+                    asset: (*sym).into(),
+                    pool: (k % 2 == 1).then(|| "p".into()),
+                    class: None,
+                    amount: Amount::from_u128(amount),
+                    value: Decimal::new(amount as i64, 3),
+                    exclusion: None,
+                });
+            }
+        }
+        rows.sort_by(|a, b| (a.account, &a.asset, &a.pool).cmp(&(b.account, &b.asset, &b.pool)));
+        let ledger = LossLedger {
+            rows,
+            gains: vec![],
+        };
+        #[derive(serde::Deserialize)]
+        struct Tables {
+            policy: crate::policy::PolicyConfig,
+            funding: Vec<crate::policy::FundingSource>,
+        }
+        let t: Tables = toml::from_str(
+            "[policy]\nscope = \"per_asset\"\n\
+             [[policy.tiers]]\nname = \"small \\\"q\\\" \\\\ é\"\nmin_value = \"0\"\nmax_value = \"1.5\"\npay_bps = 9000\n\
+             [[funding]]\nid = \"a\"\nkind = \"treasury\"\nasset = \"A\\\"q\"\namount = \"2500\"\n\
+             [[funding]]\nid = \"b\"\nkind = \"treasury\"\nasset = \"B\\\\s\"\namount = \"1000\"\n",
+        )
+        .unwrap();
+        let policy = crate::policy::apply(
+            &ledger,
+            &t.funding,
+            &t.policy,
+            &Default::default(),
+            &assets,
+            &Default::default(),
+        )
+        .unwrap();
+        let mut totals = UserTotals::default();
+        let mut tiers = 0;
+        for i in 0..policy.user_count() {
+            let u = policy.user(i);
+            let got = totals.json(u).unwrap();
+            let want = serde_json::to_string(&StoredUser {
+                tier: u.tier(),
+                loss_value: u.loss_value(),
+                residual_value: u.residual_value(),
+                losses: Map(&totals.losses),
+                haircuts: Map(&totals.haircuts),
+                payouts: Map(&totals.payouts),
+            })
+            .unwrap();
+            assert_eq!(got, want);
+            assert!(!totals.losses.is_empty());
+            tiers += usize::from(u.tier().is_some());
+        }
+        assert_eq!(policy.user_count(), 4);
+        assert_eq!(tiers, 1, "one user is in the tier");
+        assert!(
+            (0..4).any(|i| policy.user(i).payouts().count() > 1),
+            "a user is paid in two assets"
+        );
     }
 
     /// A run's file names: the four fixed ones and one tree.

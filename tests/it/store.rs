@@ -502,6 +502,7 @@ async fn run_example_into(url: &str) {
             .unwrap();
         assert_eq!(root.as_deref(), t["root"].as_str(), "{file}");
     }
+    stored_users_are_their_rows_totals(&store, &out).await;
     // The example publishes its USDC claims in two formats with the same leaves: they are
     // stored once, under the tree that owns them, and the rows behind `claims` are the
     // leaves of the trees whose roots name no other's.
@@ -524,6 +525,79 @@ async fn run_example_into(url: &str) {
             .unwrap();
     assert_eq!(store.count(StoredTable::ClaimLeaves).await.unwrap(), owned);
     store.pool().close().await;
+}
+
+/// Each stored per-user row (`user_results.result_json`) against the files of the same run,
+/// text for text: its tier, its loss value (the sum of its rows' values) and, per asset, its
+/// loss and haircut summed over its rows of `user_results.csv` and its payout as `claims.csv`
+/// states it, in the documented shape and key order. The residual value is not in the files:
+/// it is only checked to be a decimal no larger than the loss value.
+async fn stored_users_are_their_rows_totals(store: &Store, out: &std::path::Path) {
+    use recoup::primitives::Decimal;
+    use std::collections::BTreeMap;
+    use std::str::FromStr;
+    #[derive(Default)]
+    struct Want {
+        tier: String,
+        value: Decimal,
+        losses: BTreeMap<String, u128>,
+        haircuts: BTreeMap<String, u128>,
+        payouts: BTreeMap<String, String>,
+    }
+    let mut want: BTreeMap<String, Want> = BTreeMap::new();
+    let mut rows = csv::Reader::from_path(out.join("user_results.csv")).unwrap();
+    let header = rows.headers().unwrap().clone();
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let (account, asset, tier, loss, value, haircut) = (
+        col("account"),
+        col("asset"),
+        col("tier"),
+        col("loss"),
+        col("value"),
+        col("haircut"),
+    );
+    for r in rows.records() {
+        let r = r.unwrap();
+        let w = want.entry(r[account].to_owned()).or_default();
+        w.tier = r[tier].to_owned();
+        w.value += Decimal::from_str(&r[value]).unwrap();
+        *w.losses.entry(r[asset].to_owned()).or_default() += r[loss].parse::<u128>().unwrap();
+        *w.haircuts.entry(r[asset].to_owned()).or_default() += r[haircut].parse::<u128>().unwrap();
+    }
+    let mut claims = csv::Reader::from_path(out.join("claims.csv")).unwrap();
+    for r in claims.records() {
+        let r = r.unwrap();
+        let w = want.get_mut(&r[0]).expect("a claimant is a user");
+        assert!(w.payouts.insert(r[1].to_owned(), r[2].to_owned()).is_none());
+    }
+    let stored: Vec<(String, String)> =
+        sqlx::query_as("SELECT account, result_json FROM user_results")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+    assert_eq!(stored.len(), want.len());
+    let object = |m: Vec<(&String, String)>| {
+        let pairs: Vec<String> = m.iter().map(|(k, v)| format!("\"{k}\":\"{v}\"")).collect();
+        format!("{{{}}}", pairs.join(","))
+    };
+    for (account, json) in stored {
+        let w = &want[&account];
+        let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let residual = Decimal::from_str(parsed["residual_value"].as_str().unwrap()).unwrap();
+        assert!(residual <= w.value, "{account}: {json}");
+        let tier = match w.tier.as_str() {
+            "" => "null".to_owned(),
+            t => format!("\"{t}\""),
+        };
+        let expected = format!(
+            "{{\"tier\":{tier},\"loss_value\":\"{}\",\"residual_value\":\"{residual}\",\"losses\":{},\"haircuts\":{},\"payouts\":{}}}",
+            w.value,
+            object(w.losses.iter().map(|(k, v)| (k, v.to_string())).collect()),
+            object(w.haircuts.iter().map(|(k, v)| (k, v.to_string())).collect()),
+            object(w.payouts.iter().map(|(k, v)| (k, v.clone())).collect()),
+        );
+        assert_eq!(json, expected, "{account}");
+    }
 }
 
 #[tokio::test]
