@@ -196,8 +196,9 @@ fn hex_amount(v: U512, style: HexStyle) -> String {
 pub struct UniswapDistribution {
     /// Claims in index order.
     claims: Vec<UniswapClaim>,
-    /// Checksummed account text per claim (the JSON keys, and the sort key of the index).
-    keys: Vec<String>,
+    /// Checksummed account text per claim (the JSON keys, and the sort key of the index):
+    /// 42 ASCII bytes each, not a `String` each (a million allocations at a million claims).
+    keys: Vec<[u8; 42]>,
     /// (account, index) sorted by account.
     by_account: Vec<(Address, u32)>,
     /// Position of each claim's leaf in the tree's leaf layer.
@@ -241,11 +242,11 @@ impl UniswapDistribution {
         }
         let token_total = checked_total(entries.iter().map(|e| e.amount))?;
         let accounts: Vec<Address> = entries.iter().map(|e| e.account).collect();
-        let mut keyed: Vec<(String, &BalanceEntry)> =
+        // Sorted as bytes, which for ASCII is the order of the strings parseBalanceMap sorts.
+        let mut keyed: Vec<([u8; 42], &BalanceEntry)> =
             crate::primitives::checksum_many_par(&accounts)
                 .into_par_iter()
                 .zip(entries.par_iter())
-                .map(|(k, e)| (String::from_utf8(k.to_vec()).expect("ASCII"), e))
                 .collect();
         drop(accounts);
         if opts.index_order == IndexOrder::ChecksumSorted {
@@ -272,7 +273,7 @@ impl UniswapDistribution {
                 flags: e.flags,
             })
             .collect();
-        let keys: Vec<String> = keyed.into_iter().map(|(k, _)| k).collect();
+        let keys: Vec<[u8; 42]> = keyed.into_iter().map(|(k, _)| k).collect();
         let mut leaves: Vec<(B256, u32)> =
             leaves_of(&claims, |c| uniswap_preimage(c.index, &c.account, c.amount))
                 .into_iter()
@@ -348,7 +349,10 @@ impl UniswapDistribution {
         let mut proof = Vec::with_capacity(32);
         for (i, c) in self.claims.iter().enumerate() {
             out.extend_from_slice(if i == 0 { b"\n    " } else { b",\n    " });
-            push_str(out, &self.keys[i]);
+            push_str(
+                out,
+                std::str::from_utf8(&self.keys[i]).expect("EIP-55 text is ASCII"),
+            );
             out.extend_from_slice(b": {\n      \"index\": ");
             push_usize(out, c.index as usize);
             out.extend_from_slice(b",\n      \"amount\": ");
