@@ -79,7 +79,8 @@ fn usage() -> Option<Usage> {
     // The command name (field 2) is in parentheses and may hold spaces: count after it.
     let rest = &stat[stat.rfind(')')? + 1..];
     // Field 3 is the first after ')'.
-    let field = |n: usize| -> Option<u64> { rest.split_whitespace().nth(n - 3)?.parse().ok() };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |n: usize| -> Option<u64> { fields.get(n - 3)?.parse().ok() };
     Some(Usage {
         minflt: field(10)?,
         user: field(14)?,

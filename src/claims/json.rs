@@ -40,6 +40,14 @@ pub(crate) fn push_b256(out: &mut Vec<u8>, h: &B256) {
 
 /// Appends a JSON string escaped exactly as `JSON.stringify` does: `"` `\\` and control
 /// characters escaped (`\b \f \n \r \t`, others as `\u00xx`), everything else verbatim.
+/// Writes an account's EIP-55 text (42 ASCII bytes: `0x` and hex digits, which JSON never
+/// escapes) as a JSON string, without [`push_str`]'s scan for characters to escape.
+pub(crate) fn push_address_text(out: &mut Vec<u8>, text: &[u8; 42]) {
+    out.push(b'"');
+    out.extend_from_slice(text);
+    out.push(b'"');
+}
+
 pub(crate) fn push_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     // Claim files' strings (accounts, amounts, hashes) need no escape: copied whole. The
@@ -115,11 +123,7 @@ pub(crate) fn push_leaf_value(
 ) {
     match v {
         LeafValue::Address(a) => match texts.next() {
-            Some(t) => {
-                out.push(b'"');
-                out.extend_from_slice(&t);
-                out.push(b'"');
-            }
+            Some(t) => push_address_text(out, &t),
             None => push_str(out, &format_address(a)),
         },
         LeafValue::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),

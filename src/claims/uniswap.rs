@@ -9,7 +9,7 @@
 //! `BigNumber.toHexString()` (minimal even-length hex). Reference:
 //! Uniswap/merkle-distributor `src/parse-balance-map.ts` @ 25a79e8.
 
-use super::json::{push_b256, push_str, push_usize, spill, spill_buffer};
+use super::json::{push_address_text, push_b256, push_str, push_usize, spill, spill_buffer};
 use super::layered::LayeredTree;
 use super::ClaimsError;
 use crate::primitives::keccak::keccak256_many;
@@ -349,10 +349,7 @@ impl UniswapDistribution {
         let mut proof = Vec::with_capacity(32);
         for (i, c) in self.claims.iter().enumerate() {
             out.extend_from_slice(if i == 0 { b"\n    " } else { b",\n    " });
-            push_str(
-                out,
-                std::str::from_utf8(&self.keys[i]).expect("EIP-55 text is ASCII"),
-            );
+            push_address_text(out, &self.keys[i]);
             out.extend_from_slice(b": {\n      \"index\": ");
             push_usize(out, c.index as usize);
             out.extend_from_slice(b",\n      \"amount\": ");

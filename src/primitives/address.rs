@@ -180,6 +180,8 @@ fn checksum_into(addrs: &[Address], out: &mut [[u8; 42]]) {
 /// (42 MB) touched ≈ 240 MB of new memory on their way (`perf`, page faults).
 pub fn checksum_many_par(addrs: &[Address]) -> Vec<[u8; 42]> {
     use rayon::prelude::*;
+    // Addresses a part: a few hundred parts at a million accounts for the threads to share,
+    // each with ≈ 290 KB of scratch (hex and hashes) in `checksum_into`.
     const PART: usize = 1 << 12;
     let mut out = vec![[0u8; 42]; addrs.len()];
     out.par_chunks_mut(PART)

@@ -561,10 +561,21 @@ async fn stored_users_are_their_rows_totals(store: &Store, out: &std::path::Path
         let w = want.entry(r[account].to_owned()).or_default();
         w.tier = r[tier].to_owned();
         w.value += Decimal::from_str(&r[value]).unwrap();
-        *w.losses.entry(r[asset].to_owned()).or_default() += r[loss].parse::<u128>().unwrap();
-        *w.haircuts.entry(r[asset].to_owned()).or_default() += r[haircut].parse::<u128>().unwrap();
+        // Checked: a sum past 2^128 - 1 fails the test instead of wrapping.
+        let add = |sum: &mut u128, digits: &str| {
+            *sum = sum.checked_add(digits.parse().unwrap()).unwrap();
+        };
+        add(w.losses.entry(r[asset].to_owned()).or_default(), &r[loss]);
+        add(
+            w.haircuts.entry(r[asset].to_owned()).or_default(),
+            &r[haircut],
+        );
     }
     let mut claims = csv::Reader::from_path(out.join("claims.csv")).unwrap();
+    assert_eq!(
+        claims.headers().unwrap(),
+        vec!["account", "asset", "amount"]
+    );
     for r in claims.records() {
         let r = r.unwrap();
         let w = want.get_mut(&r[0]).expect("a claimant is a user");
