@@ -80,6 +80,86 @@ pub struct TreeOutput {
     pub entries: Vec<ClaimEntry>,
 }
 
+/// Where each user's leaf is in one claim tree: per user of the policy result (by its index
+/// there), the leaf's index as the tree publishes it, if the user has one. That is the
+/// position of the user's entry in the tree's values (the index into
+/// [`TreeOutput::entries`]: an OpenZeppelin dump's `values`, a layered tree's rows before
+/// any sorting by leaf hash), except in a Uniswap distribution with sorted leaves, whose
+/// `index` is the rank of the account's EIP-55 text among the tree's
+/// ([`crate::claims::IndexOrder::ChecksumSorted`], as `parseBalanceMap` assigns it). Fixed by the
+/// policy and the tree's spec before the tree is hashed, so that a caller of
+/// [`run_observed`] can store each user's claims while the trees are still being built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeLeaves {
+    /// Per user: the leaf's position, or [`TreeLeaves::NONE`].
+    at: Vec<u32>,
+}
+
+impl TreeLeaves {
+    const NONE: u32 = u32::MAX;
+
+    /// The leaves of a tree whose entries are `entries`, in the order [`order_entries`] put
+    /// them in, over the users with `accounts` (the policy's, ascending). With
+    /// `sort_leaves` the values end in ascending account order whatever that order was
+    /// ([`build_trees`]).
+    ///
+    /// # Panics
+    /// When an entry's account is not among `accounts` (entries are made from the policy's
+    /// users, [`claim_entries`]), or a tree has 2^32 − 1 entries or more.
+    fn of(accounts: &[Address], entries: &[ClaimEntry], sort_leaves: bool) -> Self {
+        let mut at = vec![Self::NONE; accounts.len()];
+        // Entries in account order (the default) are found by walking the accounts once.
+        let in_account_order = entries.is_sorted_by_key(|e| e.account);
+        let mut from = 0;
+        for (k, e) in entries.iter().enumerate() {
+            let user = if in_account_order {
+                from += accounts[from..]
+                    .iter()
+                    .position(|a| *a == e.account)
+                    .expect("claim entries are made from the policy's users");
+                from
+            } else {
+                accounts
+                    .binary_search(&e.account)
+                    .expect("claim entries are made from the policy's users")
+            };
+            at[user] = u32::try_from(k)
+                .ok()
+                .filter(|&k| k != Self::NONE)
+                .expect("fewer than 2^32 - 1 leaves a tree");
+        }
+        if sort_leaves && !in_account_order {
+            // Fewer leaves than entries' positions, checked above.
+            for (k, p) in at.iter_mut().filter(|p| **p != Self::NONE).enumerate() {
+                *p = k as u32;
+            }
+        }
+        Self { at }
+    }
+
+    /// Renumbers the leaves in the order of their accounts' EIP-55 texts (`texts`, per user,
+    /// as [`RunOutput::account_texts`]).
+    fn rank_by_text(&mut self, texts: &[[u8; 42]]) {
+        let mut users: Vec<u32> = (0..self.at.len())
+            .filter(|&u| self.at[u] != Self::NONE)
+            .map(|u| u as u32)
+            .collect();
+        users.par_sort_unstable_by_key(|&u| &texts[u as usize]);
+        for (k, &u) in users.iter().enumerate() {
+            self.at[u as usize] = k as u32;
+        }
+    }
+
+    /// The index of user `user`'s leaf as the tree publishes it, if it has one.
+    ///
+    /// # Panics
+    /// When `user` is not an index of the policy result's users.
+    pub fn leaf(&self, user: usize) -> Option<u64> {
+        let p = self.at[user];
+        (p != Self::NONE).then_some(u64::from(p))
+    }
+}
+
 /// Everything a run publishes.
 #[derive(Debug)]
 pub struct RunOutput {
@@ -95,6 +175,12 @@ pub struct RunOutput {
     pub policy: Arc<PolicyResult>,
     /// The claim trees, in manifest order.
     pub trees: Vec<TreeOutput>,
+    /// Each tree's leaves by user, in manifest order (as [`RunOutput::trees`]).
+    pub leaves: Arc<Vec<TreeLeaves>>,
+    /// The EIP-55 text of every user's account, in the policy's user order (42 ASCII bytes
+    /// each), computed once on all threads ([`crate::primitives::checksum_many_par`]) and
+    /// shared by the outputs that name accounts and the stored rows.
+    pub account_texts: Arc<Vec<[u8; 42]>>,
     /// Changed token slots of the state diffs that matched no candidate holder, per token
     /// (reported, never dropped silently).
     pub unmatched_slots: Vec<UnmatchedSlots>,
@@ -486,7 +572,7 @@ pub fn run(m: &Manifest) -> Result<RunOutput, PipelineError> {
 /// # Errors
 /// As [`run`].
 pub fn run_with(m: &Manifest, opts: RunOptions) -> Result<RunOutput, PipelineError> {
-    run_observed(m, opts, |_, _| {})
+    run_observed(m, opts, |_, _, _, _| {})
 }
 
 /// [`run_with`], calling `on_checked` with the run id and the policy's result as soon as the
@@ -501,7 +587,7 @@ pub fn run_with(m: &Manifest, opts: RunOptions) -> Result<RunOutput, PipelineErr
 pub fn run_observed(
     m: &Manifest,
     opts: RunOptions,
-    on_checked: impl FnOnce(B256, &Arc<PolicyResult>),
+    on_checked: impl FnOnce(B256, &Arc<PolicyResult>, &Arc<Vec<TreeLeaves>>, &Arc<Vec<[u8; 42]>>),
 ) -> Result<RunOutput, PipelineError> {
     let t = crate::timing::StageTimer::new();
     // The cover lists beside the other inputs (see `load_inputs`); their errors after the
@@ -525,6 +611,7 @@ pub fn run_observed(
         mut result,
         totals,
         entries,
+        mut leaves,
     } = policy_stage;
     // The conservation checks (`policy::apply`'s last step, ≈ 0.65 s on one thread at a
     // million claimants) run on this thread while the claim trees are built on the others:
@@ -533,16 +620,22 @@ pub fn run_observed(
     // error, as when the checks ran first.
     // The trees on a thread of their own (which hands the hashing to rayon): the checks'
     // short-lived allocations then stay in this thread's malloc arena, apart from the trees'.
-    let (trees, policy) = side_by_side(
+    let (trees, checked) = side_by_side(
         || build_trees(m, entries),
         || {
             result.checks = policy::verify_against(&result, &totals, &m.funding, &m.policy)?;
-            let policy = Arc::new(result);
-            on_checked(run_id, &policy);
-            Ok::<_, PipelineError>(policy)
+            let texts = Arc::new(crate::primitives::checksum_many_par(result.accounts()));
+            for (spec, l) in m.outputs.trees.iter().zip(&mut leaves) {
+                if spec.indexes_by_checksum_text() {
+                    l.rank_by_text(&texts);
+                }
+            }
+            let (policy, leaves) = (Arc::new(result), Arc::new(leaves));
+            on_checked(run_id, &policy, &leaves, &texts);
+            Ok::<_, PipelineError>((policy, leaves, texts))
         },
     );
-    let (policy, trees) = (policy?, trees?);
+    let ((policy, leaves, account_texts), trees) = (checked?, trees?);
     t.lap("checks + claim trees");
     Ok(RunOutput {
         run_id,
@@ -551,17 +644,21 @@ pub fn run_observed(
         loss_stats,
         policy,
         trees,
+        leaves,
+        account_texts,
     })
 }
 
 /// The loss and policy stages' output: the result before its conservation checks, the
-/// totals they check it against, and each claim tree's entries in the tree's value order.
+/// totals they check it against, and each claim tree's entries in the order its values are
+/// built from, and its leaves by user.
 struct PolicyStage {
     ledger: LossLedger,
     loss_stats: LossStats,
     result: PolicyResult,
     totals: policy::LedgerTotals,
     entries: Vec<Vec<ClaimEntry>>,
+    leaves: Vec<TreeLeaves>,
 }
 
 /// The stages after ingest up to the claim trees: loss → policy, and the trees' entries.
@@ -611,11 +708,11 @@ fn loss_and_policy(
     } else {
         std::mem::take(&mut ledger.rows)
     };
-    let ((), entries) = side_by_side(
+    let ((), (entries, leaves)) = side_by_side(
         move || drop(rows),
         || {
             // One list per tree, the trees on every thread (≈ 50 ms each at a million
-            // claimants); `collect` keeps the trees' order.
+            // claimants); `unzip` keeps the trees' order.
             m.outputs
                 .trees
                 .par_iter()
@@ -623,9 +720,10 @@ fn loss_and_policy(
                     let asset = spec.asset.as_deref().unwrap_or_default();
                     let mut entries = claim_entries(&result, asset);
                     order_entries(&mut entries, spec.order, asset, &ranks);
-                    entries
+                    let leaves = TreeLeaves::of(result.accounts(), &entries, spec.sort_leaves);
+                    (entries, leaves)
                 })
-                .collect::<Vec<_>>()
+                .unzip::<_, _, Vec<_>, Vec<_>>()
         },
     );
     t.lap("policy");
@@ -635,6 +733,7 @@ fn loss_and_policy(
         result,
         totals,
         entries,
+        leaves,
     })
 }
 
@@ -664,4 +763,38 @@ fn build_trees(
         });
     }
     Ok(trees)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::primitives::Amount;
+
+    /// Leaf positions are positions in the tree's values as [`build_trees`] leaves them: the
+    /// entries' own order, or ascending account order for a sorted tree, whichever order the
+    /// entries came in; users without an entry have none.
+    #[test]
+    fn leaves_are_the_users_positions_in_the_tree_s_values() {
+        let accounts: Vec<Address> = (1..=5).map(Address::repeat_byte).collect();
+        let entry = |n: u8| ClaimEntry {
+            account: Address::repeat_byte(n),
+            amount: Amount::from(u64::from(n)),
+        };
+        let positions =
+            |l: &TreeLeaves| -> Vec<Option<u64>> { (0..5).map(|u| l.leaf(u)).collect() };
+        // In account order (walked), users 2 and 4 without a leaf.
+        let sorted = [entry(1), entry(3), entry(5)];
+        let want = [Some(0), None, Some(1), None, Some(2)];
+        assert_eq!(positions(&TreeLeaves::of(&accounts, &sorted, false)), want);
+        assert_eq!(positions(&TreeLeaves::of(&accounts, &sorted, true)), want);
+        // In another order (searched): their own positions, unless the tree sorts them.
+        let shuffled = [entry(5), entry(1), entry(3)];
+        assert_eq!(
+            positions(&TreeLeaves::of(&accounts, &shuffled, false)),
+            [Some(1), None, Some(2), None, Some(0)]
+        );
+        assert_eq!(positions(&TreeLeaves::of(&accounts, &shuffled, true)), want);
+        // Every user, none.
+        assert_eq!(positions(&TreeLeaves::of(&accounts, &[], false)), [None; 5]);
+    }
 }

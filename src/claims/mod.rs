@@ -237,6 +237,13 @@ impl EntryOrder {
 }
 
 impl ClaimTreeSpec {
+    /// Whether the tree's published leaf index is the rank of its account's EIP-55 text among
+    /// the tree's accounts ([`IndexOrder::ChecksumSorted`], `parseBalanceMap`'s): a Uniswap
+    /// distribution with sorted leaves. Otherwise it is the position of its value.
+    pub fn indexes_by_checksum_text(&self) -> bool {
+        self.format == TreeFormat::Uniswap && self.sort_leaves
+    }
+
     /// A spec with defaults: `["address","uint256"]` for `oz-standard`, sorted leaves.
     pub fn new(format: TreeFormat, file: impl Into<String>) -> Self {
         Self {
@@ -394,7 +401,7 @@ pub fn build_tree(spec: &ClaimTreeSpec, entries: &[ClaimEntry]) -> Result<BuiltT
                     flags: None,
                 })
                 .collect();
-            let index_order = if spec.sort_leaves {
+            let index_order = if spec.indexes_by_checksum_text() {
                 IndexOrder::ChecksumSorted
             } else {
                 IndexOrder::Input

@@ -2,20 +2,21 @@
 //!
 //! Order of effects, so that an error leaves nothing behind: everything is computed in
 //! memory; the rows are inserted in one database transaction, begun on a thread of its own
-//! as soon as the policy's result has passed its checks (the per-user rows while the claim
-//! trees are built, the claim rows once they are), while the files are rendered, on every
+//! as soon as the policy's result has passed its checks (the per-user rows with their claims
+//! while the claim trees are built, the roots once they are), while the files are rendered, on every
 //! thread, into a temporary directory beside the output directory; the transaction commits
 //! only once every file is staged; only then are the files renamed into place. A stage
 //! that fails after the rows began (a claim tree, a file) rolls the transaction back.
 
 use super::direct::DirectWriter;
 use super::{GlobalArgs, EXIT_CHECK_FAILED};
+use crate::claims::ClaimTreeSpec;
 use crate::manifest::Manifest;
-use crate::pipeline::{self, PipelineError, RunOutput};
+use crate::pipeline::{self, PipelineError, RunOutput, TreeLeaves};
 use crate::policy::PolicyResult;
 use crate::primitives::B256;
 use crate::report;
-use crate::store::{ClaimRecord, IncidentRecord, RootRecord, RunTail, Saved, Store};
+use crate::store::{IncidentRecord, RootRecord, RunTail, Saved, Store, UserClaim, UserRecord};
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
@@ -204,10 +205,11 @@ fn incident_record(m: &Manifest) -> IncidentRecord {
     }
 }
 
-/// The roots to store, as the summary states them, each naming the tree whose claim rows
-/// are its leaves when that is another's ([`shared_leaves`] of `out`).
+/// The roots to store, as the summary states them, each naming the tree whose claims are
+/// its leaves when that is another's ([`shared_leaves`] of `out`'s trees).
 fn root_records(summary: &report::Summary<'_>, out: &RunOutput) -> Vec<RootRecord> {
-    let shared = shared_leaves(out);
+    let specs: Vec<&ClaimTreeSpec> = out.trees.iter().map(|t| &t.spec).collect();
+    let shared = shared_leaves(&specs, &out.leaves);
     summary
         .trees
         .iter()
@@ -223,29 +225,60 @@ fn root_records(summary: &report::Summary<'_>, out: &RunOutput) -> Vec<RootRecor
         .collect()
 }
 
-/// Each tree of `out` whose leaves are exactly an earlier tree's, in the order of their file
-/// names (the same payout asset, and the same accounts and amounts at the same leaf indices:
-/// one asset published in two formats), mapped to the first such tree. The store keeps those
-/// leaves once ([`RootRecord::leaves_of`]): in the bundled scenario the USDC claims are both
-/// an OpenZeppelin dump and a Uniswap merkle-distributor file, a million rows at a million
+/// Each tree of `specs` (with its `leaves`, in the same order) whose leaves are exactly an
+/// earlier tree's, in the order of their file names (the same payout asset, and the same
+/// users at the same leaf indices, so the same accounts and amounts: one asset published in
+/// two formats), mapped to the first such tree. The store keeps those leaves once
+/// ([`RootRecord::leaves_of`]): in the bundled scenario the USDC claims are both an
+/// OpenZeppelin dump and a Uniswap merkle-distributor file, a million claims at a million
 /// claimants (BENCHMARKS.md, "Session 14").
-fn shared_leaves(out: &RunOutput) -> std::collections::BTreeMap<&str, &str> {
-    let mut trees: Vec<&crate::pipeline::TreeOutput> = out.trees.iter().collect();
-    trees.sort_by(|a, b| a.spec.file.cmp(&b.spec.file));
-    let mut owners: Vec<&crate::pipeline::TreeOutput> = Vec::new();
+fn shared_leaves<'a>(
+    specs: &[&'a ClaimTreeSpec],
+    leaves: &[TreeLeaves],
+) -> std::collections::BTreeMap<&'a str, &'a str> {
+    let mut trees: Vec<(&ClaimTreeSpec, &TreeLeaves)> = specs.iter().copied().zip(leaves).collect();
+    trees.sort_by(|a, b| a.0.file.cmp(&b.0.file));
+    let mut owners: Vec<(&ClaimTreeSpec, &TreeLeaves)> = Vec::new();
     let mut shared = std::collections::BTreeMap::new();
-    for t in trees {
+    for (spec, l) in trees {
         match owners
             .iter()
-            .find(|o| o.asset == t.asset && o.entries == t.entries)
+            .find(|(o, ol)| o.asset == spec.asset && *ol == l)
         {
-            Some(o) => {
-                shared.insert(t.spec.file.as_str(), o.spec.file.as_str());
+            Some((o, _)) => {
+                shared.insert(spec.file.as_str(), o.file.as_str());
             }
-            None => owners.push(t),
+            None => owners.push((spec, l)),
         }
     }
     shared
+}
+
+/// A tree whose claims are stored with its users' rows: one that owns its leaves (see
+/// [`shared_leaves`]).
+struct ClaimedTree {
+    /// The tree's name (its file), shared by its users' claims.
+    tree: Arc<str>,
+    /// Its payout asset: a user's claim is the user's payout of it.
+    asset: String,
+    /// Its index in the manifest's trees (and the run's [`TreeLeaves`]).
+    k: usize,
+}
+
+/// The trees of `specs` (manifest order, `leaves` alike) whose claims are stored.
+fn claimed_trees(specs: &[ClaimTreeSpec], leaves: &[TreeLeaves]) -> Vec<ClaimedTree> {
+    let refs: Vec<&ClaimTreeSpec> = specs.iter().collect();
+    let shared = shared_leaves(&refs, leaves);
+    specs
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| !shared.contains_key(s.file.as_str()))
+        .map(|(k, s)| ClaimedTree {
+            tree: Arc::from(s.file.as_str()),
+            asset: s.asset.clone().unwrap_or_default(),
+            k,
+        })
+        .collect()
 }
 
 /// Positions of `texts` in the byte order of the text (SQLite's BINARY collation). Rows are
@@ -264,23 +297,49 @@ fn text_order(texts: &[[u8; 42]]) -> Vec<u32> {
     order
 }
 
-/// An account's EIP-55 text ([`report::account_texts`]: always ASCII).
+/// An account's EIP-55 text ([`RunOutput::account_texts`]: always ASCII).
 fn account_text(t: &[u8; 42]) -> &str {
     std::str::from_utf8(t).expect("EIP-55 texts are ASCII")
 }
 
 /// The per-user rows, made as they are stored, in the text order of the accounts
-/// (`order`, [`text_order`] of `accounts`): (EIP-55 account, compact result JSON).
+/// (`order`, [`text_order`] of `accounts`): EIP-55 account, compact result JSON, and the
+/// user's claims in the `claimed` trees (its leaf there, `leaves`, and its payout of the
+/// tree's asset: the tree's entry, [`pipeline::claim_entries`]).
 fn user_rows<'a>(
     policy: &'a PolicyResult,
     accounts: &'a [[u8; 42]],
     order: &'a [u32],
-) -> impl Iterator<Item = anyhow::Result<(String, String)>> + 'a {
+    (claimed, leaves): (&'a [ClaimedTree], &'a [TreeLeaves]),
+) -> impl Iterator<Item = anyhow::Result<UserRecord>> + 'a {
     let mut totals = UserTotals::default();
     order.iter().map(move |&i| {
         let (u, name) = (policy.user(i as usize), &accounts[i as usize]);
-        let json = totals.json(u)?;
-        Ok((account_text(name).to_owned(), json))
+        let result_json = totals.json(u)?;
+        let claims = claimed
+            .iter()
+            .filter_map(|t| {
+                let leaf_index = leaves[t.k].leaf(i as usize)?;
+                let amount = u.payout(&t.asset).with_context(|| {
+                    format!(
+                        "{} has a leaf in {} but no payout of {}",
+                        u.account(),
+                        t.tree,
+                        t.asset
+                    )
+                });
+                Some(amount.map(|amount| UserClaim {
+                    tree: Arc::clone(&t.tree),
+                    amount,
+                    leaf_index,
+                }))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(UserRecord {
+            account: account_text(name).to_owned(),
+            result_json,
+            claims,
+        })
     })
 }
 
@@ -329,60 +388,6 @@ fn made_ahead<'scope, T: Send + 'scope>(
         }
     })
     .fuse()
-}
-
-/// The claim rows of every tree that owns its leaves (none for a tree in `borrowed`, whose
-/// root names another's, see [`shared_leaves`]), made as they are stored: tree by tree in the
-/// order of their file names, each tree's rows in the text order of the accounts (the order
-/// of the table's primary key), each with its leaf's position in the tree's values.
-///
-/// A tree's entries are users' payouts, so each entry's account text and its place in the
-/// text order are the user's (`accounts`, `order` as for [`user_rows`]): the entries are
-/// sorted by that rank, not by their text again.
-fn claim_rows<'a>(
-    out: &'a RunOutput,
-    accounts: &'a [[u8; 42]],
-    order: &'a [u32],
-    borrowed: &[&str],
-) -> impl Iterator<Item = ClaimRecord> + 'a {
-    use rayon::prelude::*;
-    let mut rank = vec![0u32; order.len()];
-    for (k, &i) in order.iter().enumerate() {
-        rank[i as usize] = k as u32;
-    }
-    let mut trees: Vec<&'a crate::pipeline::TreeOutput> = out
-        .trees
-        .iter()
-        .filter(|t| !borrowed.contains(&t.spec.file.as_str()))
-        .collect();
-    trees.sort_by(|a, b| a.spec.file.cmp(&b.spec.file));
-    trees.into_iter().flat_map(move |t| {
-        let tree: Arc<str> = Arc::from(t.spec.file.as_str());
-        // (rank of the entry's user in the text order, entry's leaf position)
-        let mut by_text: Vec<(u32, u32)> = t
-            .entries
-            .iter()
-            .enumerate()
-            .map(|(i, e)| {
-                let user = out
-                    .policy
-                    .accounts()
-                    .binary_search(&e.account)
-                    .expect("claim entries are made from the policy's users");
-                (rank[user], i as u32)
-            })
-            .collect();
-        by_text.par_sort_unstable();
-        by_text.into_iter().map(move |(r, i)| {
-            let e = &t.entries[i as usize];
-            ClaimRecord {
-                tree: Arc::clone(&tree),
-                account: account_text(&accounts[order[r as usize] as usize]).to_owned(),
-                amount: e.amount,
-                leaf_index: u64::from(i),
-            }
-        })
-    })
 }
 
 /// Renders each output straight into its file in a fresh temporary directory beside `dir`
@@ -478,9 +483,21 @@ fn publish(tmp: tempfile::TempDir, dir: &Path, names: &[String]) -> anyhow::Resu
     Ok(())
 }
 
-/// What the store needs once the claim trees are built: the run, its summary JSON and its
+/// What the store needs once the claim trees are built: the run's summary JSON and its
 /// roots.
-type Tail<'a> = (&'a RunOutput, String, Vec<RootRecord>);
+type Tail = (String, Vec<RootRecord>);
+
+/// What the store needs once the policy's result is checked.
+struct Checked {
+    run_id: B256,
+    policy: Arc<PolicyResult>,
+    /// Each tree's leaves by user, in manifest order.
+    leaves: Arc<Vec<TreeLeaves>>,
+    /// Each user's EIP-55 text ([`RunOutput::account_texts`]).
+    texts: Arc<Vec<[u8; 42]>>,
+    /// The trees whose claims are stored.
+    claimed: Vec<ClaimedTree>,
+}
 
 /// How the pipeline-and-files side of `recoup run` ended.
 enum Produced {
@@ -496,33 +513,37 @@ enum Produced {
 
 /// What the store is handed as the run goes (see [`produce`]). A sender dropped unsent,
 /// because the run failed, rolls the store's transaction back.
-struct Feeds<'a> {
-    /// The run id and the checked policy result: the per-user rows start.
-    checked: std::sync::mpsc::SyncSender<(B256, Arc<PolicyResult>)>,
-    /// The run, its summary and roots: the claim rows start.
-    tail: tokio::sync::oneshot::Sender<Tail<'a>>,
+struct Feeds {
+    /// The run id, the checked policy result and the claims' leaves: the per-user rows
+    /// start.
+    checked: std::sync::mpsc::SyncSender<Checked>,
+    /// The run's summary and roots.
+    tail: tokio::sync::oneshot::Sender<Tail>,
     /// Whether the files were staged: the commit, or the rollback.
     staged: tokio::sync::oneshot::Sender<Result<(), String>>,
 }
 
 /// Runs the pipeline and stages the output files, handing the store what it needs as soon
-/// as it exists ([`Feeds`]). The run's output is kept in `out_slot` and the accounts'
-/// EIP-55 texts in `accounts`, where the store's thread reads them.
+/// as it exists ([`Feeds`]). The run's output is kept in `out_slot`.
 fn produce<'a>(
     m: &'a Manifest,
     opts: pipeline::RunOptions,
     dir: &Path,
     (steps, timer, store_on): (&Steps, &crate::timing::StageTimer, bool),
-    (accounts, out_slot): (&'a OnceLock<Vec<[u8; 42]>>, &'a OnceLock<RunOutput>),
-    feeds: Feeds<'a>,
+    out_slot: &'a OnceLock<RunOutput>,
+    feeds: Feeds,
 ) -> anyhow::Result<Produced> {
     let checked = feeds.checked;
-    let run = pipeline::run_observed(m, opts, |run_id, policy| {
-        // Every account's EIP-55 text, once, for the CSV outputs and the stored rows, made
-        // while the claim trees are built.
-        let _ = accounts.set(report::account_texts(policy));
+    let run = pipeline::run_observed(m, opts, |run_id, policy, leaves, texts| {
+        let claimed = claimed_trees(&m.outputs.trees, leaves);
         // Fails only when nothing receives it: the run is not stored.
-        let _ = checked.send((run_id, Arc::clone(policy)));
+        let _ = checked.send(Checked {
+            run_id,
+            policy: Arc::clone(policy),
+            leaves: Arc::clone(leaves),
+            texts: Arc::clone(texts),
+            claimed,
+        });
     });
     let out: &RunOutput = match run {
         Ok(o) => out_slot.get_or_init(|| o),
@@ -535,11 +556,10 @@ fn produce<'a>(
     } else {
         "rendering and writing outputs"
     });
-    let accounts = accounts.get().context("account texts not computed")?;
+    let accounts = &out.account_texts;
     let run_summary = report::summary(m, out)?;
     let summary = report::summary_json(&run_summary)?;
     let _ = feeds.tail.send((
-        out,
         String::from_utf8_lossy(&summary).into_owned(),
         root_records(&run_summary, out),
     ));
@@ -563,9 +583,9 @@ fn produce<'a>(
 }
 
 /// What the store's thread receives as the run goes: the other ends of [`Feeds`].
-struct Intake<'a> {
-    checked: std::sync::mpsc::Receiver<(B256, Arc<PolicyResult>)>,
-    tail: tokio::sync::oneshot::Receiver<Tail<'a>>,
+struct Intake {
+    checked: std::sync::mpsc::Receiver<Checked>,
+    tail: tokio::sync::oneshot::Receiver<Tail>,
     staged: tokio::sync::oneshot::Receiver<Result<(), String>>,
 }
 
@@ -577,50 +597,47 @@ struct Intake<'a> {
 fn store_run(
     db_url: &str,
     incident: &IncidentRecord,
-    accounts: &OnceLock<Vec<[u8; 42]>>,
-    intake: Intake<'_>,
+    intake: Intake,
     (runtime, timer): (&tokio::runtime::Handle, &crate::timing::StageTimer),
 ) -> anyhow::Result<Option<Saved>> {
-    let Ok((run_id, policy)) = intake.checked.recv() else {
+    let Ok(Checked {
+        run_id,
+        policy,
+        leaves,
+        texts: accounts,
+        claimed,
+    }) = intake.checked.recv()
+    else {
         return Ok(None);
     };
     let started = std::time::Instant::now();
-    // Set by the pipeline's observer before it sends the checked result.
-    let accounts = accounts.get().context("account texts not computed")?;
-    let order = text_order(accounts);
+    let order = text_order(&accounts);
     let store = runtime.block_on(Store::open(db_url))?;
     std::thread::scope(|scope| {
         // A row that cannot be made ends the rows early; the gate then refuses the commit, so
         // the run is rolled back and the row's error reported.
         let row_error: std::cell::RefCell<Option<anyhow::Error>> = Default::default();
-        let users =
-            made_ahead(scope, user_rows(&policy, accounts, &order)).map_while(|r| match r {
-                Ok(row) => Some(row),
-                Err(e) => {
-                    row_error.borrow_mut().get_or_insert(e);
-                    None
-                }
-            });
+        let rows = user_rows(&policy, &accounts, &order, (&claimed, &leaves));
+        let users = made_ahead(scope, rows).map_while(|r| match r {
+            Ok(row) => Some(row),
+            Err(e) => {
+                row_error.borrow_mut().get_or_insert(e);
+                None
+            }
+        });
         let tail = async {
             timer.took("  per-user rows stored", started.elapsed());
-            let (out, summary_json, roots) = intake
+            let (summary_json, roots) = intake
                 .tail
                 .await
                 .map_err(|_| "the run did not finish".to_owned())?;
-            let borrowed: Vec<&str> = roots
-                .iter()
-                .filter(|r| r.leaves_of.is_some())
-                .map(|r| r.tree.as_str())
-                .collect();
-            let claims = made_ahead(scope, claim_rows(out, accounts, &order, &borrowed));
             Ok(RunTail {
                 summary_json,
                 roots,
-                claims,
             })
         };
         let gate = async {
-            timer.took("  claim rows stored", started.elapsed());
+            timer.took("  roots stored", started.elapsed());
             let staged = intake
                 .staged
                 .await
@@ -669,13 +686,12 @@ pub async fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
         Store::reachable(&db_url).await?;
     }
     let runtime = tokio::runtime::Handle::current();
-    // Filled in as the run goes, read by the threads below (they outlive no borrow of them).
-    let accounts: OnceLock<Vec<[u8; 42]>> = OnceLock::new();
+    // Filled in as the run goes, read by the threads below (they outlive no borrow of it).
     let out_slot: OnceLock<RunOutput> = OnceLock::new();
     let timer = crate::timing::StageTimer::new();
     // The store is fed in three steps, each over its own channel (see `Feeds`).
-    let (checked_tx, checked_rx) = std::sync::mpsc::sync_channel::<(B256, Arc<PolicyResult>)>(1);
-    let (tail_tx, tail_rx) = tokio::sync::oneshot::channel::<Tail<'_>>();
+    let (checked_tx, checked_rx) = std::sync::mpsc::sync_channel::<Checked>(1);
+    let (tail_tx, tail_rx) = tokio::sync::oneshot::channel::<Tail>();
     let (staged_tx, staged_rx) = tokio::sync::oneshot::channel::<Result<(), String>>();
     let outcome = tokio::task::block_in_place(|| {
         std::thread::scope(|s| {
@@ -685,9 +701,9 @@ pub async fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
                     tail: tail_rx,
                     staged: staged_rx,
                 };
-                let (incident, db_url, accounts) = (&incident, &db_url, &accounts);
+                let (incident, db_url) = (&incident, &db_url);
                 let (runtime, timer) = (&runtime, &timer);
-                s.spawn(move || store_run(db_url, incident, accounts, intake, (runtime, timer)))
+                s.spawn(move || store_run(db_url, incident, intake, (runtime, timer)))
             });
             let feeds = Feeds {
                 checked: checked_tx,
@@ -699,7 +715,7 @@ pub async fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
                 opts,
                 &dir,
                 (&steps, &timer, !args.no_store),
-                (&accounts, &out_slot),
+                &out_slot,
                 feeds,
             );
             let saved = saved.map_or(Ok(None), |h| {

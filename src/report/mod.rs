@@ -159,14 +159,7 @@ pub fn summary_json(s: &Summary<'_>) -> Result<Vec<u8>, ReportError> {
     Ok(v)
 }
 
-/// The EIP-55 text of every user's account, in `policy.users()` order (42 ASCII bytes
-/// each), computed once on all threads ([`crate::primitives::checksum_many_par`]) and
-/// shared by [`claims_csv`], [`user_results_csv`] and the stored rows.
-pub fn account_texts(policy: &crate::policy::PolicyResult) -> Vec<[u8; 42]> {
-    crate::primitives::checksum_many_par(policy.accounts())
-}
-
-/// Each user with its account's text from `texts` ([`account_texts`] of the same run).
+/// Each user with its account's text from `texts` ([`RunOutput::account_texts`] of the same run).
 fn with_texts<'a>(
     out: &'a RunOutput,
     texts: &'a [[u8; 42]],
@@ -183,7 +176,7 @@ fn with_texts<'a>(
 
 /// `claims.csv`: `account,asset,amount` — one row per user and payout asset, amount in
 /// base units, sorted by account then asset (the input of `recoup merkle build`),
-/// written to `w` as it goes; accounts as `texts` ([`account_texts`]) gives them.
+/// written to `w` as it goes; accounts as `texts` ([`RunOutput::account_texts`]) gives them.
 ///
 /// # Errors
 /// [`ReportError::Csv`], including the writer's errors.
@@ -235,7 +228,7 @@ fn quote_style<'a>(mut names: impl Iterator<Item = &'a str>) -> csv::QuoteStyle 
 /// `user_results.csv`: one row per loss row with its policy outcome, base units:
 /// `account,asset,pool,class,tier,status,loss,value,claim,covered,withheld,haircut,excess,sources`
 /// where `sources` is `id:amount` pairs joined by `;`; written to `w` as it goes; accounts
-/// as `texts` ([`account_texts`]) gives them.
+/// as `texts` ([`RunOutput::account_texts`]) gives them.
 ///
 /// # Errors
 /// [`ReportError::Csv`], including the writer's errors.

@@ -7,10 +7,11 @@
 //! was. Runs are keyed by a hash of the manifest and its inputs, so saving the same run
 //! twice is a no-op.
 //!
-//! A run's trees with the same leaves keep them once: the rows of `claim_leaves` belong to
-//! the trees that own their leaves, and a tree whose leaves are another's names it in
-//! `roots.leaves_of`. The `claims` view shows every tree's leaves (migration
-//! `20261205000005`).
+//! A user's claims are kept in the user's own row (`user_results.claims_json`, migration
+//! `20261206000006`), one entry per tree that owns its leaves; a tree whose leaves are
+//! another's (one payout asset published in two formats) names that tree in
+//! `roots.leaves_of` and has no entries of its own (migration `20261205000005`). The
+//! `claims` view shows one row per leaf of every tree.
 
 use crate::primitives::Amount;
 use sqlx::any::{AnyPoolOptions, AnyQueryResult};
@@ -98,21 +99,29 @@ pub struct IncidentRecord {
     pub snapshot_block: u64,
 }
 
-/// One claim leaf to store, of a tree that owns its leaves (a tree whose
-/// [`RootRecord::leaves_of`] names another has no rows of its own).
+/// One per-user row to store: the user's result and its claims.
 #[derive(Debug, Clone)]
-pub struct ClaimRecord {
-    /// Tree name, shared by the tree's rows.
-    pub tree: std::sync::Arc<str>,
+pub struct UserRecord {
     /// EIP-55 account.
     pub account: String,
-    /// Amount in the tree's asset's base units, stored as its decimal digits (TEXT: a
-    /// number column would round a U256). Being a U256, it is always 1 to 78 digits of at
-    /// most 2^256 − 1, the rule PostgreSQL's CHECK on the column states; SQLite's column has
-    /// no CHECK (migration `20261204000003`, whose comment names the text check this type
-    /// replaced, `check_claim_amount`).
+    /// The user's result as compact JSON (`user_results.result_json`).
+    pub result_json: String,
+    /// The user's claim leaves, at most one per tree, only of trees that own their leaves
+    /// (see [`RootRecord::leaves_of`]); in any order (they are stored in ascending tree
+    /// name order). Empty: the user claims nothing (`claims_json` is NULL).
+    pub claims: Vec<UserClaim>,
+}
+
+/// One claim leaf of a user, in a tree that owns its leaves.
+#[derive(Debug, Clone)]
+pub struct UserClaim {
+    /// Tree name (its output file), shared by the tree's claims.
+    pub tree: std::sync::Arc<str>,
+    /// Amount in the tree's asset's base units, stored as its decimal digits in a JSON
+    /// string (a JSON number would be read back as a float and round a U256). Being a
+    /// U256, it is always 1 to 78 digits of at most 2^256 − 1.
     pub amount: Amount,
-    /// Leaf index in the tree's own ordering.
+    /// The leaf's position in the tree's values.
     pub leaf_index: u64,
 }
 
@@ -130,14 +139,15 @@ pub struct RootRecord {
     /// Number of leaves.
     pub leaves: u64,
     /// Σ amounts in the tree's asset's base units, stored as decimal digits like
-    /// [`ClaimRecord::amount`].
+    /// [`UserClaim::amount`].
     pub total: Amount,
-    /// `None` when this tree's leaves are stored as its own claim rows; otherwise the run's
-    /// tree whose rows are exactly this tree's leaves too (the same accounts and amounts at
-    /// the same leaf indices: one payout asset in two formats), which then owns them: it
-    /// must be a root of the same run, of the same asset and leaf count, whose own
-    /// `leaves_of` is `None`, and this tree is given no claim rows. Saves storing the same
-    /// leaves twice; the `claims` view shows them under both trees.
+    /// `None` when this tree owns its leaves: the users' [`UserClaim`]s of this tree are
+    /// its leaves, exactly [`RootRecord::leaves`] of them. Otherwise the run's tree whose
+    /// claims are exactly this tree's leaves too (the same accounts and amounts at the same
+    /// leaf indices: one payout asset in two formats), which then owns them: it must be a
+    /// root of the same run, of the same asset and leaf count, whose own `leaves_of` is
+    /// `None`, and no user is given a claim of this tree. Saves storing the same leaves
+    /// twice; the `claims` view shows them under both trees.
     pub leaves_of: Option<String>,
 }
 
@@ -151,10 +161,8 @@ pub struct RunRecord {
     pub run_id: String,
     /// The summary JSON.
     pub summary_json: String,
-    /// Per user: (EIP-55 account, result JSON).
-    pub users: Vec<(String, String)>,
-    /// Claim leaves of the trees that own theirs.
-    pub claims: Vec<ClaimRecord>,
+    /// Per-user rows, with their claims.
+    pub users: Vec<UserRecord>,
     /// Roots.
     pub roots: Vec<RootRecord>,
 }
@@ -162,13 +170,11 @@ pub struct RunRecord {
 /// The part of a run known only once its claim trees are built (see
 /// [`Store::save_run_streamed`]).
 #[derive(Debug, Clone)]
-pub struct RunTail<C> {
+pub struct RunTail {
     /// The summary JSON.
     pub summary_json: String,
     /// Roots.
     pub roots: Vec<RootRecord>,
-    /// Claim leaves of the trees that own theirs, pulled a few at a time.
-    pub claims: C,
 }
 
 /// Whether a save wrote anything.
@@ -320,7 +326,6 @@ impl Store {
         let tail = RunTail {
             summary_json: run.summary_json.clone(),
             roots: run.roots.clone(),
-            claims: run.claims.iter().cloned(),
         };
         self.save_run_streamed(
             &run.incident,
@@ -333,12 +338,12 @@ impl Store {
     }
 
     /// Like [`Store::save_run_gated`], for a run whose parts become known one after the
-    /// other: the per-user rows (EIP-55 account, result JSON) as soon as the policy's
-    /// result is checked, the summary, roots and claim rows when `tail` resolves (once the
-    /// claim trees are built), and the commit when `gate` does (once the files are
-    /// staged). Rows are pulled from the iterators a few at a time, so a run of millions of
-    /// claimants is never held as rows in memory; neither iterator nor future is touched
-    /// when the run is already stored.
+    /// other: the per-user rows with their claims as soon as the policy's result is checked
+    /// (a claim's leaf position is fixed before its tree is hashed), the summary and roots
+    /// when `tail` resolves (once the claim trees are built), and the commit when `gate`
+    /// does (once the files are staged). Rows are pulled from the iterator a few at a time,
+    /// so a run of millions of claimants is never held as rows in memory; neither iterator
+    /// nor future is touched when the run is already stored.
     ///
     /// The run's row is inserted first, so that the rows naming it satisfy their foreign
     /// keys as they go (PostgreSQL checks them row by row; SQLite's are checked at the
@@ -349,14 +354,16 @@ impl Store {
     /// As [`Store::save_run_gated`]; when `tail` resolves to `Err(reason)` the
     /// transaction is rolled back and [`StoreError::Aborted`] returned; when a root's
     /// [`RootRecord::leaves_of`] names no root of the run that owns its leaves (the same
-    /// asset and leaf count), or claim rows are given for a tree whose leaves are another's,
-    /// it is rolled back and [`StoreError::Leaves`] returned.
-    pub async fn save_run_streamed<C: Iterator<Item = ClaimRecord>>(
+    /// asset and leaf count), a user has two claims of one tree, or the claims of a tree
+    /// disagree with the roots (a tree with no root, a tree whose leaves are another's, or a
+    /// count other than its root's [`RootRecord::leaves`]), it is rolled back and
+    /// [`StoreError::Leaves`] returned.
+    pub async fn save_run_streamed(
         &self,
         incident: &IncidentRecord,
         run_id: &str,
-        users: impl Iterator<Item = (String, String)>,
-        tail: impl std::future::Future<Output = Result<RunTail<C>, String>>,
+        users: impl Iterator<Item = UserRecord>,
+        tail: impl std::future::Future<Output = Result<RunTail, String>>,
         gate: impl std::future::Future<Output = Result<(), String>>,
     ) -> Result<Saved, StoreError> {
         let mut tx = self
@@ -405,72 +412,40 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(q("saving the run"))?;
-        insert_rows(
-            &mut tx,
-            self.backend,
-            USER_ROWS,
-            users,
-            |_| (),
-            |query, ()| query.bind(seq),
-            |query, (account, json)| query.bind(account).bind(json),
-        )
-        .await?;
-        let tail = match tail.await {
-            Ok(tail) => tail,
-            Err(reason) => {
-                tx.rollback().await.map_err(q("rolling back the run"))?;
-                return Err(StoreError::Aborted(reason));
+        // A user whose claims cannot be stored ends the rows there; the run is then rolled
+        // back and that error returned.
+        let mut tally = ClaimTally::default();
+        let mut refused: Option<StoreError> = None;
+        let rows = users.map_while(|u| match tally.claims_json(u.claims) {
+            Ok(claims) => Some((u.account, u.result_json, claims)),
+            Err(e) => {
+                refused = Some(e);
+                None
             }
-        };
-        if let Err(e) = check_leaves_of(&tail.roots) {
-            tx.rollback().await.map_err(q("rolling back the run"))?;
-            return Err(e);
-        }
-        // Claim rows of a tree whose leaves are another's would show twice in `claims`: the
-        // rows stop at the first one, and the run is rolled back.
-        let borrowed: std::collections::HashSet<&str> = tail
-            .roots
-            .iter()
-            .filter(|r| r.leaves_of.is_some())
-            .map(|r| r.tree.as_str())
-            .collect();
-        let mut stray: Option<String> = None;
-        let mut last_owner: Option<std::sync::Arc<str>> = None;
-        let claims = tail.claims.map_while(|c| {
-            if !last_owner
-                .as_ref()
-                .is_some_and(|t| std::sync::Arc::ptr_eq(t, &c.tree))
-            {
-                if borrowed.contains(&*c.tree) {
-                    stray = Some(c.tree.to_string());
-                    return None;
-                }
-                last_owner = Some(std::sync::Arc::clone(&c.tree));
-            }
-            Some(c)
         });
         insert_rows(
             &mut tx,
             self.backend,
-            CLAIM_ROWS,
-            claims,
-            |c| std::sync::Arc::clone(&c.tree),
-            |query, tree| query.bind(seq).bind(tree.to_string()),
-            |query, c| {
-                query
-                    .bind(c.account)
-                    .bind(c.amount.to_string())
-                    .bind(c.leaf_index as i64)
-            },
+            USER_ROWS,
+            rows,
+            |query| query.bind(seq),
+            |query, (account, json, claims)| query.bind(account).bind(json).bind(claims),
         )
         .await?;
-        if let Some(tree) = stray {
-            tx.rollback().await.map_err(q("rolling back the run"))?;
-            return Err(StoreError::Leaves {
-                tree,
-                problem: "claim rows given for a tree whose leaves are another tree's",
-            });
-        }
+        let tail = match (refused, tail.await) {
+            (Some(e), _) => Err(e),
+            (None, Err(reason)) => Err(StoreError::Aborted(reason)),
+            (None, Ok(tail)) => check_leaves_of(&tail.roots)
+                .and_then(|()| tally.check(&tail.roots))
+                .map(|()| tail),
+        };
+        let tail = match tail {
+            Ok(tail) => tail,
+            Err(e) => {
+                tx.rollback().await.map_err(q("rolling back the run"))?;
+                return Err(e);
+            }
+        };
         for r in &tail.roots {
             let _: AnyQueryResult = sqlx::query("INSERT INTO roots (run_id, tree, format, asset, root, leaves, total, leaves_of) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
                 .bind(run_id)
@@ -558,6 +533,105 @@ impl Store {
     }
 }
 
+/// The claims of a run's users as they are stored: each user's as its `claims_json` text,
+/// counted per tree, for [`ClaimTally::check`] against the roots once they are known.
+#[derive(Debug, Default)]
+struct ClaimTally {
+    /// (tree, claims so far), in order of first appearance.
+    trees: Vec<(std::sync::Arc<str>, u64)>,
+}
+
+impl ClaimTally {
+    /// One user's `claims_json` (`None`: no claims): a JSON object keyed by tree name in
+    /// ascending order, each value `[leaf_index, "amount"]` (the layout migration
+    /// `20261206000006` documents and the `claims` view reads). Counts each claim under its
+    /// tree.
+    ///
+    /// # Errors
+    /// [`StoreError::Leaves`] when the user has two claims of one tree.
+    fn claims_json(&mut self, mut claims: Vec<UserClaim>) -> Result<Option<String>, StoreError> {
+        if claims.is_empty() {
+            return Ok(None);
+        }
+        claims.sort_unstable_by(|a, b| a.tree.cmp(&b.tree));
+        let mut json = Vec::with_capacity(40 * claims.len());
+        json.push(b'{');
+        for (i, c) in claims.iter().enumerate() {
+            if i > 0 {
+                if claims[i - 1].tree == c.tree {
+                    return Err(StoreError::Leaves {
+                        tree: c.tree.to_string(),
+                        problem: "an account has two claims in it",
+                    });
+                }
+                json.push(b',');
+            }
+            self.count(&c.tree);
+            // Tree names come from the manifest: escaped as JSON strings.
+            serde_json::to_writer(&mut json, &*c.tree).expect("a string serializes");
+            json.extend_from_slice(b":[");
+            json.extend_from_slice(itoa::Buffer::new().format(c.leaf_index).as_bytes());
+            json.extend_from_slice(b",\"");
+            c.amount.push_digits(&mut json);
+            json.extend_from_slice(b"\"]");
+        }
+        json.push(b'}');
+        Ok(Some(String::from_utf8(json).expect("JSON text is UTF-8")))
+    }
+
+    fn count(&mut self, tree: &std::sync::Arc<str>) {
+        // A run has a few trees, and its users' claims share each tree's name.
+        match self
+            .trees
+            .iter_mut()
+            .find(|(t, _)| std::sync::Arc::ptr_eq(t, tree) || t == tree)
+        {
+            Some((_, n)) => *n += 1,
+            None => self.trees.push((std::sync::Arc::clone(tree), 1)),
+        }
+    }
+
+    /// Checks the claims counted against the run's `roots`: every tree claimed has a root
+    /// that owns its leaves, and every such root has exactly its leaf count of claims.
+    ///
+    /// # Errors
+    /// [`StoreError::Leaves`] naming the first tree that disagrees.
+    fn check(&self, roots: &[RootRecord]) -> Result<(), StoreError> {
+        let err = |tree: &str, problem| {
+            Err(StoreError::Leaves {
+                tree: tree.to_owned(),
+                problem,
+            })
+        };
+        for (tree, _) in &self.trees {
+            match roots.iter().find(|r| r.tree == **tree) {
+                None => return err(tree, "claims given for a tree with no root in the run"),
+                Some(r) if r.leaves_of.is_some() => {
+                    return err(
+                        tree,
+                        "claims given for a tree whose leaves are another tree's",
+                    );
+                }
+                Some(_) => {}
+            }
+        }
+        for r in roots.iter().filter(|r| r.leaves_of.is_none()) {
+            let claimed = self
+                .trees
+                .iter()
+                .find(|(t, _)| **t == *r.tree)
+                .map_or(0, |&(_, n)| n);
+            if claimed != r.leaves {
+                return err(
+                    &r.tree,
+                    "its users' claims are not as many as its root's leaves",
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Checks each root's [`RootRecord::leaves_of`] against the run's other roots: it must name
 /// another root of the run that owns its leaves (`leaves_of` `None`), of the same asset and
 /// leaf count.
@@ -628,10 +702,9 @@ pub enum StoredTable {
     Runs,
     /// `user_results`.
     UserResults,
-    /// `claims`: every tree's leaves (a view; see [`RootRecord::leaves_of`]).
+    /// `claims`: every tree's leaves (a view over `user_results.claims_json`; see
+    /// [`RootRecord::leaves_of`]).
     Claims,
-    /// `claim_leaves`: the rows behind `claims`, once per distinct leaf list.
-    ClaimLeaves,
     /// `roots`.
     Roots,
     /// `simulations`.
@@ -645,7 +718,6 @@ impl StoredTable {
             Self::Runs => "runs",
             Self::UserResults => "user_results",
             Self::Claims => "claims",
-            Self::ClaimLeaves => "claim_leaves",
             Self::Roots => "roots",
             Self::Simulations => "simulations",
         }
@@ -669,31 +741,22 @@ struct Insert {
     context: &'static str,
 }
 
-/// The per-user rows: the run's number bound once a statement, account and result JSON a row.
+/// The per-user rows: the run's number bound once a statement, account, result JSON and
+/// claims JSON a row.
 const USER_ROWS: Insert = Insert {
-    table: "user_results (run_seq, account, result_json)",
+    table: "user_results (run_seq, account, result_json, claims_json)",
     shared: 1,
-    cols: 2,
+    cols: 3,
     context: "saving per-user results",
 };
 
-/// The claim rows: the run's number and the tree bound once a statement, account, amount and
-/// leaf index a row.
-const CLAIM_ROWS: Insert = Insert {
-    table: "claim_leaves (run_seq, tree, account, amount, leaf_index)",
-    shared: 2,
-    cols: 3,
-    context: "saving claims",
-};
-
 /// Inserts `rows` with multi-row INSERTs of at most [`ROWS_PER_INSERT`] rows each, shaped
-/// as `shape` says. Consecutive rows with the same `key` (and only those) share a
-/// statement, whose shared columns `bind_shared` binds from that key; `bind` binds each row's own
-/// `cols` values in order, taking the row (its strings move into the query instead of being
-/// copied). A claim row's run and tree were bound once a row before: on a
-/// million-claimant run that was 3M copies of a tree's name, each allocated four times on
-/// its way through sqlx's `Any` arguments and freed on SQLite's thread. Rows are pulled
-/// from the iterator a chunk at a time. Only placeholders are generated; values are bound.
+/// as `shape` says. `bind_shared` binds the columns every row has in common, once a
+/// statement; `bind` binds each row's own `cols` values in order, taking the row (its
+/// strings move into the query instead of being copied). Values shared by every row were
+/// once bound a row each: on a million-claimant run that was 3M copies of a tree's name,
+/// each allocated four times on its way through sqlx's `Any` arguments and freed on
+/// SQLite's thread. Rows are pulled from the iterator a chunk at a time. Only placeholders are generated; values are bound.
 /// The SQL of a full chunk is made once and shared (`Arc`), only a shorter chunk gets its
 /// own: building it per chunk was 6.7% of the CPU spent making a million-claimant run's
 /// rows (`perf`).
@@ -704,36 +767,28 @@ const CLAIM_ROWS: Insert = Insert {
 /// other, a million-claimant run's rows spent 3.2 s (per-user rows) and 1.8 s (claims)
 /// being made and bound on this thread while SQLite's thread waited, and SQLite's 9.9 s
 /// waited on them in turn (BENCHMARKS.md, "Session 8").
-async fn insert_rows<T, K: PartialEq>(
+async fn insert_rows<T>(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     backend: Backend,
     shape: Insert,
-    rows: impl Iterator<Item = T>,
-    key: impl Fn(&T) -> K,
-    bind_shared: impl Fn(AnyQuery, &K) -> AnyQuery,
+    mut rows: impl Iterator<Item = T>,
+    bind_shared: impl Fn(AnyQuery) -> AnyQuery,
     bind: impl Fn(AnyQuery, T) -> AnyQuery,
 ) -> Result<(), StoreError> {
     use std::future::Future as _;
     use std::task::Poll;
     let sql = |n: usize| -> std::sync::Arc<str> { insert_sql(backend, &shape, n).into() };
     let full = sql(ROWS_PER_INSERT);
-    let mut rows = rows.peekable();
     let mut chunk = Vec::with_capacity(ROWS_PER_INSERT);
     let mut next_query = || -> Option<AnyQuery> {
-        let k = key(rows.peek()?);
         chunk.clear();
-        while chunk.len() < ROWS_PER_INSERT {
-            match rows.next_if(|r| key(r) == k) {
-                Some(r) => chunk.push(r),
-                None => break,
-            }
-        }
-        let text = if chunk.len() == ROWS_PER_INSERT {
-            full.clone()
-        } else {
-            sql(chunk.len())
+        chunk.extend(rows.by_ref().take(ROWS_PER_INSERT));
+        let text = match chunk.len() {
+            0 => return None,
+            ROWS_PER_INSERT => full.clone(),
+            n => sql(n),
         };
-        let query = bind_shared(sqlx::query(sqlx::AssertSqlSafe(text)), &k);
+        let query = bind_shared(sqlx::query(sqlx::AssertSqlSafe(text)));
         Some(chunk.drain(..).fold(query, &bind))
     };
     let mut next = next_query();
@@ -823,8 +878,8 @@ fn insert_sql(backend: Backend, shape: &Insert, rows: usize) -> String {
 /// (see [`insert_sql`]), 4,096 rows a statement ran that save's whole run 0.93× the time
 /// of 1,024 (medians of seven alternated runs) for 4–12 MB more peak memory; 8,192 was
 /// faster again by less but peaked within 23 MB of the run's 1.5 GiB memory target
-/// (BENCHMARKS.md, "Session 13"). A claims statement binds 2 shared and 3 × 4,096 row
-/// values, 12,290 parameters, under SQLite's 32,766 and PostgreSQL's 65,535.
+/// (BENCHMARKS.md, "Session 13"). A statement binds 1 shared and 3 × 4,096 row values,
+/// 12,289 parameters, under SQLite's 32,766 and PostgreSQL's 65,535.
 pub(crate) const ROWS_PER_INSERT: usize = 4096;
 
 #[cfg(test)]
@@ -833,16 +888,16 @@ mod tests {
 
     #[test]
     fn insert_statements_bind_the_shared_columns_once_and_each_row_s_own() {
-        let shape = CLAIM_ROWS;
+        let shape = USER_ROWS;
         assert_eq!(
             insert_sql(Backend::Sqlite, &shape, 2),
-            "INSERT OR FAIL INTO claim_leaves (run_seq, tree, account, amount, leaf_index) SELECT ?, ?, \
+            "INSERT OR FAIL INTO user_results (run_seq, account, result_json, claims_json) SELECT ?, \
              v.column1, v.column2, v.column3 FROM (VALUES (?, ?, ?), (?, ?, ?)) AS v"
         );
         assert_eq!(
             insert_sql(Backend::Postgres, &shape, 2),
-            "INSERT INTO claim_leaves (run_seq, tree, account, amount, leaf_index) SELECT $1, $2, \
-             v.column1, v.column2, v.column3 FROM (VALUES ($3, $4, $5), ($6, $7, $8)) AS v"
+            "INSERT INTO user_results (run_seq, account, result_json, claims_json) SELECT $1, \
+             v.column1, v.column2, v.column3 FROM (VALUES ($2, $3, $4), ($5, $6, $7)) AS v"
         );
     }
 
@@ -858,7 +913,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite:{}", dir.path().join("r.db").display());
         let store = Store::open(&url).await.unwrap();
-        for shape in [USER_ROWS, CLAIM_ROWS] {
+        {
+            let shape = USER_ROWS;
             let sql = format!("EXPLAIN {}", insert_sql(Backend::Sqlite, &shape, 3));
             let ops: Vec<(String, i64, i64)> = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .fetch_all(store.pool())

@@ -3,8 +3,8 @@
 use crate::support;
 use recoup::primitives::Amount;
 use recoup::store::{
-    ClaimRecord, IncidentRecord, RootRecord, RunRecord, RunTail, Saved, Store, StoreError,
-    StoredTable,
+    IncidentRecord, RootRecord, RunRecord, RunTail, Saved, Store, StoreError, StoredTable,
+    UserClaim, UserRecord,
 };
 
 /// 2^256 − 1, the largest amount a claim can have, in the digits it is stored as (written out
@@ -17,6 +17,19 @@ const U256_MAX: &str =
 /// that full statements and a shorter last one are all exercised.
 const USERS: i64 = 9_000;
 
+/// The account of [`record`]'s user `i`.
+fn account(i: i64) -> String {
+    format!("0x{i:040x}")
+}
+
+fn claim(tree: &str, amount: Amount, leaf_index: u64) -> UserClaim {
+    UserClaim {
+        tree: tree.into(),
+        amount,
+        leaf_index,
+    }
+}
+
 fn record(run_id: &str) -> RunRecord {
     RunRecord {
         incident: IncidentRecord {
@@ -28,30 +41,20 @@ fn record(run_id: &str) -> RunRecord {
         run_id: run_id.into(),
         summary_json: "{}".into(),
         users: (0..USERS)
-            .map(|i| (format!("0x{i:040x}"), format!("{{\"i\":{i}}}")))
+            .map(|i| UserRecord {
+                account: account(i),
+                result_json: format!("{{\"i\":{i}}}"),
+                claims: match i {
+                    // Given out of tree order: stored in it.
+                    1 => vec![
+                        claim("u", Amount::from(7u64), 0),
+                        claim("t", Amount::MAX, 0),
+                    ],
+                    2 => vec![claim("t", Amount::from(5u64), 1)],
+                    _ => Vec::new(),
+                },
+            })
             .collect(),
-        claims: vec![
-            ClaimRecord {
-                tree: "t".into(),
-                account: "0x01".into(),
-                amount: Amount::MAX,
-                leaf_index: 0,
-            },
-            // Another tree's row between two of `t`'s: rows are grouped by tree into
-            // statements that bind the tree once, and none may land under the wrong one.
-            ClaimRecord {
-                tree: "u".into(),
-                account: "0x01".into(),
-                amount: Amount::from(7u64),
-                leaf_index: 0,
-            },
-            ClaimRecord {
-                tree: "t".into(),
-                account: "0x02".into(),
-                amount: Amount::from(5u64),
-                leaf_index: 1,
-            },
-        ],
         roots: vec![
             RootRecord {
                 tree: "t".into(),
@@ -62,7 +65,7 @@ fn record(run_id: &str) -> RunRecord {
                 total: Amount::from(5u64),
                 leaves_of: None,
             },
-            // `t`'s leaves in another format: no rows of its own, shown under both names.
+            // `t`'s leaves in another format: no claims of its own, shown under both names.
             RootRecord {
                 tree: "t-uniswap".into(),
                 format: "uniswap-merkle-distributor".into(),
@@ -72,8 +75,27 @@ fn record(run_id: &str) -> RunRecord {
                 total: Amount::from(5u64),
                 leaves_of: Some("t".into()),
             },
+            RootRecord {
+                tree: "u".into(),
+                format: "oz-standard".into(),
+                asset: "WETH".into(),
+                root: "0xef".into(),
+                leaves: 1,
+                total: Amount::from(7u64),
+                leaves_of: None,
+            },
         ],
     }
+}
+
+/// Saving `run` fails with [`StoreError::Leaves`] naming `tree` (and stores nothing, which
+/// the caller checks).
+async fn refused_for_tree(store: &Store, run: &RunRecord, tree: &str) {
+    let err = store.save_run(run).await;
+    assert!(
+        matches!(&err, Err(StoreError::Leaves { tree: t, .. }) if t == tree),
+        "{err:?}"
+    );
 }
 
 async fn exercise(store: &Store) {
@@ -89,7 +111,25 @@ async fn exercise(store: &Store) {
     assert_eq!(store.count(StoredTable::Runs).await.unwrap(), 1);
     assert_eq!(store.count(StoredTable::UserResults).await.unwrap(), USERS);
     assert_eq!(store.count(StoredTable::Claims).await.unwrap(), 5);
-    assert_eq!(store.count(StoredTable::ClaimLeaves).await.unwrap(), 3);
+    // A user's claims in its own row, in tree order, amounts as digit strings (written out
+    // here, not by recoup).
+    let texts: Vec<Option<String>> = sqlx::query_scalar(
+        "SELECT claims_json FROM user_results WHERE account IN ($1, $2, $3) ORDER BY account",
+    )
+    .bind(account(1))
+    .bind(account(2))
+    .bind(account(3))
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        texts,
+        [
+            Some(format!("{{\"t\":[0,\"{U256_MAX}\"],\"u\":[0,\"7\"]}}")),
+            Some("{\"t\":[1,\"5\"]}".to_owned()),
+            None,
+        ]
+    );
     let claims: Vec<(String, String, String, i64)> = sqlx::query_as(
         "SELECT tree, account, amount, leaf_index FROM claims ORDER BY tree, account",
     )
@@ -97,13 +137,13 @@ async fn exercise(store: &Store) {
     .await
     .unwrap();
     let want = [
-        ("t", "0x01", U256_MAX, 0),
-        ("t", "0x02", "5", 1),
-        ("t-uniswap", "0x01", U256_MAX, 0),
-        ("t-uniswap", "0x02", "5", 1),
-        ("u", "0x01", "7", 0),
+        ("t", 1, U256_MAX, 0),
+        ("t", 2, "5", 1),
+        ("t-uniswap", 1, U256_MAX, 0),
+        ("t-uniswap", 2, "5", 1),
+        ("u", 1, "7", 0),
     ]
-    .map(|(t, a, v, i)| (t.to_owned(), a.to_owned(), v.to_owned(), i));
+    .map(|(t, a, v, i)| (t.to_owned(), account(a), v.to_owned(), i));
     assert_eq!(claims, want);
     // A tree's leaves read through the view by its name, as before they were shared.
     let shared: Vec<(String, String)> = sqlx::query_as(
@@ -114,7 +154,7 @@ async fn exercise(store: &Store) {
     .unwrap();
     assert_eq!(
         shared,
-        [("0x01", U256_MAX), ("0x02", "5")].map(|(a, v)| (a.to_owned(), v.to_owned()))
+        [(1, U256_MAX), (2, "5")].map(|(a, v)| (account(a), v.to_owned()))
     );
     assert_eq!(
         store.root("0x01", "t").await.unwrap().as_deref(),
@@ -130,8 +170,7 @@ async fn exercise(store: &Store) {
     // Per-user rows are streamed before the rest of the run is known; when the rest never
     // comes (a claim tree failed), they are rolled back with the run's row.
     let r = record("0x03");
-    let refused =
-        async { Err::<RunTail<std::vec::IntoIter<ClaimRecord>>, _>("no trees".to_owned()) };
+    let refused = async { Err::<RunTail, _>("no trees".to_owned()) };
     let err = store
         .save_run_streamed(
             &r.incident,
@@ -157,59 +196,56 @@ async fn exercise(store: &Store) {
         matches!(&err, Err(StoreError::Query { context, .. }) if *context == "saving per-user results"),
         "{err:?}"
     );
+    // A user with two claims in one tree.
     let mut twice = record("0x05");
-    let again = twice.claims[2].clone();
-    twice.claims.push(again);
-    let err = store.save_run(&twice).await;
-    assert!(
-        matches!(&err, Err(StoreError::Query { context, .. }) if *context == "saving claims"),
-        "{err:?}"
-    );
+    twice.users[2]
+        .claims
+        .push(claim("t", Amount::from(6u64), 2));
+    refused_for_tree(store, &twice, "t").await;
     assert_eq!(
         store.count(StoredTable::Runs).await.unwrap(),
         1,
         "rolled back: no run row"
     );
     assert_eq!(
-        store.count(StoredTable::ClaimLeaves).await.unwrap(),
-        3,
-        "rolled back: no claim rows"
+        store.count(StoredTable::Claims).await.unwrap(),
+        5,
+        "rolled back: no claims"
     );
     // Roots and claim rows that disagree on whose leaves are whose: refused, rolled back.
     let mut bad = record("0x06");
     bad.roots[1].leaves_of = Some("nowhere".into());
-    let err = store.save_run(&bad).await;
-    assert!(
-        matches!(&err, Err(StoreError::Leaves { tree, .. }) if tree == "t-uniswap"),
-        "{err:?}"
-    );
+    refused_for_tree(store, &bad, "t-uniswap").await;
     let mut bad = record("0x07");
     bad.roots[1].leaves = 3;
-    let err = store.save_run(&bad).await;
-    assert!(
-        matches!(&err, Err(StoreError::Leaves { tree, .. }) if tree == "t-uniswap"),
-        "{err:?}"
-    );
+    refused_for_tree(store, &bad, "t-uniswap").await;
     let mut bad = record("0x08");
     bad.roots[0].leaves_of = Some("t-uniswap".into());
     let err = store.save_run(&bad).await;
     assert!(matches!(&err, Err(StoreError::Leaves { .. })), "{err:?}");
-    // Rows given for the tree that shares `t`'s leaves would show twice in `claims`.
+    // Claims given for the tree that shares `t`'s leaves would show twice in `claims`.
     let mut bad = record("0x09");
-    bad.claims.push(ClaimRecord {
-        tree: "t-uniswap".into(),
-        account: "0x03".into(),
-        amount: Amount::from(1u64),
-        leaf_index: 2,
-    });
-    let err = store.save_run(&bad).await;
-    assert!(
-        matches!(&err, Err(StoreError::Leaves { tree, .. }) if tree == "t-uniswap"),
-        "{err:?}"
-    );
+    bad.users[3]
+        .claims
+        .push(claim("t-uniswap", Amount::from(1u64), 2));
+    refused_for_tree(store, &bad, "t-uniswap").await;
+    // Claims of a tree the run has no root of.
+    let mut bad = record("0x0a");
+    bad.users[3].claims.push(claim("v", Amount::from(1u64), 0));
+    refused_for_tree(store, &bad, "v").await;
+    // A root counting more leaves than its tree's claims (and its twin alike, so that the
+    // roots agree among themselves).
+    let mut bad = record("0x0b");
+    bad.roots[0].leaves = 3;
+    bad.roots[1].leaves = 3;
+    refused_for_tree(store, &bad, "t").await;
+    // ... and one counting fewer.
+    let mut bad = record("0x0c");
+    bad.users[3].claims.push(claim("u", Amount::from(1u64), 1));
+    refused_for_tree(store, &bad, "u").await;
     assert_eq!(store.count(StoredTable::Runs).await.unwrap(), 1);
-    assert_eq!(store.count(StoredTable::Roots).await.unwrap(), 2);
-    assert_eq!(store.count(StoredTable::ClaimLeaves).await.unwrap(), 3);
+    assert_eq!(store.count(StoredTable::Roots).await.unwrap(), 3);
+    assert_eq!(store.count(StoredTable::Claims).await.unwrap(), 5);
     assert_eq!(store.count(StoredTable::UserResults).await.unwrap(), USERS);
     assert_eq!(
         store.count(StoredTable::UserResults).await.unwrap(),
@@ -319,34 +355,9 @@ async fn postgres_store_is_idempotent_and_transactional() {
     support::drop_pg_database(&url).await;
 }
 
-/// recoup stores amounts from their U256 values, so it never writes one above 2^256 − 1; on
-/// PostgreSQL the column's own CHECK also refuses one written around recoup.
-#[tokio::test]
-async fn postgres_rejects_amounts_above_u256_max() {
-    let Some(url) = support::fresh_pg_database().await else {
-        return;
-    };
-    let store = Store::open(&url).await.unwrap();
-    let over = "115792089237316195423570985008687907853269984665640564039457584007913129639936";
-    store.save_run(&record("0x04")).await.unwrap();
-    let raw = format!(
-        "INSERT INTO claim_leaves (run_seq, tree, account, amount, leaf_index) \
-         SELECT seq, 'v', '0x09', '{over}', 0 FROM runs WHERE run_id = '0x04'"
-    );
-    let err = sqlx::query(sqlx::AssertSqlSafe(raw))
-        .execute(store.pool())
-        .await
-        .unwrap_err();
-    assert!(err.to_string().contains("check"), "{err}");
-    store.pool().close().await;
-    support::drop_pg_database(&url).await;
-}
-
-/// A database made by the first schema (run ids repeated in every row) keeps every row
-/// when a newer recoup opens it: the second migration numbers the runs and moves the rows,
-/// the third (SQLite) rebuilds `claims` without its amount CHECK.
-async fn migrates_rows_of_the_first_schema(url: &str, backend: &str) {
-    use sqlx::Row as _;
+/// A database of the first schema, at `url`, with `rows` inserted: made by running only
+/// the first migration of `backend`.
+async fn first_schema_database(url: &str, backend: &str, rows: &[&str]) {
     sqlx::any::install_default_drivers();
     let first = support::tempdir();
     let name = "20261121000001_init.sql";
@@ -370,33 +381,72 @@ async fn migrates_rows_of_the_first_schema(url: &str, backend: &str) {
         .run(&pool)
         .await
         .unwrap();
-    for sql in [
+    for sql in rows {
+        sqlx::query(sqlx::AssertSqlSafe(*sql))
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    pool.close().await;
+}
+
+/// A database made by the first schema (run ids repeated in every row) keeps every row
+/// when a newer recoup opens it: the second migration numbers the runs and moves the rows,
+/// the third (SQLite) rebuilds `claims` without its amount CHECK, the sixth moves each
+/// user's claims into its row.
+async fn migrates_rows_of_the_first_schema(url: &str, backend: &str) {
+    use sqlx::Row as _;
+    first_schema_database(url, backend, &[
         "INSERT INTO incidents (id, name, chain_id, snapshot_block) VALUES ('inc', NULL, 1, 5)",
         "INSERT INTO runs (run_id, incident_id, recoup_version, summary_json) VALUES ('0xaa', 'inc', '0.1.0', '{}')",
         "INSERT INTO runs (run_id, incident_id, recoup_version, summary_json) VALUES ('0xbb', 'inc', '0.1.0', '{}')",
         "INSERT INTO user_results (run_id, account, result_json) VALUES ('0xaa', '0x01', '{\"a\":1}')",
         "INSERT INTO user_results (run_id, account, result_json) VALUES ('0xbb', '0x01', '{\"b\":1}')",
         "INSERT INTO user_results (run_id, account, result_json) VALUES ('0xbb', '0x02', '{\"b\":2}')",
+        "INSERT INTO claims (run_id, tree, account, amount, leaf_index) VALUES ('0xbb', 'u', '0x02', '9', 3)",
         "INSERT INTO claims (run_id, tree, account, amount, leaf_index) VALUES ('0xbb', 't', '0x02', '7', 0)",
         "INSERT INTO roots (run_id, tree, format, asset, root, leaves, total) VALUES ('0xbb', 't', 'oz-standard', 'DAI', '0xcd', 1, '7')",
-    ] {
-        sqlx::query(sql).execute(&pool).await.unwrap();
-    }
-    pool.close().await;
+        "INSERT INTO roots (run_id, tree, format, asset, root, leaves, total) VALUES ('0xbb', 'u', 'oz-standard', 'WETH', '0xef', 1, '9')",
+    ]).await;
 
     let store = Store::open(url).await.unwrap();
     assert_eq!(store.count(StoredTable::Runs).await.unwrap(), 2);
     assert_eq!(store.count(StoredTable::UserResults).await.unwrap(), 3);
-    assert_eq!(store.count(StoredTable::Claims).await.unwrap(), 1);
-    let row = sqlx::query(
-        "SELECT c.account, c.amount, c.leaf_index FROM claims c JOIN runs r ON r.seq = c.run_seq WHERE r.run_id = '0xbb'",
+    assert_eq!(store.count(StoredTable::Claims).await.unwrap(), 2);
+    let rows = sqlx::query(
+        "SELECT c.tree, c.account, c.amount, c.leaf_index FROM claims c JOIN runs r ON r.seq = c.run_seq WHERE r.run_id = '0xbb' ORDER BY c.tree",
     )
-    .fetch_one(store.pool())
+    .fetch_all(store.pool())
     .await
     .unwrap();
-    assert_eq!(row.get::<String, _>(0), "0x02");
-    assert_eq!(row.get::<String, _>(1), "7");
-    assert_eq!(row.get::<i64, _>(2), 0);
+    let got: Vec<(String, String, String, i64)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    assert_eq!(
+        got,
+        [("t", "0x02", "7", 0), ("u", "0x02", "9", 3)].map(|(t, a, v, i)| (
+            t.to_owned(),
+            a.to_owned(),
+            v.to_owned(),
+            i
+        ))
+    );
+    // The user's claims, in its row as recoup writes them: compact, in tree order.
+    let claims: Vec<Option<String>> = sqlx::query_scalar(
+        "SELECT u.claims_json FROM user_results u JOIN runs r ON r.seq = u.run_seq ORDER BY r.run_id, u.account",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        claims,
+        [
+            None,
+            None,
+            Some("{\"t\":[0,\"7\"],\"u\":[3,\"9\"]}".to_owned())
+        ]
+    );
     let results: Vec<String> = sqlx::query(
         "SELECT u.result_json FROM user_results u JOIN runs r ON r.seq = u.run_seq WHERE r.run_id = '0xbb' ORDER BY u.account",
     )
@@ -418,11 +468,32 @@ async fn migrates_rows_of_the_first_schema(url: &str, backend: &str) {
     store.pool().close().await;
 }
 
+/// A claim of an account that has no per-user row cannot move into one: the migration that
+/// moves the claims fails, and the claim stays where it was instead of being dropped.
+async fn a_claim_of_no_user_is_not_dropped(url: &str, backend: &str) {
+    first_schema_database(url, backend, &[
+        "INSERT INTO incidents (id, name, chain_id, snapshot_block) VALUES ('inc', NULL, 1, 5)",
+        "INSERT INTO runs (run_id, incident_id, recoup_version, summary_json) VALUES ('0xaa', 'inc', '0.1.0', '{}')",
+        "INSERT INTO user_results (run_id, account, result_json) VALUES ('0xaa', '0x01', '{}')",
+        "INSERT INTO claims (run_id, tree, account, amount, leaf_index) VALUES ('0xaa', 't', '0x02', '7', 0)",
+    ]).await;
+    let err = Store::open(url).await.unwrap_err();
+    assert!(matches!(err, StoreError::Migrate(_)), "{err}");
+    let pool = sqlx::AnyPool::connect(url).await.unwrap();
+    let kept: Vec<(String, String)> = sqlx::query_as("SELECT account, amount FROM claim_leaves")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(kept, [("0x02".to_owned(), "7".to_owned())]);
+    pool.close().await;
+}
+
 #[tokio::test]
 async fn sqlite_database_of_the_first_schema_keeps_its_rows() {
     let dir = support::tempdir();
-    let url = format!("sqlite:{}", dir.path().join("old.db").display());
-    migrates_rows_of_the_first_schema(&url, "sqlite").await;
+    let url = |name: &str| format!("sqlite:{}", dir.path().join(name).display());
+    migrates_rows_of_the_first_schema(&url("old.db"), "sqlite").await;
+    a_claim_of_no_user_is_not_dropped(&url("orphan.db"), "sqlite").await;
 }
 
 #[tokio::test]
@@ -431,6 +502,11 @@ async fn postgres_database_of_the_first_schema_keeps_its_rows() {
         return;
     };
     migrates_rows_of_the_first_schema(&url, "postgres").await;
+    support::drop_pg_database(&url).await;
+    let Some(url) = support::fresh_pg_database().await else {
+        return;
+    };
+    a_claim_of_no_user_is_not_dropped(&url, "postgres").await;
     support::drop_pg_database(&url).await;
 }
 
@@ -483,19 +559,52 @@ async fn run_example_into(url: &str) {
             .map(|v| (v[0].to_owned(), v[2].to_owned()))
             .collect();
         want.sort();
-        // Sorted here: PostgreSQL's collation may order mixed-case text otherwise.
-        let mut got: Vec<(String, String)> =
-            sqlx::query("SELECT account, amount FROM claims WHERE tree = $1")
+        let stored: Vec<(String, String, i64)> =
+            sqlx::query("SELECT account, amount, leaf_index FROM claims WHERE tree = $1")
                 .bind(file)
                 .fetch_all(store.pool())
                 .await
                 .unwrap()
                 .iter()
-                .map(|r| (r.get(0), r.get(1)))
+                .map(|r| (r.get(0), r.get(1), r.get(2)))
                 .collect();
+        // Sorted here: PostgreSQL's collation may order mixed-case text otherwise.
+        let mut got: Vec<(String, String)> = stored
+            .iter()
+            .map(|(a, v, _)| (a.clone(), v.clone()))
+            .collect();
         got.sort();
         assert!(!want.is_empty());
         assert_eq!(got, want, "{file}");
+        // Each claim's leaf index is its account's position in the published tree: in an
+        // OpenZeppelin dump the index of its value, in a merkle-distributor file its `index`.
+        let published: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join(file)).unwrap()).unwrap();
+        let mut want: Vec<(String, i64)> = match published["values"].as_array() {
+            Some(values) => {
+                let at = published["leafEncoding"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .position(|e| e == "address")
+                    .unwrap();
+                values
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| (v["value"][at].as_str().unwrap().to_owned(), i as i64))
+                    .collect()
+            }
+            None => published["claims"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(a, c)| (a.clone(), c["index"].as_i64().unwrap()))
+                .collect(),
+        };
+        want.sort();
+        let mut got: Vec<(String, i64)> = stored.into_iter().map(|(a, _, i)| (a, i)).collect();
+        got.sort();
+        assert_eq!(got, want, "{file}: leaf indices");
         let root = store
             .root(summary["run_id"].as_str().unwrap(), file)
             .await
@@ -503,27 +612,29 @@ async fn run_example_into(url: &str) {
         assert_eq!(root.as_deref(), t["root"].as_str(), "{file}");
     }
     stored_users_are_their_rows_totals(&store, &out).await;
-    // The example publishes its USDC claims in two formats with the same leaves: they are
-    // stored once, under the tree that owns them, and the rows behind `claims` are the
-    // leaves of the trees whose roots name no other's.
-    let shared: Vec<(String, String)> =
-        sqlx::query_as("SELECT tree, leaves_of FROM roots WHERE leaves_of IS NOT NULL")
-            .fetch_all(store.pool())
-            .await
-            .unwrap();
-    assert_eq!(
-        shared,
-        [(
-            "usdc-merkle-distributor.json".to_owned(),
-            "usdc-claims.json".to_owned()
-        )]
-    );
+    // The example publishes its USDC claims in two formats whose leaf indices differ (an
+    // OpenZeppelin dump's values in account order, a merkle-distributor's indices in EIP-55
+    // text order, both checked against the files above): neither takes the other's leaves,
+    // so every tree's claims are in the users' rows, as many as its root's leaves.
+    let shared: i64 = sqlx::query_scalar(
+        "SELECT CAST(COUNT(*) AS BIGINT) FROM roots WHERE leaves_of IS NOT NULL",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(shared, 0);
     let owned: i64 =
         sqlx::query_scalar("SELECT CAST(SUM(leaves) AS BIGINT) FROM roots WHERE leaves_of IS NULL")
             .fetch_one(store.pool())
             .await
             .unwrap();
-    assert_eq!(store.count(StoredTable::ClaimLeaves).await.unwrap(), owned);
+    let entries: i64 = sqlx::query_scalar(
+        "SELECT CAST(COUNT(*) AS BIGINT) FROM claims c JOIN roots r ON r.tree = c.tree WHERE r.leaves_of IS NULL",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(entries, owned);
     store.pool().close().await;
 }
 
