@@ -591,8 +591,8 @@ struct Intake {
 
 /// Stores the run in `db_url` as its parts arrive ([`Intake`]): opens the database once the
 /// policy's result is checked (so that bad input never creates one), inserts the per-user
-/// rows in the text order of `accounts` (see [`text_order`]), then the claim rows once the
-/// trees exist, and commits once the files are staged. `Ok(None)`: the run failed before
+/// rows with their claims in the text order of the accounts (see [`text_order`]), then the
+/// roots once the trees exist, and commits once the files are staged. `Ok(None)`: the run failed before
 /// its result was checked, and nothing was stored.
 fn store_run(
     db_url: &str,

@@ -49,8 +49,10 @@ pub enum StoreError {
     /// The caller withdrew the run before the commit; nothing was stored.
     #[error("run not stored: {0}")]
     Aborted(String),
-    /// A run's roots and claim rows disagree on which tree's rows are whose leaves (see
-    /// [`RootRecord::leaves_of`]); the transaction was rolled back.
+    /// A run's roots and its users' claims disagree (a tree's claims not as many as its
+    /// root's leaves, claims of a tree with no root or of one whose leaves are another's, two
+    /// claims of one account in a tree, a [`RootRecord::leaves_of`] naming no owner); the
+    /// transaction was rolled back.
     #[error("claim leaves of tree {tree:?}: {problem}")]
     Leaves {
         /// The tree.
