@@ -510,16 +510,27 @@ async fn postgres_database_of_the_first_schema_keeps_its_rows() {
     support::drop_pg_database(&url).await;
 }
 
-/// `recoup run` on the bundled example into `url`, then the stored run against the files it
-/// wrote: the summary byte for byte, one user row per user, each tree's claims exactly the
-/// `claims.csv` rows of its asset, each root the summary's. The rows are streamed from the
-/// checked policy result on and the summary filled in last, so this is that path, end to end.
-async fn run_example_into(url: &str) {
+/// `recoup run` on the bundled example, with `more_trees` (`[[outputs.trees]]` tables)
+/// appended to its manifest, into `url`, then the stored run against the files it wrote:
+/// the summary byte for byte, one user row per user, each tree's claims exactly the
+/// `claims.csv` rows of its asset at the leaf indices its file publishes, each root the
+/// summary's, and the trees that take another's leaves exactly `shared` ((tree, owner), by
+/// tree name). The rows are streamed from the checked policy result on and the summary filled
+/// in last, so this is that path, end to end.
+async fn run_example_into(url: &str, more_trees: &str, shared: &[(&str, &str)]) {
     use sqlx::Row;
     let dir = support::tempdir();
     let out = dir.path().join("out");
-    let manifest =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/harbor-2026/incident.toml");
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/harbor-2026");
+    let copy = dir.path().join("example");
+    std::fs::create_dir(&copy).unwrap();
+    for f in std::fs::read_dir(&example).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, copy.join(f.file_name().unwrap())).unwrap();
+    }
+    let manifest = copy.join("incident.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(&manifest, format!("{text}\n{more_trees}")).unwrap();
     let st = support::recoup(&[
         "-q",
         "--db",
@@ -548,7 +559,10 @@ async fn run_example_into(url: &str) {
     );
     let csv = std::fs::read_to_string(out.join("claims.csv")).unwrap();
     let trees = summary["trees"].as_array().unwrap();
-    assert_eq!(trees.len(), 3);
+    assert_eq!(
+        trees.len(),
+        3 + more_trees.matches("[[outputs.trees]]").count()
+    );
     for t in trees {
         let (file, asset) = (t["file"].as_str().unwrap(), t["asset"].as_str().unwrap());
         let mut want: Vec<(String, String)> = csv
@@ -612,17 +626,18 @@ async fn run_example_into(url: &str) {
         assert_eq!(root.as_deref(), t["root"].as_str(), "{file}");
     }
     stored_users_are_their_rows_totals(&store, &out).await;
-    // The example publishes its USDC claims in two formats whose leaf indices differ (an
-    // OpenZeppelin dump's values in account order, a merkle-distributor's indices in EIP-55
-    // text order, both checked against the files above): neither takes the other's leaves,
-    // so every tree's claims are in the users' rows, as many as its root's leaves.
-    let shared: i64 = sqlx::query_scalar(
-        "SELECT CAST(COUNT(*) AS BIGINT) FROM roots WHERE leaves_of IS NOT NULL",
-    )
-    .fetch_one(store.pool())
-    .await
-    .unwrap();
-    assert_eq!(shared, 0);
+    // Trees whose leaves are another's keep none of their own; every other tree's claims
+    // are in the users' rows, as many as its root's leaves.
+    let got: Vec<(String, String)> =
+        sqlx::query_as("SELECT tree, leaves_of FROM roots WHERE leaves_of IS NOT NULL")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+    let want: Vec<(String, String)> = shared
+        .iter()
+        .map(|&(t, o)| (t.to_owned(), o.to_owned()))
+        .collect();
+    assert_eq!(got, want);
     let owned: i64 =
         sqlx::query_scalar("SELECT CAST(SUM(leaves) AS BIGINT) FROM roots WHERE leaves_of IS NULL")
             .fetch_one(store.pool())
@@ -722,10 +737,58 @@ async fn stored_users_are_their_rows_totals(store: &Store, out: &std::path::Path
     }
 }
 
+/// Trees added to the example for [`sqlite_stores_every_tree_s_leaf_indices_as_published`]:
+/// one with the same leaves as `usdc-claims.json` (so one of the two takes the other's), a
+/// merkle-distributor numbered in entry order (largest claim first), and an OpenZeppelin tree
+/// of values in that order with the index in the leaf.
+const MORE_TREES: &str = r#"
+[[outputs.trees]]
+format = "oz-standard"
+leaf_encoding = ["address", "uint256"]
+asset = "USDC"
+file = "usdc-claims-copy.json"
+
+[[outputs.trees]]
+format = "uniswap"
+asset = "USDC"
+file = "usdc-by-amount-distributor.json"
+sort_leaves = false
+order = "amount-desc"
+
+[[outputs.trees]]
+format = "oz-standard"
+leaf_encoding = ["uint256", "address", "uint256"]
+asset = "WETH"
+file = "weth-by-amount.json"
+sort_leaves = false
+order = "amount-desc"
+"#;
+
 #[tokio::test]
 async fn sqlite_stores_the_example_run_as_its_files_state_it() {
     let dir = support::tempdir();
-    run_example_into(&format!("sqlite:{}", dir.path().join("r.db").display())).await;
+    // The example publishes its USDC claims in two formats whose leaf indices differ (an
+    // OpenZeppelin dump's values in account order, a merkle-distributor's indices in EIP-55
+    // text order): neither takes the other's leaves.
+    run_example_into(
+        &format!("sqlite:{}", dir.path().join("r.db").display()),
+        "",
+        &[],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn sqlite_stores_every_tree_s_leaf_indices_as_published() {
+    let dir = support::tempdir();
+    let url = format!("sqlite:{}", dir.path().join("r.db").display());
+    // Of two trees with the same leaves, the first by name owns them.
+    run_example_into(
+        &url,
+        MORE_TREES,
+        &[("usdc-claims.json", "usdc-claims-copy.json")],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -733,6 +796,6 @@ async fn postgres_stores_the_example_run_as_its_files_state_it() {
     let Some(url) = support::fresh_pg_database().await else {
         return;
     };
-    run_example_into(&url).await;
+    run_example_into(&url, "", &[]).await;
     support::drop_pg_database(&url).await;
 }
