@@ -2,11 +2,12 @@
 //!
 //! Order of effects, so that an error leaves nothing behind: everything is computed in
 //! memory; the rows are inserted in one database transaction, begun on a thread of its own
-//! as soon as the policy's result has passed its checks (the per-user rows with their claims
-//! while the claim trees are built, the roots once they are), while the files are rendered, on every
-//! thread, into a temporary directory beside the output directory; the transaction commits
-//! only once every file is staged; only then are the files renamed into place. A stage
-//! that fails after the rows began (a claim tree, a file) rolls the transaction back.
+//! as soon as the policy's result has passed its checks (the per-user rows with their
+//! claims while the claim trees are built, the roots once they are), while the files are
+//! rendered, on every thread, into a temporary directory beside the output directory; the
+//! transaction commits only once every file is staged; only then are the files renamed into
+//! place. A stage that fails after the rows began (a claim tree, a file) rolls the
+//! transaction back.
 
 use super::direct::DirectWriter;
 use super::{GlobalArgs, EXIT_CHECK_FAILED};
@@ -229,9 +230,9 @@ fn root_records(summary: &report::Summary<'_>, out: &RunOutput) -> Vec<RootRecor
 /// earlier tree's, in the order of their file names (the same payout asset, and the same
 /// users at the same leaf indices, so the same accounts and amounts: one asset published in
 /// two formats), mapped to the first such tree. The store keeps those leaves once
-/// ([`RootRecord::leaves_of`]): in the bundled scenario the USDC claims are both an
-/// OpenZeppelin dump and a Uniswap merkle-distributor file, a million claims at a million
-/// claimants (BENCHMARKS.md, "Session 14").
+/// ([`RootRecord::leaves_of`]; BENCHMARKS.md, "Session 14"). Not a merkle-distributor with
+/// sorted leaves beside an OpenZeppelin tree of the same claims, as in the bundled scenario:
+/// it numbers its claims by EIP-55 text, the other by account ("Session 19").
 fn shared_leaves<'a>(
     specs: &[&'a ClaimTreeSpec],
     leaves: &[TreeLeaves],

@@ -758,8 +758,8 @@ const USER_ROWS: Insert = Insert {
 /// strings move into the query instead of being copied). Values shared by every row were
 /// once bound a row each: on a million-claimant run that was 3M copies of a tree's name,
 /// each allocated four times on its way through sqlx's `Any` arguments and freed on
-/// SQLite's thread. Rows are pulled from the iterator a chunk at a time. Only placeholders are generated; values are bound.
-/// The SQL of a full chunk is made once and shared (`Arc`), only a shorter chunk gets its
+/// SQLite's thread. Rows are pulled from the iterator a chunk at a time. Only placeholders
+/// are generated; values are bound. The SQL of a full chunk is made once and shared (`Arc`), only a shorter chunk gets its
 /// own: building it per chunk was 6.7% of the CPU spent making a million-claimant run's
 /// rows (`perf`).
 ///
