@@ -81,14 +81,15 @@ pub struct TreeOutput {
 }
 
 /// Where each user's leaf is in one claim tree: per user of the policy result (by its index
-/// there), the leaf's index as the tree publishes it, if the user has one. That is the
-/// position of the user's entry in the tree's values (the index into
-/// [`TreeOutput::entries`]: an OpenZeppelin dump's `values`, a layered tree's rows before
-/// any sorting by leaf hash), except in a Uniswap distribution with sorted leaves, whose
-/// `index` is the rank of the account's EIP-55 text among the tree's
-/// ([`crate::claims::IndexOrder::ChecksumSorted`], as `parseBalanceMap` assigns it). Fixed by the
-/// policy and the tree's spec before the tree is hashed, so that a caller of
-/// [`run_observed`] can store each user's claims while the trees are still being built.
+/// there), the leaf's index, if the user has one. That is the position of the user's entry in
+/// the tree's values (the index into [`TreeOutput::entries`]: an OpenZeppelin dump's
+/// `values`), except in a Uniswap distribution with sorted leaves, whose published `index` is
+/// the rank of the account's EIP-55 text among the tree's
+/// ([`crate::claims::IndexOrder::ChecksumSorted`], as `parseBalanceMap` assigns it). A layered
+/// tree publishes no index: its leaf index is its value's position before any sorting by leaf
+/// hash (account order with sorted leaves). Fixed by the policy and the tree's spec before the
+/// tree is hashed, so that a caller of [`run_observed`] can store each user's claims while the
+/// trees are still being built.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TreeLeaves {
     /// Per user: the leaf's position, or [`TreeLeaves::NONE`].

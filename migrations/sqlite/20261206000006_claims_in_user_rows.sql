@@ -48,13 +48,17 @@ UPDATE user_results
 
 DROP VIEW claims;
 DROP TABLE claim_leaves;
+-- The casts give the view's columns the affinity the table's had (TEXT, INTEGER), so that
+-- comparisons in queries behave as before.
 CREATE VIEW claims (run_seq, tree, account, amount, leaf_index) AS
     SELECT u.run_seq, j.key, u.account,
-           json_extract(j.value, '$[1]'), json_extract(j.value, '$[0]')
+           CAST(json_extract(j.value, '$[1]') AS TEXT),
+           CAST(json_extract(j.value, '$[0]') AS INTEGER)
       FROM user_results u, json_each(u.claims_json) j
     UNION ALL
     SELECT u.run_seq, r.tree, u.account,
-           json_extract(j.value, '$[1]'), json_extract(j.value, '$[0]')
+           CAST(json_extract(j.value, '$[1]') AS TEXT),
+           CAST(json_extract(j.value, '$[0]') AS INTEGER)
       FROM roots r
       JOIN runs s ON s.run_id = r.run_id
       JOIN user_results u ON u.run_seq = s.seq

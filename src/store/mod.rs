@@ -123,7 +123,8 @@ pub struct UserClaim {
     /// string (a JSON number would be read back as a float and round a U256). Being a
     /// U256, it is always 1 to 78 digits of at most 2^256 − 1.
     pub amount: Amount,
-    /// The leaf's position in the tree's values.
+    /// The leaf's index ([`crate::pipeline::TreeLeaves`]): the position of its value in an
+    /// OpenZeppelin dump, the `index` of a merkle-distributor's claim.
     pub leaf_index: u64,
 }
 
@@ -755,10 +756,10 @@ const USER_ROWS: Insert = Insert {
 /// Inserts `rows` with multi-row INSERTs of at most [`ROWS_PER_INSERT`] rows each, shaped
 /// as `shape` says. `bind_shared` binds the columns every row has in common, once a
 /// statement; `bind` binds each row's own `cols` values in order, taking the row (its
-/// strings move into the query instead of being copied). Values shared by every row were
-/// once bound a row each: on a million-claimant run that was 3M copies of a tree's name,
-/// each allocated four times on its way through sqlx's `Any` arguments and freed on
-/// SQLite's thread. Rows are pulled from the iterator a chunk at a time. Only placeholders
+/// strings move into the query instead of being copied). Values shared by every row are
+/// bound once: the claim rows of earlier versions bound their run and tree a row each, on a
+/// million-claimant run 3M copies of a tree's name, each allocated four times on its way
+/// through sqlx's `Any` arguments and freed on SQLite's thread. Rows are pulled from the iterator a chunk at a time. Only placeholders
 /// are generated; values are bound. The SQL of a full chunk is made once and shared (`Arc`), only a shorter chunk gets its
 /// own: building it per chunk was 6.7% of the CPU spent making a million-claimant run's
 /// rows (`perf`).
