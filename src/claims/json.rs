@@ -38,8 +38,6 @@ pub(crate) fn push_b256(out: &mut Vec<u8>, h: &B256) {
     out.extend_from_slice(&buf);
 }
 
-/// Appends a JSON string escaped exactly as `JSON.stringify` does: `"` `\\` and control
-/// characters escaped (`\b \f \n \r \t`, others as `\u00xx`), everything else verbatim.
 /// Writes an account's EIP-55 text (42 ASCII bytes: `0x` and hex digits, which JSON never
 /// escapes) as a JSON string, without [`push_str`]'s scan for characters to escape.
 pub(crate) fn push_address_text(out: &mut Vec<u8>, text: &[u8; 42]) {
@@ -48,6 +46,8 @@ pub(crate) fn push_address_text(out: &mut Vec<u8>, text: &[u8; 42]) {
     out.push(b'"');
 }
 
+/// Appends a JSON string escaped exactly as `JSON.stringify` does: `"` `\\` and control
+/// characters escaped (`\b \f \n \r \t`, others as `\u00xx`), everything else verbatim.
 pub(crate) fn push_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     // Claim files' strings (accounts, amounts, hashes) need no escape: copied whole. The

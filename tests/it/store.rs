@@ -353,6 +353,36 @@ async fn postgres_store_is_idempotent_and_transactional() {
     support::drop_pg_database(&url).await;
 }
 
+/// recoup writes every amount from its U256 value, so never one above 2^256 − 1; on
+/// PostgreSQL `roots.total`'s CHECK also refuses one written around recoup (README, "The
+/// database"), and takes 2^256 − 1 itself.
+#[tokio::test]
+async fn postgres_rejects_a_root_total_above_u256_max() {
+    let Some(url) = support::fresh_pg_database().await else {
+        return;
+    };
+    let store = Store::open(&url).await.unwrap();
+    store.save_run(&record("0x04")).await.unwrap();
+    let insert = |tree: &str, total: &str| {
+        format!(
+            "INSERT INTO roots (run_id, tree, format, asset, root, leaves, total) \
+             VALUES ('0x04', '{tree}', 'oz-standard', 'DAI', '0x00', 1, '{total}')"
+        )
+    };
+    let over = "115792089237316195423570985008687907853269984665640564039457584007913129639936";
+    let err = sqlx::query(sqlx::AssertSqlSafe(insert("v", over)))
+        .execute(store.pool())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("check"), "{err}");
+    sqlx::query(sqlx::AssertSqlSafe(insert("w", U256_MAX)))
+        .execute(store.pool())
+        .await
+        .unwrap();
+    store.pool().close().await;
+    support::drop_pg_database(&url).await;
+}
+
 /// A database of the first schema, at `url`, with `rows` inserted: made by running only
 /// the first migration of `backend`.
 async fn first_schema_database(url: &str, backend: &str, rows: &[&str]) {
