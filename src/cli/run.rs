@@ -111,8 +111,6 @@ fn render_one(
 /// reused from user to user (a million users' maps were three allocations each).
 #[derive(Default)]
 struct UserTotals<'a> {
-    /// The longest JSON text so far, bytes.
-    json_len: usize,
     losses: Vec<(&'a str, crate::primitives::Amount)>,
     haircuts: Vec<(&'a str, crate::primitives::Amount)>,
     payouts: Vec<(&'a str, crate::primitives::Amount)>,
@@ -133,8 +131,13 @@ impl<'a> UserTotals<'a> {
     /// symbol in symbol order, the loss and haircut summed over the user's rows and the
     /// payout summed over its payouts, base-unit digits. Written directly rather than through
     /// serde's serializer, which was ≈ 1 CPU-s of a million-claimant run (`perf`); the
-    /// tests hold it byte for byte to `serde_json`'s text of the same object.
-    fn json(&mut self, u: crate::policy::UserRef<'a>) -> anyhow::Result<String> {
+    /// tests hold it byte for byte to `serde_json`'s text of the same object. Appended to
+    /// `json`.
+    fn json_into(
+        &mut self,
+        u: crate::policy::UserRef<'a>,
+        json: &mut Vec<u8>,
+    ) -> anyhow::Result<()> {
         use crate::primitives::{Amount, DecimalText};
         let total = |list: &mut Vec<(&'a str, Amount)>, asset: &'a str, a: Amount| {
             match list.binary_search_by(|(k, _)| (*k).cmp(asset)) {
@@ -172,12 +175,9 @@ impl<'a> UserTotals<'a> {
             json.push(b'}');
             Ok(())
         }
-        // Sized as the longest row so far (≈ 350 bytes at three assets): growing from empty
-        // took five reallocations a row.
-        let mut json = Vec::with_capacity(self.json_len);
         json.extend_from_slice(b"{\"tier\":");
         match u.tier() {
-            Some(tier) => serde_json::to_writer(&mut json, tier)?,
+            Some(tier) => serde_json::to_writer(&mut *json, tier)?,
             None => json.extend_from_slice(b"null"),
         }
         json.extend_from_slice(b",\"loss_value\":\"");
@@ -185,14 +185,13 @@ impl<'a> UserTotals<'a> {
         json.extend_from_slice(b"\",\"residual_value\":\"");
         json.extend_from_slice(DecimalText(u.residual_value()).text().as_str().as_bytes());
         json.extend_from_slice(b"\",\"losses\":");
-        by_asset(&mut json, &self.losses)?;
+        by_asset(json, &self.losses)?;
         json.extend_from_slice(b",\"haircuts\":");
-        by_asset(&mut json, &self.haircuts)?;
+        by_asset(json, &self.haircuts)?;
         json.extend_from_slice(b",\"payouts\":");
-        by_asset(&mut json, &self.payouts)?;
+        by_asset(json, &self.payouts)?;
         json.push(b'}');
-        self.json_len = self.json_len.max(json.len());
-        Ok(String::from_utf8(json)?)
+        Ok(())
     }
 }
 
@@ -298,95 +297,155 @@ fn text_order(texts: &[[u8; 42]]) -> Vec<u32> {
     order
 }
 
-/// An account's EIP-55 text ([`RunOutput::account_texts`]: always ASCII).
-fn account_text(t: &[u8; 42]) -> &str {
-    std::str::from_utf8(t).expect("EIP-55 texts are ASCII")
+/// A batch of per-user rows as the thread that makes them writes them: every row's texts
+/// in one buffer and its claims in one vector, a few allocations a batch instead of four
+/// a row. Rows made one `String` at a time on that thread were freed on the store's
+/// thread, and glibc's malloc takes the lock of a block's arena to free it there: the two
+/// threads spent a million-claimant run's store taking turns at the making thread's arena
+/// lock (≈ 500k `futex` calls, `perf`; BENCHMARKS.md, "Session 20"). The rows'
+/// `String`s are now made from the batch by the thread that binds and frees them
+/// ([`RowBatch::records`]).
+struct RowBatch {
+    /// Each row's EIP-55 account, then its result JSON, back to back.
+    text: String,
+    /// Each row's end of account and end of JSON in `text`, and end of claims in
+    /// `claims`.
+    ends: Vec<(usize, usize, usize)>,
+    /// Every row's claims: (its tree's index in the claimed trees, leaf index, amount).
+    claims: Vec<(usize, u64, crate::primitives::Amount)>,
+    /// Why the row after the batch's last could not be made: the rows end there.
+    error: Option<anyhow::Error>,
 }
 
-/// The per-user rows, made as they are stored, in the text order of the accounts
+impl RowBatch {
+    /// The batch's rows as the store takes them, then its error, if any.
+    fn records(
+        self,
+        claimed: &[ClaimedTree],
+    ) -> impl Iterator<Item = anyhow::Result<UserRecord>> + '_ {
+        let Self {
+            text,
+            ends,
+            claims,
+            error,
+        } = self;
+        let mut from = (0, 0);
+        let rows = ends
+            .into_iter()
+            .map(move |(account_end, json_end, claims_end)| {
+                let (text_at, claims_at) = from;
+                from = (json_end, claims_end);
+                Ok(UserRecord {
+                    account: text[text_at..account_end].to_owned(),
+                    result_json: text[account_end..json_end].to_owned(),
+                    claims: claims[claims_at..claims_end]
+                        .iter()
+                        .map(|&(t, leaf_index, amount)| UserClaim {
+                            tree: Arc::clone(&claimed[t].tree),
+                            amount,
+                            leaf_index,
+                        })
+                        .collect(),
+                })
+            });
+        rows.chain(error.map(Err))
+    }
+}
+
+/// The per-user rows, in batches of [`AHEAD_BATCH`], in the text order of the accounts
 /// (`order`, [`text_order`] of `accounts`): EIP-55 account, compact result JSON, and the
 /// user's claims in the `claimed` trees (its leaf there, `leaves`, and its payout of the
-/// tree's asset: the tree's entry, [`pipeline::claim_entries`]).
-fn user_rows<'a>(
+/// tree's asset: the tree's entry, [`pipeline::claim_entries`]). A row that cannot be made
+/// ends its batch with the error, and the batches there.
+fn user_row_batches<'a>(
     policy: &'a PolicyResult,
     accounts: &'a [[u8; 42]],
     order: &'a [u32],
     (claimed, leaves): (&'a [ClaimedTree], &'a [TreeLeaves]),
-) -> impl Iterator<Item = anyhow::Result<UserRecord>> + 'a {
+) -> impl Iterator<Item = RowBatch> + 'a {
     let mut totals = UserTotals::default();
-    order.iter().map(move |&i| {
-        let (u, name) = (policy.user(i as usize), &accounts[i as usize]);
-        let result_json = totals.json(u)?;
-        let claims = claimed
-            .iter()
-            .filter_map(|t| {
-                let leaf_index = leaves[t.k].leaf(i as usize)?;
-                let amount = u.payout(&t.asset).with_context(|| {
+    // Sized as the largest batch so far (≈ 1.6 MB at three assets).
+    let mut capacity = (0, 0);
+    let mut failed = false;
+    order.chunks(AHEAD_BATCH).map_while(move |chunk| {
+        if failed {
+            return None;
+        }
+        let mut text: Vec<u8> = Vec::with_capacity(capacity.0);
+        let mut ends = Vec::with_capacity(chunk.len());
+        let mut claims = Vec::with_capacity(capacity.1);
+        let mut row = |i: usize| -> anyhow::Result<()> {
+            let u = policy.user(i);
+            text.extend_from_slice(&accounts[i]);
+            let account_end = text.len();
+            totals.json_into(u, &mut text)?;
+            for (t, tree) in claimed.iter().enumerate() {
+                let Some(leaf_index) = leaves[tree.k].leaf(i) else {
+                    continue;
+                };
+                let amount = u.payout(&tree.asset).with_context(|| {
                     format!(
                         "{} has a leaf in {} but no payout of {}",
                         u.account(),
-                        t.tree,
-                        t.asset
+                        tree.tree,
+                        tree.asset
                     )
-                });
-                Some(amount.map(|amount| UserClaim {
-                    tree: Arc::clone(&t.tree),
-                    amount,
-                    leaf_index,
-                }))
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        Ok(UserRecord {
-            account: account_text(name).to_owned(),
-            result_json,
+                })?;
+                claims.push((t, leaf_index, amount));
+            }
+            ends.push((account_end, text.len(), claims.len()));
+            Ok(())
+        };
+        let error = chunk.iter().find_map(|&i| row(i as usize).err());
+        failed = error.is_some();
+        capacity = (capacity.0.max(text.len()), capacity.1.max(claims.len()));
+        Some(RowBatch {
+            text: String::from_utf8(text).expect("EIP-55 texts and JSON are UTF-8"),
+            ends,
             claims,
+            error,
         })
     })
 }
 
-/// Rows per batch [`made_ahead`] hands over: one INSERT's rows.
-const AHEAD_BATCH: usize = crate::store::ROWS_PER_INSERT;
+/// Rows per batch [`user_row_batches`] makes: a quarter of an INSERT's rows, so that a
+/// batch's text (≈ 350 bytes a row at three assets) stays under the binary's 1 MiB mmap
+/// threshold and comes from malloc's heap, where a freed batch's pages are used again by
+/// the next. As large as an INSERT, each batch was a fresh mapping: 100k more page faults
+/// a million-claimant run.
+const AHEAD_BATCH: usize = crate::store::ROWS_PER_INSERT / 4;
 /// Batches [`made_ahead`] may be ahead by: a few MB of rows at most.
-const AHEAD_BATCHES: usize = 4;
+const AHEAD_BATCHES: usize = 16;
 
-/// `rows`, made on a thread of their own in `scope` a few batches ahead of the caller, in
-/// the same order. The store's thread binds each statement's rows and waits for SQLite's
-/// worker; made on that thread too, the rows (JSON, amounts and accounts as text) were
-/// not ready when SQLite's worker finished the statement before, which then stood idle
-/// for about a third of the time left after the files were written (`perf`,
-/// BENCHMARKS.md, "Session 11"). When the caller stops early (drops the iterator), the
-/// making thread stops at its next batch.
+/// `batches`, made on a thread of their own in `scope` up to [`AHEAD_BATCHES`] ahead of
+/// the caller, in the same order. The store's thread binds each statement's rows and
+/// waits for SQLite's worker; made on that thread too, the rows (JSON, amounts and
+/// accounts as text) were not ready when SQLite's worker finished the statement before,
+/// which then stood idle for about a third of the time left after the files were written
+/// (`perf`, BENCHMARKS.md, "Session 11"). When the caller stops early (drops the
+/// iterator), the making thread stops at its next batch.
 ///
 /// # Panics
-/// The returned iterator panics when the making thread ended before the rows did (it
+/// The returned iterator panics when the making thread ended before the batches did (it
 /// panicked): the rows must never look complete when they are not, or a run would be
 /// committed without some of them.
 fn made_ahead<'scope, T: Send + 'scope>(
     scope: &'scope std::thread::Scope<'scope, '_>,
-    rows: impl Iterator<Item = T> + Send + 'scope,
+    batches: impl Iterator<Item = T> + Send + 'scope,
 ) -> impl Iterator<Item = T> + 'scope {
     // `None` marks the end.
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Option<Vec<T>>>(AHEAD_BATCHES);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Option<T>>(AHEAD_BATCHES);
     scope.spawn(move || {
-        let mut rows = rows.peekable();
-        while rows.peek().is_some() {
-            let batch: Vec<T> = rows.by_ref().take(AHEAD_BATCH).collect();
+        for batch in batches {
             if tx.send(Some(batch)).is_err() {
                 return; // the caller stopped
             }
         }
         let _ = tx.send(None);
     });
-    let mut batch = Vec::new().into_iter();
-    std::iter::from_fn(move || loop {
-        if let Some(row) = batch.next() {
-            return Some(row);
-        }
-        match rx.recv() {
-            Ok(Some(next)) => batch = next.into_iter(),
-            Ok(None) => return None,
-            Err(_) => panic!("the thread making the rows stopped before their end"),
-        }
+    std::iter::from_fn(move || match rx.recv() {
+        Ok(next) => next,
+        Err(_) => panic!("the thread making the rows stopped before their end"),
     })
     .fuse()
 }
@@ -618,14 +677,17 @@ fn store_run(
         // A row that cannot be made ends the rows early; the gate then refuses the commit, so
         // the run is rolled back and the row's error reported.
         let row_error: std::cell::RefCell<Option<anyhow::Error>> = Default::default();
-        let rows = user_rows(&policy, &accounts, &order, (&claimed, &leaves));
-        let users = made_ahead(scope, rows).map_while(|r| match r {
-            Ok(row) => Some(row),
-            Err(e) => {
-                row_error.borrow_mut().get_or_insert(e);
-                None
-            }
-        });
+        let batches = user_row_batches(&policy, &accounts, &order, (&claimed, &leaves));
+        let claimed = &claimed;
+        let users = made_ahead(scope, batches)
+            .flat_map(|b| b.records(claimed))
+            .map_while(|r| match r {
+                Ok(row) => Some(row),
+                Err(e) => {
+                    row_error.borrow_mut().get_or_insert(e);
+                    None
+                }
+            });
         let tail = async {
             timer.took("  per-user rows stored", started.elapsed());
             let (summary_json, roots) = intake
@@ -788,15 +850,16 @@ pub async fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<u8> {
 mod tests {
     use super::*;
 
-    /// Rows come in their order across batch boundaries, all of them; a caller that stops
-    /// early does not leave the making thread blocked (the scope would never end).
+    /// Batches come in their order, all of them, more than the channel holds; a caller
+    /// that stops early does not leave the making thread blocked (the scope would never
+    /// end).
     #[test]
-    fn rows_made_ahead_come_in_order_and_a_caller_may_stop_early() {
-        let n = 3 * AHEAD_BATCH + 5;
+    fn batches_made_ahead_come_in_order_and_a_caller_may_stop_early() {
+        let n = 3 * AHEAD_BATCHES + 5;
         std::thread::scope(|s| {
             let got: Vec<usize> = made_ahead(s, 0..n).collect();
             assert_eq!(got, (0..n).collect::<Vec<_>>());
-            let first: Vec<usize> = made_ahead(s, 0..100 * AHEAD_BATCH).take(3).collect();
+            let first: Vec<usize> = made_ahead(s, 0..100 * AHEAD_BATCHES).take(3).collect();
             assert_eq!(first, [0, 1, 2]);
             assert_eq!(made_ahead(s, 0..0).count(), 0);
         });
@@ -810,8 +873,8 @@ mod tests {
         let seen = std::sync::Mutex::new(None);
         let caught = std::panic::catch_unwind(|| {
             std::thread::scope(|s| {
-                let rows = (0..2 * AHEAD_BATCH).inspect(|&i| {
-                    assert!(i < AHEAD_BATCH + 7, "row {i} cannot be made");
+                let rows = (0..4 * AHEAD_BATCHES).inspect(|&i| {
+                    assert!(i < 2 * AHEAD_BATCHES + 1, "batch {i} cannot be made");
                 });
                 let counted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     made_ahead(s, rows).count()
@@ -910,7 +973,9 @@ mod tests {
         let mut tiers = 0;
         for i in 0..policy.user_count() {
             let u = policy.user(i);
-            let got = totals.json(u).unwrap();
+            let mut got = Vec::new();
+            totals.json_into(u, &mut got).unwrap();
+            let got = String::from_utf8(got).unwrap();
             let want = serde_json::to_string(&StoredUser {
                 tier: u.tier(),
                 loss_value: u.loss_value(),
