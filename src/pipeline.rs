@@ -107,7 +107,7 @@ impl TreeLeaves {
     /// # Panics
     /// When an entry's account is not among `accounts` (entries are made from the policy's
     /// users, [`claim_entries`]), or a tree has 2^32 − 1 entries or more.
-    fn of(accounts: &[Address], entries: &[ClaimEntry], sort_leaves: bool) -> Self {
+    pub(crate) fn of(accounts: &[Address], entries: &[ClaimEntry], sort_leaves: bool) -> Self {
         let mut at = vec![Self::NONE; accounts.len()];
         // Entries in account order (the default) are found by walking the accounts once.
         let in_account_order = entries.is_sorted_by_key(|e| e.account);

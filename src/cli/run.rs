@@ -352,7 +352,7 @@ impl RowBatch {
     }
 }
 
-/// The per-user rows, in batches of [`AHEAD_BATCH`], in the text order of the accounts
+/// The per-user rows, in batches of `batch` ([`AHEAD_BATCH`] when stored), in the text order of the accounts
 /// (`order`, [`text_order`] of `accounts`): EIP-55 account, compact result JSON, and the
 /// user's claims in the `claimed` trees (its leaf there, `leaves`, and its payout of the
 /// tree's asset: the tree's entry, [`pipeline::claim_entries`]). A row that cannot be made
@@ -362,12 +362,13 @@ fn user_row_batches<'a>(
     accounts: &'a [[u8; 42]],
     order: &'a [u32],
     (claimed, leaves): (&'a [ClaimedTree], &'a [TreeLeaves]),
+    batch: usize,
 ) -> impl Iterator<Item = RowBatch> + 'a {
     let mut totals = UserTotals::default();
     // Sized as the largest batch so far (≈ 1.6 MB at three assets).
     let mut capacity = (0, 0);
     let mut failed = false;
-    order.chunks(AHEAD_BATCH).map_while(move |chunk| {
+    order.chunks(batch).map_while(move |chunk| {
         if failed {
             return None;
         }
@@ -677,7 +678,8 @@ fn store_run(
         // A row that cannot be made ends the rows early; the gate then refuses the commit, so
         // the run is rolled back and the row's error reported.
         let row_error: std::cell::RefCell<Option<anyhow::Error>> = Default::default();
-        let batches = user_row_batches(&policy, &accounts, &order, (&claimed, &leaves));
+        let batches =
+            user_row_batches(&policy, &accounts, &order, (&claimed, &leaves), AHEAD_BATCH);
         let claimed = &claimed;
         let users = made_ahead(scope, batches)
             .flat_map(|b| b.records(claimed))
@@ -892,33 +894,12 @@ mod tests {
         assert!(caught.is_err());
     }
 
-    /// The stored row's JSON, held byte for byte to `serde_json`'s text of the same object
-    /// (a struct serialized by serde's derive, fields in the documented order), for users in
-    /// and out of a tier, over several assets, with a tier name and asset symbols that JSON
-    /// must escape (a quote, a backslash, a control character) or carries as UTF-8.
-    #[test]
-    fn stored_user_json_is_serde_json_s_text_of_the_row() {
+    /// A policy result of four users over four assets whose symbols and tier name JSON
+    /// must escape: user `n` lost in the first `n` assets, two are paid from treasuries,
+    /// one user is in a tier.
+    fn four_user_policy() -> PolicyResult {
         use crate::loss::{LossLedger, LossRow};
         use crate::primitives::{Address, Amount, Asset, Decimal};
-
-        /// Decimals as `Decimal`'s own serialization writes them (a string of its text).
-        #[derive(serde::Serialize)]
-        struct StoredUser<'a> {
-            tier: Option<&'a str>,
-            loss_value: Decimal,
-            residual_value: Decimal,
-            losses: Map<'a>,
-            haircuts: Map<'a>,
-            payouts: Map<'a>,
-        }
-        /// Amounts by symbol, in their order, as a JSON object.
-        struct Map<'a>(&'a [(&'a str, Amount)]);
-        impl serde::Serialize for Map<'_> {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.collect_map(self.0.iter().map(|(k, v)| (k, v)))
-            }
-        }
-
         let symbols = ["A\"q", "B\\s", "C\u{1}", "Dé"];
         let assets: Vec<Asset> = symbols
             .iter()
@@ -960,7 +941,7 @@ mod tests {
              [[funding]]\nid = \"b\"\nkind = \"treasury\"\nasset = \"B\\\\s\"\namount = \"1000\"\n",
         )
         .unwrap();
-        let policy = crate::policy::apply(
+        crate::policy::apply(
             &ledger,
             &t.funding,
             &t.policy,
@@ -968,7 +949,36 @@ mod tests {
             &assets,
             &Default::default(),
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    /// The stored row's JSON, held byte for byte to `serde_json`'s text of the same object
+    /// (a struct serialized by serde's derive, fields in the documented order), for users in
+    /// and out of a tier, over several assets, with a tier name and asset symbols that JSON
+    /// must escape (a quote, a backslash, a control character) or carries as UTF-8.
+    #[test]
+    fn stored_user_json_is_serde_json_s_text_of_the_row() {
+        use crate::primitives::{Amount, Decimal};
+
+        /// Decimals as `Decimal`'s own serialization writes them (a string of its text).
+        #[derive(serde::Serialize)]
+        struct StoredUser<'a> {
+            tier: Option<&'a str>,
+            loss_value: Decimal,
+            residual_value: Decimal,
+            losses: Map<'a>,
+            haircuts: Map<'a>,
+            payouts: Map<'a>,
+        }
+        /// Amounts by symbol, in their order, as a JSON object.
+        struct Map<'a>(&'a [(&'a str, Amount)]);
+        impl serde::Serialize for Map<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+            }
+        }
+
+        let policy = four_user_policy();
         let mut totals = UserTotals::default();
         let mut tiers = 0;
         for i in 0..policy.user_count() {
@@ -995,6 +1005,120 @@ mod tests {
             (0..4).any(|i| policy.user(i).payouts().count() > 1),
             "a user is paid in two assets"
         );
+    }
+
+    /// The stored rows are the same in batches of any size (one row, a few, more than there
+    /// are): each row's account, result JSON and claims, made straight from the policy
+    /// result. A row that cannot be made (a leaf of a tree whose asset the user is not paid)
+    /// ends the rows with its error, after every row before it and none after.
+    #[test]
+    fn stored_rows_are_the_same_in_batches_of_any_size_and_end_at_a_bad_row() {
+        use crate::claims::ClaimEntry;
+        use crate::primitives::{Address, Amount};
+        let policy = four_user_policy();
+        let n = policy.user_count();
+        let accounts: Vec<Address> = (0..n).map(|i| policy.user(i).account()).collect();
+        let texts = crate::primitives::checksum_many(&accounts);
+        let order = text_order(&texts);
+        // A tree of each paid asset, its entries in account order, with every user paid it.
+        let tree = |name: &str, asset: &str, k: usize| {
+            let entries: Vec<ClaimEntry> = (0..n)
+                .filter_map(|i| {
+                    let amount = policy.user(i).payout(asset)?;
+                    (!amount.is_zero()).then(|| ClaimEntry {
+                        account: accounts[i],
+                        amount,
+                    })
+                })
+                .collect();
+            let claimed = ClaimedTree {
+                tree: name.into(),
+                asset: asset.to_owned(),
+                k,
+            };
+            (
+                claimed,
+                TreeLeaves::of(&accounts, &entries, false),
+                entries.len(),
+            )
+        };
+        let (a, a_leaves, a_len) = tree("a.json", "A\"q", 0);
+        let (b, b_leaves, b_len) = tree("b \"x\".json", "B\\s", 1);
+        assert!(a_len > 1 && b_len > 0, "{a_len} {b_len}");
+        let (claimed, leaves) = (vec![a, b], vec![a_leaves, b_leaves]);
+        type Row = (String, String, Vec<(String, u64, Amount)>);
+        let rows = |claimed: &[ClaimedTree], leaves: &[TreeLeaves], batch| {
+            let made: Vec<anyhow::Result<Row>> =
+                user_row_batches(&policy, &texts, &order, (claimed, leaves), batch)
+                    .flat_map(|b| b.records(claimed))
+                    .map(|r| {
+                        r.map(|u| {
+                            let claims = u
+                                .claims
+                                .iter()
+                                .map(|c| (c.tree.to_string(), c.leaf_index, c.amount));
+                            (u.account, u.result_json, claims.collect())
+                        })
+                    })
+                    .collect();
+            made
+        };
+        let mut want: Vec<Row> = Vec::new();
+        for &i in &order {
+            let u = policy.user(i as usize);
+            let mut json = Vec::new();
+            UserTotals::default().json_into(u, &mut json).unwrap();
+            let claims = claimed
+                .iter()
+                .filter_map(|t| {
+                    let leaf = leaves[t.k].leaf(i as usize)?;
+                    Some((t.tree.to_string(), leaf, u.payout(&t.asset).unwrap()))
+                })
+                .collect();
+            want.push((
+                u.account().to_checksum(None),
+                String::from_utf8(json).unwrap(),
+                claims,
+            ));
+        }
+        assert!(
+            want.iter().any(|(_, _, c)| c.len() == 2),
+            "a user has two claims"
+        );
+        for batch in [1, 3, AHEAD_BATCH] {
+            let got: Vec<Row> = rows(&claimed, &leaves, batch)
+                .into_iter()
+                .map(Result::unwrap)
+                .collect();
+            assert_eq!(got, want, "batches of {batch}");
+        }
+        // A tree in which only the second row's user has a leaf, of an asset nobody is paid:
+        // that row fails, the rows after it would not.
+        let bad = ClaimedTree {
+            tree: "c.json".into(),
+            asset: "C\u{1}".to_owned(),
+            k: 0,
+        };
+        let first_bad = 1;
+        let entry = ClaimEntry {
+            account: accounts[order[first_bad] as usize],
+            amount: Amount::from_u128(1),
+        };
+        let bad_leaves = [TreeLeaves::of(&accounts, &[entry], false)];
+        for batch in [1, 3, AHEAD_BATCH] {
+            let got = rows(std::slice::from_ref(&bad), &bad_leaves, batch);
+            assert_eq!(got.len(), first_bad + 1, "batches of {batch}");
+            for (g, w) in got.iter().zip(&want) {
+                if let Ok(g) = g {
+                    assert_eq!((&g.0, &g.1), (&w.0, &w.1));
+                }
+            }
+            let e = got.last().unwrap().as_ref().unwrap_err();
+            assert!(
+                format!("{e:#}").contains("has a leaf in c.json but no payout of C"),
+                "{e:#}"
+            );
+        }
     }
 
     /// A run's file names: the four fixed ones and one tree.
