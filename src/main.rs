@@ -35,18 +35,19 @@ static ALLOC: huge_pages::Advised = huge_pages::Advised;
 ///
 /// A million-claimant run first touches ≈ 5 GB of fresh memory (1.3M page faults for a
 /// 1.42 GiB peak: each stage's columns replace the last one's). On these VMs a 4 KiB fault
-/// costs ≈ 1.9 µs against ≈ 0.2 µs a 4 KiB share of a 2 MiB one (a 2 GB touch loop: 0.95 s
-/// against 0.19 s), so the faults were 4–5 s of a run's system time; advised, the run's
-/// system time is 2.4–3.9 s instead of 3.8–4.9 s and its wall ≈ 10% shorter
-/// (BENCHMARKS.md, "Session 20"). Most machines set THP to `madvise`
+/// costs ≈ 1.9 µs against ≈ 0.4 µs for each 4 KiB of a 2 MiB one (a 2 GB touch loop: 0.95 s
+/// against 0.19 s); advised, a run takes 0.24M faults and over alternated pairs ≈ 9% less
+/// wall time (BENCHMARKS.md, "Session 20", which also says why a run's system time on these
+/// VMs depends on the run before it). Most machines set THP to `madvise`
 /// (`/sys/kernel/mm/transparent_hugepage/enabled`), where only advised ranges get huge
 /// pages; with `never` the advice does nothing, with `always` it is already the default.
 /// glibc's own `glibc.malloc.hugetlb=1` tunable does the same but must be set in the
 /// environment before the process starts.
 ///
-/// Blocks this large come from their own mapping ([`MMAP_THRESHOLD`] is 1 MiB) and are
-/// unmapped when freed, so the advice covers nothing but the block; a block smaller than a
-/// huge page could not use one.
+/// Blocks this large mostly come from their own mapping ([`MMAP_THRESHOLD`] is 1 MiB),
+/// unmapped when freed; one taken from a free stretch of malloc's heap is advised too, with
+/// the pages it shares with its neighbours at each end, which changes only the size of the
+/// pages backing them. A block smaller than a huge page could not use one.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 mod huge_pages {
     use std::alloc::{GlobalAlloc, Layout, System};
@@ -69,8 +70,8 @@ mod huge_pages {
         }
         let start = p as usize & !(PAGE - 1);
         let end = (p as usize + size).next_multiple_of(PAGE);
-        // SAFETY: [start, end) is the pages of a block malloc just returned, which lie in
-        // the block's own mapping (see the module); MADV_HUGEPAGE changes no contents and
+        // SAFETY: [start, end) is the pages holding a block malloc just returned, all
+        // mapped (its own mapping, or malloc's heap); MADV_HUGEPAGE changes no contents and
         // no protection, only which page size backs the range.
         unsafe {
             libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
