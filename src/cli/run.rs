@@ -352,11 +352,11 @@ impl RowBatch {
     }
 }
 
-/// The per-user rows, in batches of `batch` ([`AHEAD_BATCH`] when stored), in the text order of the accounts
-/// (`order`, [`text_order`] of `accounts`): EIP-55 account, compact result JSON, and the
-/// user's claims in the `claimed` trees (its leaf there, `leaves`, and its payout of the
-/// tree's asset: the tree's entry, [`pipeline::claim_entries`]). A row that cannot be made
-/// ends its batch with the error, and the batches there.
+/// The per-user rows, in batches of `batch` ([`AHEAD_BATCH`] when stored), in the text
+/// order of the accounts (`order`, [`text_order`] of `accounts`): EIP-55 account, compact
+/// result JSON, and the user's claims in the `claimed` trees (its leaf there, `leaves`, and
+/// its payout of the tree's asset: the tree's entry, [`pipeline::claim_entries`]). A row
+/// that cannot be made ends its batch with the error, and the batches there.
 fn user_row_batches<'a>(
     policy: &'a PolicyResult,
     accounts: &'a [[u8; 42]],
@@ -365,7 +365,7 @@ fn user_row_batches<'a>(
     batch: usize,
 ) -> impl Iterator<Item = RowBatch> + 'a {
     let mut totals = UserTotals::default();
-    // Sized as the largest batch so far (≈ 1.6 MB at three assets).
+    // Sized as the largest batch so far (≈ 400 KB of text at three assets).
     let mut capacity = (0, 0);
     let mut failed = false;
     order.chunks(batch).map_while(move |chunk| {
@@ -410,7 +410,7 @@ fn user_row_batches<'a>(
 }
 
 /// Rows per batch [`user_row_batches`] makes: a quarter of an INSERT's rows, so that a
-/// batch's text (≈ 350 bytes a row at three assets) stays under the binary's 1 MiB mmap
+/// batch's text (≈ 390 bytes a row at three assets) stays under the binary's 1 MiB mmap
 /// threshold and comes from malloc's heap, where a freed batch's pages are used again by
 /// the next. As large as an INSERT, each batch was a fresh mapping: 100k more page faults
 /// a million-claimant run.
