@@ -302,7 +302,7 @@ fn text_order(texts: &[[u8; 42]]) -> Vec<u32> {
 /// a row. Rows made one `String` at a time on that thread were freed on the store's
 /// thread, and glibc's malloc takes the lock of a block's arena to free it there: the two
 /// threads spent a million-claimant run's store taking turns at the making thread's arena
-/// lock (≈ 260k `futex` calls a run, 26k now; BENCHMARKS.md, "Session 20"). The rows'
+/// lock (≈ 260k `futex` calls a run, 5.5k now; BENCHMARKS.md, "Session 20"). The rows'
 /// `String`s are now made from the batch by the thread that binds and frees them
 /// ([`RowBatch::records`]).
 struct RowBatch {
