@@ -50,9 +50,10 @@ pub enum StoreError {
     #[error("run not stored: {0}")]
     Aborted(String),
     /// A run's roots and its users' claims disagree (a tree's claims not as many as its
-    /// root's leaves, claims of a tree with no root or of one whose leaves are another's, two
-    /// claims of one account in a tree, a [`RootRecord::leaves_of`] naming no owner); the
-    /// transaction was rolled back.
+    /// root's leaves, at a leaf index twice or past the count, or not summing to its total;
+    /// claims of a tree with no root or of one whose leaves are another's, two claims of one
+    /// account in a tree, a [`RootRecord::leaves_of`] naming no owner); the transaction was
+    /// rolled back.
     #[error("claim leaves of tree {tree:?}: {problem}")]
     Leaves {
         /// The tree.
@@ -358,9 +359,10 @@ impl Store {
     /// transaction is rolled back and [`StoreError::Aborted`] returned; when a root's
     /// [`RootRecord::leaves_of`] names no root of the run that owns its leaves (the same
     /// asset and leaf count), a user has two claims of one tree, or the claims of a tree
-    /// disagree with the roots (a tree with no root, a tree whose leaves are another's, or a
-    /// count other than its root's [`RootRecord::leaves`]), it is rolled back and
-    /// [`StoreError::Leaves`] returned.
+    /// disagree with the roots (a tree with no root, a tree whose leaves are another's, a
+    /// count other than its root's [`RootRecord::leaves`], two claims at one leaf index, an
+    /// index not below the count, or amounts that do not sum to its [`RootRecord::total`]),
+    /// it is rolled back and [`StoreError::Leaves`] returned.
     pub async fn save_run_streamed(
         &self,
         incident: &IncidentRecord,
@@ -537,21 +539,40 @@ impl Store {
 }
 
 /// The claims of a run's users as they are stored: each user's as its `claims_json` text,
-/// counted per tree, for [`ClaimTally::check`] against the roots once they are known.
+/// tallied per tree, for [`ClaimTally::check`] against the roots once they are known.
 #[derive(Debug, Default)]
 struct ClaimTally {
-    /// (tree, claims so far), in order of first appearance.
-    trees: Vec<(std::sync::Arc<str>, u64)>,
+    /// Each claimed tree's tally, in order of first appearance.
+    trees: Vec<TreeTally>,
 }
+
+/// One tree's claims so far: how many, their sum, and which leaf indices they have.
+#[derive(Debug)]
+struct TreeTally {
+    tree: std::sync::Arc<str>,
+    claims: u64,
+    /// Σ amounts, `None` once above 2^256 − 1 (then no root's total can match it).
+    total: Option<Amount>,
+    /// One bit a leaf index seen.
+    seen: Vec<u64>,
+    /// The largest leaf index seen.
+    max_index: u64,
+}
+
+/// Leaf indices at or above this are refused as they come: recoup's trees number their
+/// leaves by `u32` below `u32::MAX` ([`crate::pipeline::TreeLeaves`]), and a tally's bitmap
+/// grows to the largest index it is given.
+const LEAF_INDEX_LIMIT: u64 = u32::MAX as u64;
 
 impl ClaimTally {
     /// One user's `claims_json` (`None`: no claims): a JSON object keyed by tree name in
     /// ascending order, each value `[leaf_index, "amount"]` (the layout migration
-    /// `20261206000006` documents and the `claims` view reads). Counts each claim under its
+    /// `20261206000006` documents and the `claims` view reads). Tallies each claim under its
     /// tree.
     ///
     /// # Errors
-    /// [`StoreError::Leaves`] when the user has two claims of one tree.
+    /// [`StoreError::Leaves`] when the user has two claims of one tree, or a claim has a leaf
+    /// index another claim of its tree has, or one of 2^32 − 1 or more.
     fn claims_json(&mut self, mut claims: Vec<UserClaim>) -> Result<Option<String>, StoreError> {
         if claims.is_empty() {
             return Ok(None);
@@ -569,7 +590,7 @@ impl ClaimTally {
                 }
                 json.push(b',');
             }
-            self.count(&c.tree);
+            self.tally(c)?;
             // Tree names come from the manifest: escaped as JSON strings.
             serde_json::to_writer(&mut json, &*c.tree).expect("a string serializes");
             json.extend_from_slice(b":[");
@@ -582,20 +603,53 @@ impl ClaimTally {
         Ok(Some(String::from_utf8(json).expect("JSON text is UTF-8")))
     }
 
-    fn count(&mut self, tree: &std::sync::Arc<str>) {
-        // A run has a few trees, and its users' claims share each tree's name.
-        match self
-            .trees
-            .iter_mut()
-            .find(|(t, _)| std::sync::Arc::ptr_eq(t, tree) || t == tree)
-        {
-            Some((_, n)) => *n += 1,
-            None => self.trees.push((std::sync::Arc::clone(tree), 1)),
+    fn tally(&mut self, c: &UserClaim) -> Result<(), StoreError> {
+        let refuse = |problem| {
+            Err(StoreError::Leaves {
+                tree: c.tree.to_string(),
+                problem,
+            })
+        };
+        if c.leaf_index >= LEAF_INDEX_LIMIT {
+            return refuse("a claim's leaf index is 2^32 - 1 or more");
         }
+        // A run has a few trees, and its users' claims share each tree's name.
+        let k = match self
+            .trees
+            .iter()
+            .position(|t| std::sync::Arc::ptr_eq(&t.tree, &c.tree) || t.tree == c.tree)
+        {
+            Some(k) => k,
+            None => {
+                self.trees.push(TreeTally {
+                    tree: std::sync::Arc::clone(&c.tree),
+                    claims: 0,
+                    total: Some(Amount::ZERO),
+                    seen: Vec::new(),
+                    max_index: 0,
+                });
+                self.trees.len() - 1
+            }
+        };
+        let t = &mut self.trees[k];
+        let (word, bit) = ((c.leaf_index / 64) as usize, 1u64 << (c.leaf_index % 64));
+        if t.seen.len() <= word {
+            t.seen.resize(word + 1, 0);
+        }
+        if t.seen[word] & bit != 0 {
+            return refuse("two claims have one leaf index");
+        }
+        t.seen[word] |= bit;
+        t.claims += 1;
+        t.max_index = t.max_index.max(c.leaf_index);
+        t.total = t.total.and_then(|sum| sum.checked_add(c.amount).ok());
+        Ok(())
     }
 
-    /// Checks the claims counted against the run's `roots`: every tree claimed has a root
-    /// that owns its leaves, and every such root has exactly its leaf count of claims.
+    /// Checks the claims tallied against the run's `roots`: every tree claimed has a root
+    /// that owns its leaves, and every such root's claims are its leaves: exactly its leaf
+    /// count of them, at the indices below it (each once, so every leaf has its claim), and
+    /// their amounts sum to its total.
     ///
     /// # Errors
     /// [`StoreError::Leaves`] naming the first tree that disagrees.
@@ -606,12 +660,12 @@ impl ClaimTally {
                 problem,
             })
         };
-        for (tree, _) in &self.trees {
-            match roots.iter().find(|r| r.tree == **tree) {
-                None => return err(tree, "claims given for a tree with no root in the run"),
+        for t in &self.trees {
+            match roots.iter().find(|r| r.tree == *t.tree) {
+                None => return err(&t.tree, "claims given for a tree with no root in the run"),
                 Some(r) if r.leaves_of.is_some() => {
                     return err(
-                        tree,
+                        &t.tree,
                         "claims given for a tree whose leaves are another tree's",
                     );
                 }
@@ -619,16 +673,24 @@ impl ClaimTally {
             }
         }
         for r in roots.iter().filter(|r| r.leaves_of.is_none()) {
-            let claimed = self
-                .trees
-                .iter()
-                .find(|(t, _)| **t == *r.tree)
-                .map_or(0, |&(_, n)| n);
-            if claimed != r.leaves {
+            let tally = self.trees.iter().find(|t| *t.tree == *r.tree);
+            if tally.map_or(0, |t| t.claims) != r.leaves {
                 return err(
                     &r.tree,
                     "its users' claims are not as many as its root's leaves",
                 );
+            }
+            let Some(t) = tally else { continue };
+            // As many claims as leaves, at distinct indices: all below the count, or some
+            // leaf has no claim.
+            if t.max_index >= r.leaves {
+                return err(
+                    &r.tree,
+                    "a claim's leaf index is not below its root's leaf count",
+                );
+            }
+            if t.total != Some(r.total) {
+                return err(&r.tree, "its users' claims do not sum to its root's total");
             }
         }
         Ok(())

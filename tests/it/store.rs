@@ -12,6 +12,11 @@ use recoup::store::{
 const U256_MAX: &str =
     "115792089237316195423570985008687907853269984665640564039457584007913129639935";
 
+/// User 1's claim in tree `t`: 2^256 − 6, so that with user 2's 5 the tree's total is
+/// 2^256 − 1 (written out here, not formatted by recoup).
+const T_CLAIM_1: &str =
+    "115792089237316195423570985008687907853269984665640564039457584007913129639930";
+
 /// A tree name JSON must escape (a quote) and carries as UTF-8, after `t` in byte order.
 const U: &str = "u\"é";
 
@@ -49,7 +54,10 @@ fn record(run_id: &str) -> RunRecord {
                 result_json: format!("{{\"i\":{i}}}"),
                 claims: match i {
                     // Given out of tree order: stored in it.
-                    1 => vec![claim(U, Amount::from(7u64), 0), claim("t", Amount::MAX, 0)],
+                    1 => vec![
+                        claim(U, Amount::from(7u64), 0),
+                        claim("t", Amount::MAX.checked_sub(Amount::from(5u64)).unwrap(), 0),
+                    ],
                     2 => vec![claim("t", Amount::from(5u64), 1)],
                     _ => Vec::new(),
                 },
@@ -62,7 +70,7 @@ fn record(run_id: &str) -> RunRecord {
                 asset: "DAI".into(),
                 root: "0xab".into(),
                 leaves: 2,
-                total: Amount::from(5u64),
+                total: Amount::MAX,
                 leaves_of: None,
             },
             // `t`'s leaves in another format: no claims of its own, shown under both names.
@@ -72,7 +80,7 @@ fn record(run_id: &str) -> RunRecord {
                 asset: "DAI".into(),
                 root: "0xcd".into(),
                 leaves: 2,
-                total: Amount::from(5u64),
+                total: Amount::MAX,
                 leaves_of: Some("t".into()),
             },
             RootRecord {
@@ -94,6 +102,15 @@ async fn refused_for_tree(store: &Store, run: &RunRecord, tree: &str) {
     let err = store.save_run(run).await;
     assert!(
         matches!(&err, Err(StoreError::Leaves { tree: t, .. }) if t == tree),
+        "{err:?}"
+    );
+}
+
+/// Saving `run` fails with [`StoreError::Leaves`] naming `tree` and saying `problem`.
+async fn refused_because(store: &Store, run: &RunRecord, tree: &str, problem: &str) {
+    let err = store.save_run(run).await;
+    assert!(
+        matches!(&err, Err(StoreError::Leaves { tree: t, problem: p }) if t == tree && *p == problem),
         "{err:?}"
     );
 }
@@ -125,7 +142,9 @@ async fn exercise(store: &Store) {
     assert_eq!(
         texts,
         [
-            Some(format!("{{\"t\":[0,\"{U256_MAX}\"],\"u\\\"é\":[0,\"7\"]}}")),
+            Some(format!(
+                "{{\"t\":[0,\"{T_CLAIM_1}\"],\"u\\\"é\":[0,\"7\"]}}"
+            )),
             Some("{\"t\":[1,\"5\"]}".to_owned()),
             None,
         ]
@@ -137,9 +156,9 @@ async fn exercise(store: &Store) {
     .await
     .unwrap();
     let want = [
-        ("t", 1, U256_MAX, 0),
+        ("t", 1, T_CLAIM_1, 0),
         ("t", 2, "5", 1),
-        ("t-uniswap", 1, U256_MAX, 0),
+        ("t-uniswap", 1, T_CLAIM_1, 0),
         ("t-uniswap", 2, "5", 1),
         (U, 1, "7", 0),
     ]
@@ -154,12 +173,19 @@ async fn exercise(store: &Store) {
     .unwrap();
     assert_eq!(
         shared,
-        [(1, U256_MAX), (2, "5")].map(|(a, v)| (account(a), v.to_owned()))
+        [(1, T_CLAIM_1), (2, "5")].map(|(a, v)| (account(a), v.to_owned()))
     );
     assert_eq!(
         store.root("0x01", "t").await.unwrap().as_deref(),
         Some("0xab")
     );
+    let total: String = sqlx::query_scalar(
+        "SELECT CAST(total AS TEXT) FROM roots WHERE run_id = '0x01' AND tree = 't'",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(total, U256_MAX);
     // The run's row is inserted before its summary is known and updated at the end: the
     // stored summary is the one given, not the stand-in.
     let summary: String = sqlx::query_scalar("SELECT summary_json FROM runs WHERE run_id = '0x01'")
@@ -242,12 +268,70 @@ async fn exercise(store: &Store) {
     let mut bad = record("0x0c");
     bad.users[3].claims.push(claim(U, Amount::from(1u64), 1));
     refused_for_tree(store, &bad, U).await;
-    assert_eq!(store.count(StoredTable::Runs).await.unwrap(), 1);
-    assert_eq!(store.count(StoredTable::Roots).await.unwrap(), 3);
-    assert_eq!(store.count(StoredTable::Claims).await.unwrap(), 5);
+    // Claims that are not the leaves their root was built from, though as many: two at one
+    // leaf index, one at an index past the root's count (so some leaf has none), amounts
+    // that do not sum to the root's total, or whose sum is past 2^256 − 1; and an index no
+    // tree of recoup's can have, refused as it comes.
+    let with_second_u = |run_id, leaf_index| {
+        let mut bad = record(run_id);
+        bad.users[3]
+            .claims
+            .push(claim(U, Amount::from(1u64), leaf_index));
+        bad.roots[2].leaves = 2;
+        bad.roots[2].total = Amount::from(8u64);
+        bad
+    };
+    assert_eq!(
+        store.save_run(&with_second_u("0x0d", 1)).await.unwrap(),
+        Saved::Inserted,
+        "the same with the index right is stored"
+    );
+    refused_because(
+        store,
+        &with_second_u("0x0e", 0),
+        U,
+        "two claims have one leaf index",
+    )
+    .await;
+    refused_because(
+        store,
+        &with_second_u("0x0f", 2),
+        U,
+        "a claim's leaf index is not below its root's leaf count",
+    )
+    .await;
+    let mut bad = record("0x10");
+    bad.roots[2].total = Amount::from(8u64);
+    refused_because(
+        store,
+        &bad,
+        U,
+        "its users' claims do not sum to its root's total",
+    )
+    .await;
+    let mut bad = record("0x11");
+    bad.users[3].claims.push(claim("t", Amount::from(1u64), 2));
+    bad.roots[0].leaves = 3;
+    bad.roots[1].leaves = 3;
+    refused_because(
+        store,
+        &bad,
+        "t",
+        "its users' claims do not sum to its root's total",
+    )
+    .await;
+    let mut bad = record("0x12");
+    bad.users[3]
+        .claims
+        .push(claim(U, Amount::from(1u64), u64::from(u32::MAX)));
+    refused_because(store, &bad, U, "a claim's leaf index is 2^32 - 1 or more").await;
+    // Only 0x01 and 0x0d are stored.
+    assert_eq!(store.count(StoredTable::Runs).await.unwrap(), 2);
+    assert_eq!(store.count(StoredTable::Roots).await.unwrap(), 6);
+    assert_eq!(store.count(StoredTable::Claims).await.unwrap(), 11);
     assert_eq!(
         store.count(StoredTable::UserResults).await.unwrap(),
-        USERS,
+        2 * USERS,
         "rolled back: no user rows"
     );
     assert_eq!(
@@ -268,7 +352,7 @@ async fn sqlite_store_is_idempotent_and_transactional() {
     exercise(&store).await;
     // Reopening runs no migration twice.
     let again = Store::open(&url).await.unwrap();
-    assert_eq!(again.count(StoredTable::Runs).await.unwrap(), 1);
+    assert_eq!(again.count(StoredTable::Runs).await.unwrap(), 2);
 }
 
 /// The value a PRAGMA statement returns (text or integer).
