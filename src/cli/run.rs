@@ -208,8 +208,7 @@ fn incident_record(m: &Manifest) -> IncidentRecord {
 /// The roots to store, as the summary states them, each naming the tree whose claims are
 /// its leaves when that is another's ([`shared_leaves`] of `out`'s trees).
 fn root_records(summary: &report::Summary<'_>, out: &RunOutput) -> Vec<RootRecord> {
-    let specs: Vec<&ClaimTreeSpec> = out.trees.iter().map(|t| &t.spec).collect();
-    let shared = shared_leaves(&specs, &out.leaves);
+    let shared = shared_leaves(out.trees.iter().map(|t| &t.spec), &out.leaves);
     summary
         .trees
         .iter()
@@ -233,10 +232,10 @@ fn root_records(summary: &report::Summary<'_>, out: &RunOutput) -> Vec<RootRecor
 /// sorted leaves beside an OpenZeppelin tree of the same claims, as in the bundled scenario:
 /// it numbers its claims by EIP-55 text, the other by account ("Session 19").
 fn shared_leaves<'a>(
-    specs: &[&'a ClaimTreeSpec],
+    specs: impl IntoIterator<Item = &'a ClaimTreeSpec>,
     leaves: &[TreeLeaves],
 ) -> std::collections::BTreeMap<&'a str, &'a str> {
-    let mut trees: Vec<(&ClaimTreeSpec, &TreeLeaves)> = specs.iter().copied().zip(leaves).collect();
+    let mut trees: Vec<(&ClaimTreeSpec, &TreeLeaves)> = specs.into_iter().zip(leaves).collect();
     trees.sort_by(|a, b| a.0.file.cmp(&b.0.file));
     let mut owners: Vec<(&ClaimTreeSpec, &TreeLeaves)> = Vec::new();
     let mut shared = std::collections::BTreeMap::new();
@@ -267,8 +266,7 @@ struct ClaimedTree {
 
 /// The trees of `specs` (manifest order, `leaves` alike) whose claims are stored.
 fn claimed_trees(specs: &[ClaimTreeSpec], leaves: &[TreeLeaves]) -> Vec<ClaimedTree> {
-    let refs: Vec<&ClaimTreeSpec> = specs.iter().collect();
-    let shared = shared_leaves(&refs, leaves);
+    let shared = shared_leaves(specs, leaves);
     specs
         .iter()
         .enumerate()

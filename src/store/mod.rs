@@ -550,6 +550,9 @@ struct ClaimTally {
 #[derive(Debug)]
 struct TreeTally {
     tree: std::sync::Arc<str>,
+    /// The tree's name as a JSON string (names come from the manifest), escaped once for
+    /// all its claims.
+    key: Vec<u8>,
     claims: u64,
     /// Σ amounts, `None` once above 2^256 − 1 (then no root's total can match it).
     total: Option<Amount>,
@@ -590,9 +593,8 @@ impl ClaimTally {
                 }
                 json.push(b',');
             }
-            self.tally(c)?;
-            // Tree names come from the manifest: escaped as JSON strings.
-            serde_json::to_writer(&mut json, &*c.tree).expect("a string serializes");
+            let k = self.tally(c)?;
+            json.extend_from_slice(&self.trees[k].key);
             json.extend_from_slice(b":[");
             json.extend_from_slice(itoa::Buffer::new().format(c.leaf_index).as_bytes());
             json.extend_from_slice(b",\"");
@@ -603,7 +605,8 @@ impl ClaimTally {
         Ok(Some(String::from_utf8(json).expect("JSON text is UTF-8")))
     }
 
-    fn tally(&mut self, c: &UserClaim) -> Result<(), StoreError> {
+    /// Tallies `c` under its tree; the tree's index in [`ClaimTally::trees`].
+    fn tally(&mut self, c: &UserClaim) -> Result<usize, StoreError> {
         let refuse = |problem| {
             Err(StoreError::Leaves {
                 tree: c.tree.to_string(),
@@ -623,6 +626,7 @@ impl ClaimTally {
             None => {
                 self.trees.push(TreeTally {
                     tree: std::sync::Arc::clone(&c.tree),
+                    key: serde_json::to_vec(&*c.tree).expect("a string serializes"),
                     claims: 0,
                     total: Some(Amount::ZERO),
                     seen: Vec::new(),
@@ -643,7 +647,7 @@ impl ClaimTally {
         t.claims += 1;
         t.max_index = t.max_index.max(c.leaf_index);
         t.total = t.total.and_then(|sum| sum.checked_add(c.amount).ok());
-        Ok(())
+        Ok(k)
     }
 
     /// Checks the claims tallied against the run's `roots`: every tree claimed has a root
