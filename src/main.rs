@@ -4,18 +4,30 @@ use clap::Parser;
 use recoup::cli::{dispatch, Cli, EXIT_ERROR};
 use std::process::ExitCode;
 
-/// Allocations of at least this many bytes get their own mapping from glibc's malloc.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+mod reuse;
+
+/// Large blocks are mapped by [`reuse`] and kept for reuse below the run's peak; the rest
+/// is glibc's malloc.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[global_allocator]
+static ALLOC: reuse::Reuse = reuse::Reuse;
+
+/// glibc's mmap threshold: the same figure as `reuse::LARGE`, below which glibc's heap
+/// serves every block.
 const MMAP_THRESHOLD: i32 = 1 << 20;
 
-/// Makes glibc's malloc give large blocks back to the kernel when they are freed.
+/// Fixes glibc's mmap threshold, which also turns off its adjustment.
 ///
 /// By default glibc raises its mmap threshold each time a mapped block is freed, up to
-/// 32 MiB; after the first large vector of a run is dropped, every block below that comes
-/// from the heap, and freeing it there keeps its pages. The policy stage frees its
-/// allocation log chunk by chunk while the result that replaces it grows: with the
-/// dynamic threshold none of those pages went back, and a million-claimant run peaked
-/// ≈ 170 MiB higher (BENCHMARKS.md, "Session 6"). A fixed threshold (mallopt(3),
-/// `M_MMAP_THRESHOLD`) also turns the adjustment off.
+/// 32 MiB, and its trim threshold with it; after the first large vector of a run is
+/// dropped, every block below that came from the heap, and freeing it there kept its
+/// pages. The policy stage frees its allocation log chunk by chunk while the result that
+/// replaces it grows: with the dynamic threshold none of those pages went back, and a
+/// million-claimant run peaked ≈ 170 MiB higher (BENCHMARKS.md, "Session 6"). Blocks of
+/// 1 MiB and more now go to [`reuse`], which gives back what the peak has no room for; the
+/// fixed threshold keeps glibc's heap as it was measured then (mallopt(3),
+/// `M_MMAP_THRESHOLD`).
 fn fixed_mmap_threshold() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets a malloc parameter; it is called before any other thread
