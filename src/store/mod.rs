@@ -87,6 +87,8 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// The SQLite database's file, for [`Writeback`] (none in memory and on PostgreSQL).
+    file: Option<std::path::PathBuf>,
 }
 
 /// The incident a run belongs to.
@@ -239,7 +241,15 @@ impl Store {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
-        Ok(Self { pool, backend })
+        let file = match backend {
+            Backend::Sqlite => sqlite_path(&url),
+            Backend::Postgres => None,
+        };
+        Ok(Self {
+            pool,
+            backend,
+            file,
+        })
     }
 
     /// Checks that [`Store::open`] could open `url`, creating and changing nothing: a
@@ -428,6 +438,7 @@ impl Store {
                 None
             }
         });
+        let mut writeback = Writeback::of(self.file.as_deref());
         insert_rows(
             &mut tx,
             self.backend,
@@ -435,6 +446,7 @@ impl Store {
             rows,
             |query| query.bind(seq),
             |query, (account, json, claims)| query.bind(account).bind(json).bind(claims),
+            || writeback.statement_done(),
         )
         .await?;
         let tail = match (refused, tail.await) {
@@ -819,6 +831,51 @@ const USER_ROWS: Insert = Insert {
     context: "saving per-user results",
 };
 
+/// Statements of per-user rows between two [`Writeback`] hints: ≈ 17 MB of rows at a
+/// million claimants (4,096 rows of ≈ 530 bytes a statement). 2 and 32 ran as fast.
+const WRITEBACK_EVERY: u32 = 8;
+
+/// Has the kernel write a SQLite database file's new pages to disk while a run's rows go
+/// in, and drop them from the page cache once written: `posix_fadvise(POSIX_FADV_DONTNEED)`
+/// over the whole file every [`WRITEBACK_EVERY`] statements, which on Linux starts
+/// writeback of the dirty pages and evicts the clean ones.
+///
+/// Why: a million-claimant run writes ≈ 600 MB of pages through SQLite, which until the
+/// commit stayed dirty in the page cache, each page newly taken from the kernel's free
+/// memory and first touched by the copy in `pwrite` (on these VMs a first touch is slow:
+/// ≈ 2 CPU-s of the run went to that copy, `perf`); the commit's `fsync` then wrote them
+/// all at once. With the hint the page cache reuses the pages it just wrote back, the
+/// copy no longer shows, and the commit has little left to flush (BENCHMARKS.md,
+/// "Session 21"). It changes no data and no ordering SQLite relies on: the kernel may
+/// write a dirty page back at any time anyway, and SQLite syncs its journal before it
+/// writes a page it must be able to roll back. A file that cannot be opened, and other
+/// systems, get no hint.
+struct Writeback {
+    file: Option<std::fs::File>,
+    statements: u32,
+}
+
+impl Writeback {
+    fn of(path: Option<&std::path::Path>) -> Self {
+        Self {
+            file: path.and_then(|p| std::fs::File::open(p).ok()),
+            statements: 0,
+        }
+    }
+
+    fn statement_done(&mut self) {
+        self.statements += 1;
+        if !self.statements.is_multiple_of(WRITEBACK_EVERY) {
+            return;
+        }
+        #[cfg(target_os = "linux")]
+        if let Some(f) = &self.file {
+            // Advice only: a failure changes nothing stored.
+            let _ = rustix::fs::fadvise(f, 0, None, rustix::fs::Advice::DontNeed);
+        }
+    }
+}
+
 /// Inserts `rows` with multi-row INSERTs of at most [`ROWS_PER_INSERT`] rows each, shaped
 /// as `shape` says. `bind_shared` binds the columns every row has in common, once a
 /// statement; `bind` binds each row's own `cols` values in order, taking the row (its
@@ -835,7 +892,8 @@ const USER_ROWS: Insert = Insert {
 /// rows are made and bound, and only then is the statement awaited. Made one after the
 /// other, a million-claimant run's rows spent 3.2 s (per-user rows) and 1.8 s (claims)
 /// being made and bound on this thread while SQLite's thread waited, and SQLite's 9.9 s
-/// waited on them in turn (BENCHMARKS.md, "Session 8").
+/// waited on them in turn (BENCHMARKS.md, "Session 8"). `after_each` is called after each
+/// statement has run.
 async fn insert_rows<T>(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     backend: Backend,
@@ -843,6 +901,7 @@ async fn insert_rows<T>(
     mut rows: impl Iterator<Item = T>,
     bind_shared: impl Fn(AnyQuery) -> AnyQuery,
     bind: impl Fn(AnyQuery, T) -> AnyQuery,
+    mut after_each: impl FnMut(),
 ) -> Result<(), StoreError> {
     use std::future::Future as _;
     use std::task::Poll;
@@ -870,6 +929,7 @@ async fn insert_rows<T>(
             Poll::Pending => running.await,
         }
         .map_err(q(shape.context))?;
+        after_each();
     }
     Ok(())
 }
@@ -954,6 +1014,49 @@ pub(crate) const ROWS_PER_INSERT: usize = 4096;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The bytes of `path` in the page cache, as util-linux's `fincore` counts them.
+    #[cfg(target_os = "linux")]
+    fn resident_bytes(path: &std::path::Path) -> u64 {
+        let out = std::process::Command::new("fincore")
+            .args(["--bytes", "--noheadings", "--raw", "--output", "RES"])
+            .arg(path)
+            .output()
+            .expect("fincore (util-linux) runs");
+        assert!(out.status.success(), "fincore: {out:?}");
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    /// Every [`WRITEBACK_EVERY`]th statement, and not before, the file's written pages
+    /// leave the page cache. The file is synced first, so that its pages are clean and the
+    /// hint drops them at once (a dirty page is only sent to disk by it, and dropped by a
+    /// later one). Under the target directory: a `/tmp` that is a tmpfs keeps its files in
+    /// the page cache.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn writeback_drops_the_written_pages_every_few_statements() {
+        use std::io::Write as _;
+        let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+        std::fs::create_dir_all(&base).unwrap();
+        let dir = tempfile::tempdir_in(base).unwrap();
+        let path = dir.path().join("pages");
+        let mut f = std::fs::File::create(&path).unwrap();
+        f.write_all(&vec![7u8; 8 << 20]).unwrap();
+        f.sync_all().unwrap();
+        assert_eq!(resident_bytes(&path), 8 << 20);
+        let mut wb = Writeback::of(Some(&path));
+        for _ in 1..WRITEBACK_EVERY {
+            wb.statement_done();
+        }
+        assert_eq!(resident_bytes(&path), 8 << 20, "dropped too soon");
+        wb.statement_done();
+        assert!(resident_bytes(&path) < 1 << 20, "not dropped");
+        assert_eq!(std::fs::read(&path).unwrap(), vec![7u8; 8 << 20]);
+    }
 
     #[test]
     fn insert_statements_bind_the_shared_columns_once_and_each_row_s_own() {
