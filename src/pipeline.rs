@@ -138,16 +138,17 @@ impl TreeLeaves {
         Self { at }
     }
 
-    /// Renumbers the leaves in the order of their accounts' EIP-55 texts (`texts`, per user,
-    /// as [`RunOutput::account_texts`]).
-    fn rank_by_text(&mut self, texts: &[[u8; 42]]) {
-        let mut users: Vec<u32> = (0..self.at.len())
-            .filter(|&u| self.at[u] != Self::NONE)
-            .map(|u| u as u32)
-            .collect();
-        users.par_sort_unstable_by_key(|&u| &texts[u as usize]);
-        for (k, &u) in users.iter().enumerate() {
-            self.at[u as usize] = k as u32;
+    /// Renumbers the leaves in the order of their accounts' EIP-55 texts: `order` is every
+    /// user once, in that order ([`RunOutput::text_order`]); users without a leaf are
+    /// skipped.
+    fn rank_by_text(&mut self, order: &[u32]) {
+        let mut k = 0u32;
+        for &u in order {
+            let p = &mut self.at[u as usize];
+            if *p != Self::NONE {
+                *p = k;
+                k += 1;
+            }
         }
     }
 
@@ -182,6 +183,10 @@ pub struct RunOutput {
     /// each), computed once on all threads ([`crate::primitives::checksum_many_par`]) and
     /// shared by the outputs that name accounts and the stored rows.
     pub account_texts: Arc<Vec<[u8; 42]>>,
+    /// Every user (an index into the policy's users) once, in the byte order of their
+    /// [`RunOutput::account_texts`] ([`text_order`]): the order of a tree indexed by
+    /// checksum text and of the stored rows, sorted once for both.
+    pub text_order: Arc<Vec<u32>>,
     /// Changed token slots of the state diffs that matched no candidate holder, per token
     /// (reported, never dropped silently).
     pub unmatched_slots: Vec<UnmatchedSlots>,
@@ -193,6 +198,19 @@ impl RunOutput {
     pub fn loss_rows(&self) -> usize {
         self.policy.row_count()
     }
+}
+
+/// Positions of `texts` in the byte order of the text (for ASCII the order of the strings,
+/// and SQLite's BINARY collation), on all threads. EIP-55 text does not sort like the
+/// address bytes: an upper-case hex letter sorts before every lower-case one.
+///
+/// # Panics
+/// With 2^32 texts or more.
+pub fn text_order(texts: &[[u8; 42]]) -> Vec<u32> {
+    let n = u32::try_from(texts.len()).expect("fewer than 2^32 accounts");
+    let mut order: Vec<u32> = (0..n).collect();
+    order.par_sort_unstable_by_key(|&i| &texts[i as usize]);
+    order
 }
 
 /// Hashes the manifest and every input file (name relative to the manifest, then bytes,
@@ -588,7 +606,12 @@ pub fn run_with(m: &Manifest, opts: RunOptions) -> Result<RunOutput, PipelineErr
 pub fn run_observed(
     m: &Manifest,
     opts: RunOptions,
-    on_checked: impl FnOnce(B256, &Arc<PolicyResult>, &Arc<Vec<TreeLeaves>>, &Arc<Vec<[u8; 42]>>),
+    on_checked: impl FnOnce(
+        B256,
+        &Arc<PolicyResult>,
+        &Arc<Vec<TreeLeaves>>,
+        (&Arc<Vec<[u8; 42]>>, &Arc<Vec<u32>>),
+    ),
 ) -> Result<RunOutput, PipelineError> {
     let t = crate::timing::StageTimer::new();
     // The cover lists beside the other inputs (see `load_inputs`); their errors after the
@@ -626,17 +649,18 @@ pub fn run_observed(
         || {
             result.checks = policy::verify_against(&result, &totals, &m.funding, &m.policy)?;
             let texts = Arc::new(crate::primitives::checksum_many_par(result.accounts()));
+            let order = Arc::new(text_order(&texts));
             for (spec, l) in m.outputs.trees.iter().zip(&mut leaves) {
                 if spec.indexes_by_checksum_text() {
-                    l.rank_by_text(&texts);
+                    l.rank_by_text(&order);
                 }
             }
             let (policy, leaves) = (Arc::new(result), Arc::new(leaves));
-            on_checked(run_id, &policy, &leaves, &texts);
-            Ok::<_, PipelineError>((policy, leaves, texts))
+            on_checked(run_id, &policy, &leaves, (&texts, &order));
+            Ok::<_, PipelineError>((policy, leaves, texts, order))
         },
     );
-    let ((policy, leaves, account_texts), trees) = (checked?, trees?);
+    let ((policy, leaves, account_texts, text_order), trees) = (checked?, trees?);
     t.lap("checks + claim trees");
     Ok(RunOutput {
         run_id,
@@ -647,6 +671,7 @@ pub fn run_observed(
         trees,
         leaves,
         account_texts,
+        text_order,
     })
 }
 

@@ -279,22 +279,6 @@ fn claimed_trees(specs: &[ClaimTreeSpec], leaves: &[TreeLeaves]) -> Vec<ClaimedT
         .collect()
 }
 
-/// Positions of `texts` in the byte order of the text (SQLite's BINARY collation). Rows are
-/// stored in this order so that on SQLite each insert appends to the end of its table's
-/// primary-key b-tree (on PostgreSQL the order depends on the database's collation; it
-/// changes nothing but speed either way).
-///
-/// EIP-55 text does not sort like the address bytes (an upper-case hex letter sorts before
-/// every lower-case one), so rows in account order land all over the b-tree and split its
-/// pages: with rows inserted in account order, SQLite spent more than half of its time on a
-/// million-claimant run rebalancing pages (`perf`).
-fn text_order(texts: &[[u8; 42]]) -> Vec<u32> {
-    use rayon::prelude::*;
-    let mut order: Vec<u32> = (0..texts.len() as u32).collect();
-    order.par_sort_unstable_by_key(|&i| &texts[i as usize]);
-    order
-}
-
 /// A batch of per-user rows as the thread that makes them writes them: every row's texts
 /// in one buffer and its claims in one vector, a few allocations a batch instead of four
 /// a row. Rows made one `String` at a time on that thread were freed on the store's
@@ -351,7 +335,7 @@ impl RowBatch {
 }
 
 /// The per-user rows, in batches of `batch` ([`AHEAD_BATCH`] when stored), in the text
-/// order of the accounts (`order`, [`text_order`] of `accounts`): EIP-55 account, compact
+/// order of the accounts (`order`, [`pipeline::text_order`] of `accounts`): EIP-55 account, compact
 /// result JSON, and the user's claims in the `claimed` trees (its leaf there, `leaves`, and
 /// its payout of the tree's asset: the tree's entry, [`pipeline::claim_entries`]). A row
 /// that cannot be made ends its batch with the error, and the batches there.
@@ -554,6 +538,13 @@ struct Checked {
     leaves: Arc<Vec<TreeLeaves>>,
     /// Each user's EIP-55 text ([`RunOutput::account_texts`]).
     texts: Arc<Vec<[u8; 42]>>,
+    /// The users in the byte order of their texts ([`RunOutput::text_order`], SQLite's
+    /// BINARY collation). Rows are stored in this order so that on SQLite each insert
+    /// appends to the end of its table's primary-key b-tree (on PostgreSQL the order
+    /// depends on the database's collation; it changes nothing but speed either way): rows
+    /// in account order land all over the b-tree and split its pages, and SQLite spent
+    /// more than half of its time on a million-claimant run rebalancing pages (`perf`).
+    order: Arc<Vec<u32>>,
     /// The trees whose claims are stored.
     claimed: Vec<ClaimedTree>,
 }
@@ -593,7 +584,7 @@ fn produce<'a>(
     feeds: Feeds,
 ) -> anyhow::Result<Produced> {
     let checked = feeds.checked;
-    let run = pipeline::run_observed(m, opts, |run_id, policy, leaves, texts| {
+    let run = pipeline::run_observed(m, opts, |run_id, policy, leaves, (texts, order)| {
         let claimed = claimed_trees(&m.outputs.trees, leaves);
         // Fails only when nothing receives it: the run is not stored.
         let _ = checked.send(Checked {
@@ -601,6 +592,7 @@ fn produce<'a>(
             policy: Arc::clone(policy),
             leaves: Arc::clone(leaves),
             texts: Arc::clone(texts),
+            order: Arc::clone(order),
             claimed,
         });
     });
@@ -650,7 +642,7 @@ struct Intake {
 
 /// Stores the run in `db_url` as its parts arrive ([`Intake`]): opens the database once the
 /// policy's result is checked (so that bad input never creates one), inserts the per-user
-/// rows with their claims in the text order of the accounts (see [`text_order`]), then the
+/// rows with their claims in the text order of the accounts (see [`Checked::order`]), then the
 /// roots once the trees exist, and commits once the files are staged. `Ok(None)`: the run failed before
 /// its result was checked, and nothing was stored.
 fn store_run(
@@ -664,13 +656,13 @@ fn store_run(
         policy,
         leaves,
         texts: accounts,
+        order,
         claimed,
     }) = intake.checked.recv()
     else {
         return Ok(None);
     };
     let started = std::time::Instant::now();
-    let order = text_order(&accounts);
     let store = runtime.block_on(Store::open(db_url))?;
     std::thread::scope(|scope| {
         // A row that cannot be made ends the rows early; the gate then refuses the commit, so
@@ -1017,7 +1009,7 @@ mod tests {
         let n = policy.user_count();
         let accounts: Vec<Address> = (0..n).map(|i| policy.user(i).account()).collect();
         let texts = crate::primitives::checksum_many(&accounts);
-        let order = text_order(&texts);
+        let order = crate::pipeline::text_order(&texts);
         // A tree of each paid asset, its entries in account order, with every user paid it.
         let tree = |name: &str, asset: &str, k: usize| {
             let entries: Vec<ClaimEntry> = (0..n)
