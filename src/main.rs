@@ -13,9 +13,9 @@ mod reuse;
 #[global_allocator]
 static ALLOC: reuse::Reuse = reuse::Reuse;
 
-/// glibc's mmap threshold: the same figure as `reuse::LARGE`, below which glibc's heap
-/// serves every block.
-const MMAP_THRESHOLD: i32 = 1 << 20;
+/// glibc's mmap threshold: [`reuse::LARGE`], below which glibc's heap serves every block.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const MMAP_THRESHOLD: i32 = reuse::LARGE as i32;
 
 /// Fixes glibc's mmap threshold, which also turns off its adjustment.
 ///

@@ -127,7 +127,7 @@ impl Pool {
                 left -= b.len;
                 unmap(self.remove(i));
             } else {
-                let cut = left.div_ceil(PAGE) * PAGE;
+                let cut = left.next_multiple_of(PAGE);
                 left = 0;
                 self.kept[i].len -= cut;
                 self.kept_bytes -= cut;
@@ -160,7 +160,7 @@ fn pool() -> std::sync::MutexGuard<'static, Pool> {
 }
 
 fn pages(size: usize) -> usize {
-    size.div_ceil(PAGE) * PAGE
+    size.next_multiple_of(PAGE)
 }
 
 fn is_large(layout: Layout) -> bool {

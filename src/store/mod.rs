@@ -858,7 +858,9 @@ struct Writeback {
 impl Writeback {
     fn of(path: Option<&std::path::Path>) -> Self {
         Self {
-            file: path.and_then(|p| std::fs::File::open(p).ok()),
+            file: path
+                .filter(|_| cfg!(target_os = "linux"))
+                .and_then(|p| std::fs::File::open(p).ok()),
             statements: 0,
         }
     }
