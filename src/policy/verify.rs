@@ -191,12 +191,17 @@ pub(crate) fn verify_against(
                     claim,
                 ));
             }
-            let bound = loss
-                .mul_div_floor(U256::from(max_bps), U256::from(10_000u32))
-                .map_err(|source| PolicyError::Overflow {
-                    what: "a claim bound".into(),
-                    source,
-                })?;
+            // With a cap of at least 100% a claim up to the loss is within the bound
+            // (floor(loss × max_bps / 10000) >= loss): only a larger claim needs it.
+            let bound = if max_bps >= 10_000 && claim <= loss {
+                loss
+            } else {
+                loss.mul_div_floor(U256::from(max_bps), U256::from(10_000u32))
+                    .map_err(|source| PolicyError::Overflow {
+                        what: "a claim bound".into(),
+                        source,
+                    })?
+            };
             if claim > bound {
                 return Err(broken(
                     "claim <= loss × cap",
