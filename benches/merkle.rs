@@ -7,10 +7,15 @@
 //! - `floor N RUNS`: on a 2-thread pool, the keccak floor (3N keccak256 of 64 bytes, split
 //!   over both threads) against building an N-leaf OZ tree, interleaved, RUNS times;
 //!   prints medians and the ratio.
+//! - `distributor N RUNS`: a Uniswap merkle-distributor distribution of N claims (the `oz`
+//!   leaves' accounts and amounts), its `parseBalanceMap` JSON with every proof rendered
+//!   to a sink RUNS times; prints the median (the pipeline's largest file, its last one
+//!   written).
 
 use rayon::prelude::*;
 use recoup::claims::{
-    build_tree, ClaimEntry, ClaimTreeSpec, LeafEncoding, LeafValue, StandardMerkleTree, TreeFormat,
+    build_tree, BalanceEntry, ClaimEntry, ClaimTreeSpec, LeafEncoding, LeafValue,
+    StandardMerkleTree, TreeFormat, UniswapDistribution,
 };
 use recoup::primitives::{keccak256, Address, Amount, B256, U256};
 use sha2_010::{Digest, Sha256};
@@ -123,6 +128,47 @@ fn floor(n: usize, runs: usize) {
     });
 }
 
+fn distributor(n: usize, runs: usize) {
+    let entries: Vec<BalanceEntry> = (0..n)
+        .into_par_iter()
+        .map(|i| {
+            let (account, v) = oz_bench_leaf(i);
+            BalanceEntry {
+                account,
+                amount: Amount::new(v | U256::from(1u8)),
+                flags: None,
+            }
+        })
+        .collect();
+    let d = UniswapDistribution::parse_balance_map(&entries).unwrap();
+    let mut times = Vec::new();
+    for _ in 0..runs + 1 {
+        let mut bytes = Counting(0);
+        let t = Instant::now();
+        d.write_json_to(&mut bytes).unwrap();
+        times.push(t.elapsed().as_secs_f64());
+        black_box(bytes.0);
+    }
+    println!(
+        "{{\"N\":{n},\"runs\":{runs},\"root\":\"{}\",\"write_json_s\":{:.4}}}",
+        d.root(),
+        median(times[1..].to_vec())
+    );
+}
+
+/// A sink that counts the bytes it is given.
+struct Counting(usize);
+
+impl std::io::Write for Counting {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0 += b.len();
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; ignore flags.
     let args: Vec<String> = std::env::args()
@@ -131,6 +177,10 @@ fn main() {
         .collect();
     match args.first().map(String::as_str) {
         Some("oz") => oz(args.get(1).map_or(100_000, |s| s.parse().expect("N"))),
+        Some("distributor") => distributor(
+            args.get(1).map_or(1_000_000, |s| s.parse().expect("N")),
+            args.get(2).map_or(7, |s| s.parse().expect("RUNS")),
+        ),
         Some("floor") => floor(
             args.get(1).map_or(1_000_000, |s| s.parse().expect("N")),
             args.get(2).map_or(7, |s| s.parse().expect("RUNS")),

@@ -184,12 +184,31 @@ impl UniswapOptions {
     };
 }
 
-fn hex_amount(v: U512, style: HexStyle) -> String {
-    match style {
-        HexStyle::EvenLength => to_hex_string(v),
-        HexStyle::Minimal => format!("0x{v:x}"),
+/// Appends `amount` as a JSON string in hex as `style` says: `"0x02ee"` (even length, the
+/// same text as [`to_hex_string`], `"0x00"` for zero) or `"0x2ee"` (minimal, `"0x0"` for
+/// zero). Written in place from the big-endian bytes, without `fmt`.
+fn push_hex_amount(out: &mut Vec<u8>, amount: Amount, style: HexStyle) {
+    let bytes = amount.raw().to_be_bytes::<32>();
+    // Leading zero bytes skipped; zero keeps its last byte (`00`).
+    let lead = bytes.iter().position(|&b| b != 0).unwrap_or(31);
+    let at = out.len();
+    out.extend_from_slice(b"\"0x");
+    out.resize(at + 3 + 2 * (32 - lead), 0);
+    // Two digits a byte always fit: cannot fail.
+    alloy_primitives::hex::encode_to_slice(&bytes[lead..], &mut out[at + 3..])
+        .expect("two hex digits a byte fit");
+    if style == HexStyle::Minimal && out[at + 3] == b'0' {
+        // A leading zero nibble is dropped; the last digit stays (`0x0`).
+        out.remove(at + 3);
     }
+    out.push(b'"');
 }
+
+/// Claims whose proofs [`UniswapDistribution::write_json_to`] gathers before it renders
+/// them. A proof reads one node a layer at a random place (the leaf layer is in hash
+/// order, the claims in index order); gathered in a run of their own, the loads of many
+/// proofs overlap instead of waiting between claims' text.
+const PROOF_BATCH: usize = 256;
 
 /// A Uniswap merkle-distributor distribution (what `parseBalanceMap` computes).
 #[derive(Debug, Clone)]
@@ -341,23 +360,31 @@ impl UniswapDistribution {
         out.extend_from_slice(b"{\n  \"merkleRoot\": ");
         push_b256(out, &self.root());
         out.extend_from_slice(b",\n  \"tokenTotal\": ");
-        push_str(
-            out,
-            &hex_amount(U512::from(self.token_total.raw()), self.hex),
-        );
+        push_hex_amount(out, self.token_total, self.hex);
         out.extend_from_slice(b",\n  \"claims\": {");
-        let mut proof = Vec::with_capacity(32);
+        // The proofs of a batch of claims, one after another, and where each ends.
+        let mut proofs: Vec<B256> = Vec::with_capacity(PROOF_BATCH * 32);
+        let mut ends: Vec<usize> = Vec::with_capacity(PROOF_BATCH);
         for (i, c) in self.claims.iter().enumerate() {
+            let k = i % PROOF_BATCH;
+            if k == 0 {
+                proofs.clear();
+                ends.clear();
+                let batch = i..(i + PROOF_BATCH).min(self.claims.len());
+                for &pos in &self.leaf_pos[batch] {
+                    self.tree.proof_into(pos as usize, &mut proofs);
+                    ends.push(proofs.len());
+                }
+            }
+            let proof = &proofs[if k == 0 { 0 } else { ends[k - 1] }..ends[k]];
             out.extend_from_slice(if i == 0 { b"\n    " } else { b",\n    " });
             push_address_text(out, &self.keys[i]);
             out.extend_from_slice(b": {\n      \"index\": ");
             push_usize(out, c.index as usize);
             out.extend_from_slice(b",\n      \"amount\": ");
-            push_str(out, &hex_amount(U512::from(c.amount.raw()), self.hex));
+            push_hex_amount(out, c.amount, self.hex);
             out.extend_from_slice(b",\n      \"proof\": [");
-            proof.clear();
-            self.tree.proof_into(self.leaf_pos[i] as usize, &mut proof);
-            push_proof(out, &proof, 8, 6);
+            push_proof(out, proof, 8, 6);
             if let Some(f) = c.flags {
                 out.extend_from_slice(b",\n      \"flags\": {\n        \"isSOCKS\": ");
                 out.extend_from_slice(if f.is_socks { b"true" } else { b"false" });
@@ -518,6 +545,73 @@ mod tests {
         assert_eq!(to_hex_string(U512::ZERO), "0x00");
         assert_eq!(to_hex_string(U512::from(0x2eeu32)), "0x02ee");
         assert_eq!(to_hex_string(U512::from(200u32)), "0xc8");
+    }
+
+    /// The in-place hex amounts are ethers' `toHexString()` (even length) and plain
+    /// `{:x}` (minimal), quoted: at zero, at each nibble and byte boundary, at the
+    /// maximum, and at every width in between.
+    #[test]
+    fn hex_amounts_written_in_place_are_the_formatted_ones() {
+        use crate::primitives::U256;
+        let mut values = vec![U256::ZERO, U256::MAX];
+        for bits in 0..256 {
+            let p = U256::from(1u8) << bits;
+            values.extend([
+                p,
+                p - U256::from(1u8),
+                p | (p >> 1),
+                p + U256::from(0x2eeu32),
+            ]);
+        }
+        for v in values {
+            let a = Amount::from(v);
+            for (style, want) in [
+                (HexStyle::EvenLength, to_hex_string(U512::from(v))),
+                (HexStyle::Minimal, format!("0x{v:x}")),
+            ] {
+                let mut out = b"[".to_vec();
+                push_hex_amount(&mut out, a, style);
+                assert_eq!(
+                    String::from_utf8(out).unwrap(),
+                    format!("[\"{want}\""),
+                    "{v:#x} {style:?}"
+                );
+            }
+        }
+    }
+
+    /// Proofs are gathered [`PROOF_BATCH`] claims at a time: every claim's proof in the
+    /// JSON, across the batch boundaries, is its own and verifies against the root.
+    #[test]
+    fn json_proofs_across_batches_are_each_claims_own() {
+        let n = 2 * PROOF_BATCH + 37;
+        let entries: Vec<BalanceEntry> = (0..n)
+            .map(|k| BalanceEntry {
+                account: Address::from_word(keccak256((k as u64).to_be_bytes())),
+                amount: Amount::from(1_000u64 + k as u64),
+                flags: None,
+            })
+            .collect();
+        let d = UniswapDistribution::parse_balance_map(&entries).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&d.to_json()).unwrap();
+        let claims = json["claims"].as_object().unwrap();
+        assert_eq!(claims.len(), n);
+        for c in d.claims() {
+            let got: Vec<B256> = claims[&format_address(&c.account)]["proof"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|h| h.as_str().unwrap().parse().unwrap())
+                .collect();
+            assert_eq!(got, d.proof(c.index as usize), "claim {}", c.index);
+            assert!(verify_uniswap(
+                d.root(),
+                c.index,
+                &c.account,
+                c.amount,
+                &got
+            ));
+        }
     }
 
     #[test]
