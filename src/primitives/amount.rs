@@ -292,6 +292,14 @@ impl<'de> Deserialize<'de> for Amount {
 /// [`AmountError::Negative`], [`AmountError::Invalid`], [`AmountError::TooManyDecimals`],
 /// [`AmountError::TooLarge`].
 pub fn parse_units(s: &str, decimals: u8) -> Result<Amount, AmountError> {
+    // At most 19 digits and nothing else (10^19 − 1 < 2^64), as base-unit columns mostly
+    // are: one pass; then scaled as below. Anything else takes the general path.
+    if (1..=19).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit()) {
+        let v = s.bytes().fold(0u64, |v, b| v * 10 + u64::from(b - b'0'));
+        return scale_up(U256::from(v), decimals as usize)
+            .map(Amount)
+            .ok_or_else(|| AmountError::TooLarge(s.to_owned()));
+    }
     if s.starts_with('-') {
         return Err(AmountError::Negative(s.to_owned()));
     }
@@ -333,15 +341,15 @@ pub fn parse_units(s: &str, decimals: u8) -> Result<Amount, AmountError> {
         }
     }
     v = fold(v, chunk, k).ok_or_else(too_large)?;
+    scale_up(v, pad).map(Amount).ok_or_else(too_large)
+}
+
+/// `v × 10^pad`, checked (`None` past 2^256 − 1).
+fn scale_up(mut v: U256, pad: usize) -> Option<U256> {
     for _ in 0..pad / 19 {
-        v = v
-            .checked_mul(U256::from(10u64.pow(19)))
-            .ok_or_else(too_large)?;
+        v = v.checked_mul(U256::from(10u64.pow(19)))?;
     }
-    v = v
-        .checked_mul(U256::from(10u64.pow((pad % 19) as u32)))
-        .ok_or_else(too_large)?;
-    Ok(Amount(v))
+    v.checked_mul(U256::from(10u64.pow((pad % 19) as u32)))
 }
 
 /// Formats base units as a human amount with `decimals` places, trailing zeros trimmed
@@ -474,6 +482,20 @@ mod tests {
                 continue;
             };
             assert_eq!(parse_units(text, 0).unwrap(), Amount(whole), "{text}");
+            // Whole tokens (digits only: up to 19 take the one-pass path) at every scale,
+            // up to and past 2^256 − 1.
+            for d in [1u8, 6, 18, 19, 20, 38, 57, 58, 59, 60, 77] {
+                let expected = U256::from(10u8)
+                    .checked_pow(U256::from(d))
+                    .and_then(|p| whole.checked_mul(p));
+                match expected {
+                    Some(e) => assert_eq!(parse_units(text, d).unwrap(), Amount(e), "{text} @ {d}"),
+                    None => assert!(
+                        matches!(parse_units(text, d), Err(AmountError::TooLarge(_))),
+                        "{text} @ {d}"
+                    ),
+                }
+            }
             for frac in [0usize, 1, 7, 19, 20, 38] {
                 if frac >= len {
                     continue;
