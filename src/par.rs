@@ -12,12 +12,23 @@ pub(crate) fn map_or_none<T: Sync, U: Send + Sync + Clone, E>(
     f: impl Fn(&T) -> Result<U, E> + Sync + Send,
     stand_in: U,
 ) -> Option<Vec<U>> {
+    map_init_or_none(items, || (), |(), x| f(x), stand_in)
+}
+
+/// [`map_or_none`] with a state of each piece of work: `init` makes it once for every
+/// run of items one thread takes (rayon's `map_init`), and `f` gets it with each item.
+pub(crate) fn map_init_or_none<T: Sync, S, U: Send + Sync + Clone, E>(
+    items: &[T],
+    init: impl Fn() -> S + Sync + Send,
+    f: impl Fn(&mut S, &T) -> Result<U, E> + Sync + Send,
+    stand_in: U,
+) -> Option<Vec<U>> {
     let failed = AtomicBool::new(false);
     let mut out = Vec::new();
     items
         .par_iter()
-        .map(|x| {
-            f(x).unwrap_or_else(|_| {
+        .map_init(init, |state, x| {
+            f(state, x).unwrap_or_else(|_| {
                 failed.store(true, Relaxed);
                 stand_in.clone()
             })

@@ -3,7 +3,7 @@
 
 use super::{Exclusion, GainRow, LossLedger, LossRow};
 use crate::ingest::files::Name;
-use crate::ingest::files::{AmountRow, BalanceRow, HolderRow, Origin};
+use crate::ingest::files::{AmountRow, BalanceRow, HolderRow, LocalNames, Origin};
 use crate::primitives::{value_of, Address, Amount, AmountError, Asset, Decimal, ValueError, U256};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -436,16 +436,19 @@ pub fn compute(inputs: &LossInputs) -> Result<(LossLedger, LossStats), LossError
         .iter()
         .map(|(a, e)| (*a, std::sync::Arc::new(e.clone())))
         .collect();
-    let row = |&((account, ai, pi), amount): &(Key, Amount)| -> Result<LossRow, LossError> {
+    // Each row's names are the making thread's own copies (`LocalNames`).
+    let row = |local: &mut LocalNames,
+               &((account, ai, pi), amount): &(Key, Amount)|
+     -> Result<LossRow, LossError> {
         let (asset, price) = &inputs.assets[ai as usize];
         Ok(LossRow {
             account,
-            asset: Name::clone(&names[ai as usize]),
-            pool: it.pools[pi as usize].clone(),
+            asset: local.get(&names[ai as usize]),
+            pool: it.pools[pi as usize].as_ref().map(|p| local.get(p)),
             class: if inputs.classes.is_empty() {
                 None
             } else {
-                inputs.classes.get(&account).cloned()
+                inputs.classes.get(&account).map(|c| local.get(c))
             },
             amount,
             value: value_of(amount, asset, *price)?,
@@ -477,16 +480,17 @@ pub fn compute(inputs: &LossInputs) -> Result<(LossLedger, LossStats), LossError
         exclusion: None,
     };
     let made = summed
-        .then(|| crate::par::map_or_none(&merged, row, stand_in))
+        .then(|| crate::par::map_init_or_none(&merged, LocalNames::default, row, stand_in))
         .flatten();
     let rows = match made {
         Some(rows) => rows,
         None => {
             net = vec![None::<Amount>; n_assets];
             let mut rows = Vec::with_capacity(merged.len());
+            let mut local = LocalNames::default();
             for e in &merged {
                 net_total(&mut net, e)?;
-                rows.push(row(e)?);
+                rows.push(row(&mut local, e)?);
             }
             rows
         }
