@@ -1068,6 +1068,23 @@ mod tests {
     use super::*;
     use crate::primitives::Decimal;
 
+    /// A name comes back as this thread's own copy (equal text, its own allocation), the
+    /// same copy every time, until [`LocalNames::MAX`] names are copied; later names are
+    /// shared as given.
+    #[test]
+    fn local_names_copy_each_name_once_up_to_their_bound() {
+        let local = LocalNames::default();
+        let shared: Vec<Name> = (0..LocalNames::MAX + 3)
+            .map(|k| Name::from(format!("pool-{k}")))
+            .collect();
+        for (k, name) in shared.iter().enumerate() {
+            let (a, b) = (local.get(name), local.get(name));
+            assert_eq!(a, *name);
+            assert!(Arc::ptr_eq(&a, &b), "one copy of name {k}");
+            assert_eq!(Arc::ptr_eq(&a, name), k >= LocalNames::MAX, "name {k}");
+        }
+    }
+
     fn usdc() -> Vec<AssetSpec> {
         vec![AssetSpec {
             symbol: "USDC".into(),
