@@ -5,7 +5,7 @@ use super::error::PolicyError;
 use super::result::{Check, PolicyResult, RowStatus};
 use crate::loss::LossRow;
 use crate::primitives::{Amount, U256};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 fn broken(
     check: &'static str,
@@ -118,9 +118,10 @@ pub(crate) fn verify_against(
     let mut loss_by_asset: BTreeMap<&str, Amount> = BTreeMap::new();
     type G = (Amount, Amount, Amount, Amount, Amount, Amount, u64);
     type K<'r> = (&'r str, Option<&'r str>, Option<&'r str>);
-    // Keyed by the rows' name ids (cheap to hash); merged by name below, so two ids of
-    // one name would still land in one group.
-    let mut by_id: HashMap<(u32, u32, u32), (K<'_>, G)> = HashMap::new();
+    // Keyed by the rows' name ids (cheap to hash, with foldhash: one lookup a row); merged
+    // by name below, so two ids of one name would still land in one group, and the map's
+    // order never shows.
+    let mut by_id: foldhash::HashMap<(u32, u32, u32), (K<'_>, G)> = Default::default();
     let mut nrows = 0usize;
     let mut upay: Vec<(&str, Amount)> = Vec::new();
     for u in r.users() {
