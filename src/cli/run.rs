@@ -614,8 +614,8 @@ fn produce<'a>(
     // The run's summary, and the roots the store takes with it, are made when a file first
     // needs them. `summary.json` and `report.md` are rendered last ([`render_order`]), so
     // the summary's walk over every user (≈ 0.2 s at a million claimants) runs beside the
-    // largest files instead of holding all of them back. Whatever fails first is reported:
-    // a summary error ends the staging, and the store, never given the roots, rolls back.
+    // largest files instead of holding all of them back. A summary error fails the file
+    // that asked for it, so the staging; the store, never given the roots, rolls back.
     let tail = std::sync::Mutex::new(Some(feeds.tail));
     let made: OnceLock<anyhow::Result<RunRecord<'_>>> = OnceLock::new();
     let record = || -> anyhow::Result<&RunRecord<'_>> {
