@@ -345,12 +345,28 @@ pub fn compute(inputs: &LossInputs) -> Result<(LossLedger, LossStats), LossError
     }
 
     let n_assets = inputs.assets.len();
+    // Per-asset totals of pieces of the rows on every thread, then of the pieces in order.
+    // Amounts are never negative, so a piece's total overflows only if the whole does: the
+    // error is the same as summing row by row.
+    let add_all =
+        |mut acc: Vec<Amount>, rows: &[(Key, Amount)]| -> Result<Vec<Amount>, LossError> {
+            for (k, a) in rows {
+                let e = &mut acc[k.1 as usize];
+                *e = e
+                    .checked_add(*a)
+                    .map_err(amt(|| "gross total".to_owned()))?;
+            }
+            Ok(acc)
+        };
+    let pieces: Vec<Vec<Amount>> = merged
+        .par_chunks(1 << 16)
+        .map(|piece| add_all(vec![Amount::ZERO; n_assets], piece))
+        .collect::<Result<_, _>>()?;
     let mut gross = vec![Amount::ZERO; n_assets];
-    for (k, a) in &merged {
-        let e = &mut gross[k.1 as usize];
-        *e = e
-            .checked_add(*a)
-            .map_err(amt(|| "gross total".to_owned()))?;
+    for piece in pieces {
+        for (e, a) in gross.iter_mut().zip(piece) {
+            *e = e.checked_add(a).map_err(amt(|| "gross total".to_owned()))?;
+        }
     }
     for (ai, g) in gross.into_iter().enumerate() {
         if merged.iter().any(|(k, _)| k.1 as usize == ai) {
@@ -945,6 +961,50 @@ mod tests {
             ]
         );
         assert_eq!(stats.net["USDC"], Amount::from(19u64));
+    }
+
+    /// The gross totals are summed in pieces: exact across their boundaries, and a total
+    /// past 2^256 − 1 is the same error whether one piece or only the pieces' sum exceeds it.
+    #[test]
+    fn gross_totals_summed_in_pieces_are_exact_and_overflow_as_a_whole() {
+        let lost = |account: Address, amount: U256| AmountRow {
+            account,
+            asset: Name::from("USDC"),
+            pool: None,
+            amount: Amount::new(amount),
+            kind: None,
+            origin: origin("losses.csv", 2),
+        };
+        let mut i = inputs();
+        let n = 3 * (1 << 16) + 7;
+        i.losses = (1..=n as u64)
+            .map(|k| {
+                lost(
+                    Address::from_word(crate::primitives::B256::from(U256::from(k))),
+                    U256::from(k),
+                )
+            })
+            .collect();
+        let (_, stats) = compute(&i).unwrap();
+        assert_eq!(
+            stats.gross["USDC"],
+            Amount::from(n as u64 * (n as u64 + 1) / 2)
+        );
+        // 2^255 in the first piece and in the last: no piece overflows, their sum does.
+        let half = U256::from(1u8) << 255;
+        i.losses[0].amount = Amount::new(half);
+        i.losses[n - 1].amount = Amount::new(half);
+        match compute(&i) {
+            Err(LossError::Amount { context, .. }) => assert_eq!(context, "gross total"),
+            other => panic!("expected the gross total to overflow, got {other:?}"),
+        }
+        // Both in one piece.
+        i.losses[1].amount = Amount::new(half);
+        i.losses[n - 1].amount = Amount::from(1u64);
+        match compute(&i) {
+            Err(LossError::Amount { context, .. }) => assert_eq!(context, "gross total"),
+            other => panic!("expected the gross total to overflow, got {other:?}"),
+        }
     }
 
     #[test]
