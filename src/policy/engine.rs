@@ -571,20 +571,31 @@ struct Names<'a> {
 }
 
 impl<'a> Names<'a> {
-    /// The distinct names of `all` (one per ledger row, many repeated).
+    /// The distinct names `name` gives the ledger's rows (many repeated).
     ///
     /// Inserted one by one, skipping a repeat of the name before: collecting a ledger's
     /// names into a `BTreeSet` sorts all of them first (the pools and classes of a million
-    /// claimants × 3 assets: 0.20 s that way, 0.10 s this way).
-    fn new(all: impl Iterator<Item = &'a str>) -> Self {
-        let mut set = BTreeSet::new();
-        let mut last = None;
-        for n in all {
-            if last != Some(n) {
-                set.insert(n);
-                last = Some(n);
-            }
-        }
+    /// claimants × 3 assets: 0.20 s that way, 0.10 s this way). The rows are walked in
+    /// pieces on every thread and the pieces' sets joined: the same set, in half the time
+    /// on two threads, where the policy's start otherwise runs on one.
+    fn of_rows(rows: &'a [LossRow], name: impl Fn(&'a LossRow) -> Option<&'a str> + Sync) -> Self {
+        let set = rows
+            .par_chunks(1 << 16)
+            .map(|piece| {
+                let mut set = BTreeSet::new();
+                let mut last = None;
+                for n in piece.iter().filter_map(&name) {
+                    if last != Some(n) {
+                        set.insert(n);
+                        last = Some(n);
+                    }
+                }
+                set
+            })
+            .reduce(BTreeSet::new, |mut a, mut b| {
+                a.append(&mut b);
+                a
+            });
         let names: Vec<&str> = set.into_iter().collect();
         let ix = names
             .iter()
@@ -710,9 +721,9 @@ pub(crate) fn apply_unverified(
         }
     }
 
-    // Row order: (account, asset, pool), unique.
+    // Row order: (account, asset, pool), unique (checked on every thread).
     let sorted = lrows
-        .windows(2)
+        .par_windows(2)
         .all(|w| row_cmp(&w[0], &w[1]) == Ordering::Less);
     let order: Vec<u32> = if sorted {
         (0..lrows.len() as u32).collect()
@@ -733,8 +744,8 @@ pub(crate) fn apply_unverified(
         o
     };
 
-    let pools = Names::new(lrows.iter().filter_map(|r| r.pool.as_deref()));
-    let classes = Names::new(lrows.iter().filter_map(|r| r.class.as_deref()));
+    let pools = Names::of_rows(lrows, |r| r.pool.as_deref());
+    let classes = Names::of_rows(lrows, |r| r.class.as_deref());
 
     // Sources against the ledger and the assets.
     let mut seen = BTreeSet::new();
@@ -1431,6 +1442,40 @@ mod tests {
         RowStatus, U256,
     };
     use proptest::prelude::*;
+
+    /// The names of rows walked in pieces on every thread are the distinct names of all
+    /// rows, sorted, whichever piece each first shows in (a name only in the last piece, one
+    /// in every piece, rows without one).
+    #[test]
+    fn names_of_rows_in_pieces_are_every_distinct_name() {
+        use super::{LossRow, Names};
+        use crate::ingest::files::Name;
+        let n = 3 * (1 << 16) + 5;
+        let rows: Vec<LossRow> = (0..n)
+            .map(|i| LossRow {
+                account: crate::primitives::Address::ZERO,
+                asset: Name::from("USDC"),
+                pool: match i % 4 {
+                    _ if i == n - 1 => Some(Name::from("zeta")),
+                    0 => None,
+                    1 => Some(Name::from("vault-b")),
+                    _ => Some(Name::from(format!("pool-{}", i % 3))),
+                },
+                class: None,
+                amount: Amount::from(1u64),
+                value: crate::primitives::Decimal::ZERO,
+                exclusion: None,
+            })
+            .collect();
+        let mut want: Vec<&str> = rows.iter().filter_map(|r| r.pool.as_deref()).collect();
+        want.sort_unstable();
+        want.dedup();
+        assert!(want.contains(&"zeta"));
+        assert_eq!(Names::of_rows(&rows, |r| r.pool.as_deref()).names, want);
+        assert!(Names::of_rows(&rows, |r| r.class.as_deref())
+            .names
+            .is_empty());
+    }
 
     /// Every allocation of a log, in order, and the log's number of runs.
     fn logged(pays: &PayLog) -> (Vec<(u32, u32, Amount, Amount)>, usize) {
