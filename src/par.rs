@@ -4,6 +4,10 @@
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
+/// Items a thread takes at a time where a walk over the rows is split into pieces and the
+/// pieces' results are joined in order (the loss stage's gross totals, the policy's names).
+pub(crate) const PIECE: usize = 1 << 16;
+
 /// `f` of every item, in order, on every thread; `None` when it failed for any item (the
 /// caller then walks the items in order, which reports the first failure as the one-thread
 /// code did). `stand_in` fills a failed item's place until the end.

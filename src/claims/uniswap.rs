@@ -184,7 +184,7 @@ impl UniswapOptions {
     };
 }
 
-/// Appends `amount` as a JSON string in hex as `style` says: `"0x02ee"` (even length, the
+/// Appends `amount` (base units) as a JSON string in hex as `style` says: `"0x02ee"` (even length, the
 /// same text as [`to_hex_string`], `"0x00"` for zero) or `"0x2ee"` (minimal, `"0x0"` for
 /// zero). Written in place from the big-endian bytes, without `fmt`.
 fn push_hex_amount(out: &mut Vec<u8>, amount: Amount, style: HexStyle) {

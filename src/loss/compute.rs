@@ -348,25 +348,25 @@ pub fn compute(inputs: &LossInputs) -> Result<(LossLedger, LossStats), LossError
     // Per-asset totals of pieces of the rows on every thread, then of the pieces in order.
     // Amounts are never negative, so a piece's total overflows only if the whole does: the
     // error is the same as summing row by row.
-    let add_all =
-        |mut acc: Vec<Amount>, rows: &[(Key, Amount)]| -> Result<Vec<Amount>, LossError> {
-            for (k, a) in rows {
-                let e = &mut acc[k.1 as usize];
-                *e = e
-                    .checked_add(*a)
-                    .map_err(amt(|| "gross total".to_owned()))?;
-            }
-            Ok(acc)
-        };
+    let add_into = |acc: &mut [Amount], items: &mut dyn Iterator<Item = (usize, Amount)>| {
+        for (ai, a) in items {
+            acc[ai] = acc[ai]
+                .checked_add(a)
+                .map_err(amt(|| "gross total".to_owned()))?;
+        }
+        Ok::<(), LossError>(())
+    };
     let pieces: Vec<Vec<Amount>> = merged
-        .par_chunks(1 << 16)
-        .map(|piece| add_all(vec![Amount::ZERO; n_assets], piece))
-        .collect::<Result<_, _>>()?;
+        .par_chunks(crate::par::PIECE)
+        .map(|piece| {
+            let mut acc = vec![Amount::ZERO; n_assets];
+            add_into(&mut acc, &mut piece.iter().map(|(k, a)| (k.1 as usize, *a)))?;
+            Ok(acc)
+        })
+        .collect::<Result<_, LossError>>()?;
     let mut gross = vec![Amount::ZERO; n_assets];
     for piece in pieces {
-        for (e, a) in gross.iter_mut().zip(piece) {
-            *e = e.checked_add(a).map_err(amt(|| "gross total".to_owned()))?;
-        }
+        add_into(&mut gross, &mut piece.into_iter().enumerate())?;
     }
     for (ai, g) in gross.into_iter().enumerate() {
         if merged.iter().any(|(k, _)| k.1 as usize == ai) {

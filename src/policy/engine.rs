@@ -580,7 +580,7 @@ impl<'a> Names<'a> {
     /// on two threads, where the policy's start otherwise runs on one.
     fn of_rows(rows: &'a [LossRow], name: impl Fn(&'a LossRow) -> Option<&'a str> + Sync) -> Self {
         let set = rows
-            .par_chunks(1 << 16)
+            .par_chunks(crate::par::PIECE)
             .map(|piece| {
                 let mut set = BTreeSet::new();
                 let mut last = None;
