@@ -40,3 +40,48 @@ pub(crate) fn map_init_or_none<T: Sync, S, U: Send + Sync + Clone, E>(
         .collect_into_vec(&mut out);
     (!failed.into_inner()).then_some(out)
 }
+
+/// `f` over `items` in blocks, written in place: block `k` is `items[k × per × block ..]`
+/// (`block` groups of `per` items, the last block shorter), and `f` fills its outputs,
+/// `out[k × block ..]` (one a group), in order. `items.len()` must be a multiple of `per`.
+///
+/// rayon's `flat_map_iter(..).collect()` over the same blocks gathers each thread's
+/// outputs in vectors of their own and then copies them into a new one: every output is
+/// written twice, into twice the fresh pages (at a million claimants, ≈ 100 MB for each
+/// tree's leaf values and 32 MB for its leaf hashes, BENCHMARKS.md, "Session 23").
+pub(crate) fn blocks_in_place<T: Sync, U: Send + Sync + Clone>(
+    items: &[T],
+    (per, block): (usize, usize),
+    blank: U,
+    f: impl Fn(&[T], &mut [U]) + Sync + Send,
+) -> Vec<U> {
+    let per = per.max(1);
+    debug_assert_eq!(items.len() % per, 0, "whole groups of {per}");
+    let mut out = vec![blank; items.len() / per];
+    out.par_chunks_mut(block)
+        .zip(items.par_chunks(per * block))
+        .for_each(|(out, items)| f(items, out));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_in_place_fills_every_group_in_order_whatever_the_block_size() {
+        // Groups of 3 items; each output is its group's sum, and a short last block.
+        let items: Vec<u64> = (0..3 * 1001).collect();
+        let want: Vec<u64> = items.chunks(3).map(|g| g.iter().sum()).collect();
+        for block in [1, 2, 7, 64, 1000, 1001, 5000] {
+            let got = blocks_in_place(&items, (3, block), u64::MAX, |items, out| {
+                assert_eq!(items.len(), 3 * out.len());
+                for (o, g) in out.iter_mut().zip(items.chunks(3)) {
+                    *o = g.iter().sum();
+                }
+            });
+            assert_eq!(got, want, "block {block}");
+        }
+        assert!(blocks_in_place(&[] as &[u64], (3, 8), 0u64, |_, _| unreachable!()).is_empty());
+    }
+}

@@ -375,15 +375,17 @@ pub fn build_tree(spec: &ClaimTreeSpec, entries: &[ClaimEntry]) -> Result<BuiltT
                 .iter()
                 .position(|r| *r == Role::Account)
                 .expect("every mapping has an account");
-            let values: Vec<LeafValue> = ordered
-                .par_iter()
-                .enumerate()
-                .flat_map_iter(|(i, e)| {
-                    roles.iter().map(move |r| match r {
+            // Row-major, `roles.len()` values a leaf; indexed, so rayon writes them in place.
+            let w = roles.len();
+            let values: Vec<LeafValue> = (0..ordered.len() * w)
+                .into_par_iter()
+                .map(|k| {
+                    let (i, e) = (k / w, &ordered[k / w]);
+                    match roles[k % w] {
                         Role::Index(_) => LeafValue::Uint(U256::from(i)),
                         Role::Account => LeafValue::Address(e.account),
                         Role::Amount(_) => LeafValue::Uint(e.amount.raw()),
-                    })
+                    }
                 })
                 .collect();
             let tree = StandardMerkleTree::of_flat(encoding, values, spec.sort_leaves)?;

@@ -164,9 +164,11 @@ impl StandardMerkleTree {
         // Rows go in blocks: encode the block, hash every encoding, then hash every hash,
         // in batches (eight at a time with AVX-512F, primitives::keccak). Same leaves as
         // `standard_leaf_hash`.
-        let hashes: Vec<B256> = values
-            .par_chunks(w * LEAF_BLOCK)
-            .flat_map_iter(|rows| {
+        let hashes = crate::par::blocks_in_place(
+            &values,
+            (w, LEAF_BLOCK),
+            B256::ZERO,
+            |rows, out| {
                 let mut enc = Vec::with_capacity(rows.len() * 32);
                 let mut ends = Vec::with_capacity(rows.len() / w);
                 for r in rows.chunks(w) {
@@ -183,9 +185,9 @@ impl StandardMerkleTree {
                 let inner: Vec<[u8; 32]> = inner.into_iter().map(|h| h.0).collect();
                 let mut leaves = Vec::with_capacity(inner.len());
                 keccak256_many(&inner, &mut leaves);
-                leaves
-            })
-            .collect();
+                out.copy_from_slice(&leaves);
+            },
+        );
         Self::from_leaf_hashes(encoding, values, hashes, n, sort_leaves)
     }
 

@@ -100,14 +100,12 @@ fn leaves_of<T: Sync, const N: usize>(
     rows: &[T],
     preimage: impl Fn(&T) -> [u8; N] + Sync,
 ) -> Vec<B256> {
-    rows.par_chunks(1024)
-        .flat_map_iter(|block| {
-            let pre: Vec<[u8; N]> = block.iter().map(&preimage).collect();
-            let mut out = Vec::with_capacity(pre.len());
-            keccak256_many(&pre, &mut out);
-            out
-        })
-        .collect()
+    crate::par::blocks_in_place(rows, (1, 1024), B256::ZERO, |block, out| {
+        let pre: Vec<[u8; N]> = block.iter().map(&preimage).collect();
+        let mut hashes = Vec::with_capacity(pre.len());
+        keccak256_many(&pre, &mut hashes);
+        out.copy_from_slice(&hashes);
+    })
 }
 
 /// ethers `BigNumber.toHexString()`: `0x` + minimal hex, left-padded to an even length
