@@ -772,15 +772,17 @@ fn build_trees(
     let mut trees = Vec::with_capacity(m.outputs.trees.len());
     for (spec, mut entries) in m.outputs.trees.iter().zip(entries) {
         let asset = spec.asset.clone().unwrap_or_default();
+        if spec.sort_leaves {
+            // Sorted trees put their values in ascending account order whatever the input;
+            // sorted here, the tree takes them as they are. Two entries of one account
+            // (whichever comes first) are the tree's error.
+            entries.par_sort_unstable_by_key(|e| e.account);
+        }
         let tree = build_tree(spec, &entries).map_err(|source| PipelineError::Claims {
             file: spec.file.clone(),
             asset: asset.clone(),
             source,
         })?;
-        if spec.sort_leaves {
-            // Sorted trees put their values in ascending account order whatever the input.
-            entries.sort_by_key(|e| e.account);
-        }
         trees.push(TreeOutput {
             spec: spec.clone(),
             asset,

@@ -663,6 +663,13 @@ fn build_tree_rejects_duplicates_overflow_empty_and_bad_specs() {
         build_tree(&spec, &[a, entry(2, U256::from(1u8)), a]),
         Err(ClaimsError::DuplicateAccount { .. })
     ));
+    // Already in account order, the entries are taken as they are: the repeat is still met.
+    let mut sorted = vec![a, entry(2, U256::from(1u8)), a, entry(3, U256::from(2u8))];
+    sorted.sort_by_key(|e| e.account);
+    assert!(matches!(
+        build_tree(&spec, &sorted),
+        Err(ClaimsError::DuplicateAccount { account }) if account == a.account.to_checksum(None)
+    ));
     for f in [
         TreeFormat::OzStandard,
         TreeFormat::Uniswap,
