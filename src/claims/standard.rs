@@ -164,11 +164,8 @@ impl StandardMerkleTree {
         // Rows go in blocks: encode the block, hash every encoding, then hash every hash,
         // in batches (eight at a time with AVX-512F, primitives::keccak). Same leaves as
         // `standard_leaf_hash`.
-        let hashes = crate::par::blocks_in_place(
-            &values,
-            (w, LEAF_BLOCK),
-            B256::ZERO,
-            |rows, out| {
+        let hashes =
+            crate::par::blocks_in_place(&values, (w, LEAF_BLOCK), B256::ZERO, |rows, out| {
                 let mut enc = Vec::with_capacity(rows.len() * 32);
                 let mut ends = Vec::with_capacity(rows.len() / w);
                 for r in rows.chunks(w) {
@@ -186,8 +183,7 @@ impl StandardMerkleTree {
                 let mut leaves = Vec::with_capacity(inner.len());
                 keccak256_many(&inner, &mut leaves);
                 out.copy_from_slice(&leaves);
-            },
-        );
+            });
         Self::from_leaf_hashes(encoding, values, hashes, n, sort_leaves)
     }
 
