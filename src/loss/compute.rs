@@ -3,7 +3,8 @@
 
 use super::{Exclusion, GainRow, LossLedger, LossRow};
 use crate::ingest::files::Name;
-use crate::ingest::files::{AmountRow, BalanceRow, HolderRow, LocalNames, Origin};
+use crate::ingest::files::{AmountRow, BalanceRow, HolderRow, Origin};
+use crate::primitives::LocalNames;
 use crate::primitives::{value_of, Address, Amount, AmountError, Asset, Decimal, ValueError, U256};
 use rayon::prelude::*;
 use serde::Serialize;

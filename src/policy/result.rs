@@ -3,11 +3,8 @@
 use super::config::SourceKind;
 use crate::primitives::{Address, Amount, AmountColumn, Decimal};
 use serde::Serialize;
-use std::sync::Arc;
 
-/// A shared name (asset symbol, pool, class, source id, tier): one allocation per distinct
-/// name however many rows carry it. Serialises as a plain string.
-pub type Name = Arc<str>;
+pub use crate::primitives::Name;
 
 /// What the policy did with a loss row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]

@@ -11,6 +11,7 @@ mod asset;
 mod bps;
 mod column;
 pub mod keccak;
+mod name;
 mod stack_text;
 mod value;
 
@@ -21,6 +22,8 @@ pub use amount::{format_units, parse_units, Amount, AmountDigits, AmountError};
 pub use asset::Asset;
 pub use bps::{Bps, BpsError};
 pub use column::AmountColumn;
+pub(crate) use name::LocalNames;
+pub use name::Name;
 pub use stack_text::StackText;
 pub use value::{value_of, DecimalChars, DecimalText, ValueError};
 
