@@ -43,20 +43,24 @@ pub(crate) fn map_init_or_none<T: Sync, S, U: Send + Sync + Clone, E>(
 
 /// `f` over `items` in blocks, written in place: block `k` is `items[k × per × block ..]`
 /// (`block` groups of `per` items, the last block shorter), and `f` fills its outputs,
-/// `out[k × block ..]` (one a group), in order. `items.len()` must be a multiple of `per`.
+/// `out[k × block ..]` (one a group), in order.
 ///
 /// rayon's `flat_map_iter(..).collect()` over the same blocks gathers each thread's
 /// outputs in vectors of their own and then copies them into a new one: every output is
-/// written twice, into twice the fresh pages (at a million claimants, ≈ 100 MB for each
-/// tree's leaf values and 32 MB for its leaf hashes, BENCHMARKS.md, "Session 23").
+/// written twice, into twice the fresh pages (at a million claimants, 32 MB of leaf hashes
+/// a claim tree; BENCHMARKS.md, "Session 23").
+///
+/// # Panics
+/// When `per` or `block` is zero, or `items.len()` is not a multiple of `per` (the blocks
+/// of items and of outputs would no longer pair up, and the last items would be dropped).
 pub(crate) fn blocks_in_place<T: Sync, U: Send + Sync + Clone>(
     items: &[T],
     (per, block): (usize, usize),
     blank: U,
     f: impl Fn(&[T], &mut [U]) + Sync + Send,
 ) -> Vec<U> {
-    let per = per.max(1);
-    debug_assert_eq!(items.len() % per, 0, "whole groups of {per}");
+    assert!(per > 0 && block > 0, "groups and blocks of at least one");
+    assert_eq!(items.len() % per, 0, "whole groups of {per}");
     let mut out = vec![blank; items.len() / per];
     out.par_chunks_mut(block)
         .zip(items.par_chunks(per * block))
@@ -83,5 +87,11 @@ mod tests {
             assert_eq!(got, want, "block {block}");
         }
         assert!(blocks_in_place(&[] as &[u64], (3, 8), 0u64, |_, _| unreachable!()).is_empty());
+    }
+
+    #[test]
+    #[should_panic(expected = "whole groups of 3")]
+    fn blocks_in_place_refuses_a_partial_group() {
+        blocks_in_place(&[1u64; 7], (3, 2), 0u64, |_, _| {});
     }
 }
