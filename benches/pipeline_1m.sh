@@ -22,6 +22,9 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
+case "$runs" in
+  ''|*[!0-9]*|0) echo "--runs takes a count of at least 1, got '$runs'" >&2; exit 2 ;;
+esac
 cargo build --release --quiet --locked --bin recoup --example gen_incident
 dir="$(mktemp -d)"
 trap 'rm -rf "$dir"' EXIT
@@ -37,7 +40,7 @@ for i in $(seq 1 "$runs"); do
   printf 'run %2d: wall %6.2f s, user %6.2f s, sys %5.2f s, peak RSS %8d KiB, outputs %s\n' \
     "$i" "$wall" "$user" "$sys" "$rss" "$(cat "$dir/md5.$i")"
 done
-[ "$i" = "$runs" ] && echo "output: $(du -sh "$dir/out" | cut -f1)"
+echo "output: $(du -sh "$dir/out" | cut -f1)"
 # The median of an even count is the mean of the middle two.
 median=$(cat "$dir"/time.* | cut -d' ' -f1 | sort -g | awk '{ v[NR] = $1 } END {
   if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
