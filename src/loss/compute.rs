@@ -2,10 +2,10 @@
 //! losses, look-through of wrappers, netting, exclusions and valuation.
 
 use super::{Exclusion, GainRow, LossLedger, LossRow};
-use crate::ingest::files::Name;
 use crate::ingest::files::{AmountRow, BalanceRow, HolderRow, Origin};
-use crate::primitives::LocalNames;
-use crate::primitives::{value_of, Address, Amount, AmountError, Asset, Decimal, ValueError, U256};
+use crate::primitives::{
+    value_of, Address, Amount, AmountError, Asset, Decimal, LocalNames, Name, ValueError, U256,
+};
 use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};

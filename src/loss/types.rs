@@ -1,6 +1,6 @@
 //! The loss stage's plain output data.
 
-use crate::ingest::files::Name;
+use crate::primitives::Name;
 use crate::primitives::{Address, Amount, Decimal};
 use serde::{Deserialize, Serialize};
 

@@ -1449,7 +1449,7 @@ mod tests {
     #[test]
     fn names_of_rows_in_pieces_are_every_distinct_name() {
         use super::{LossRow, Names};
-        use crate::ingest::files::Name;
+        use crate::primitives::Name;
         let n = 3 * (1 << 16) + 5;
         let rows: Vec<LossRow> = (0..n)
             .map(|i| LossRow {
