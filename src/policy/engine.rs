@@ -576,8 +576,9 @@ impl<'a> Names<'a> {
     /// Inserted one by one, skipping a repeat of the name before: collecting a ledger's
     /// names into a `BTreeSet` sorts all of them first (the pools and classes of a million
     /// claimants × 3 assets: 0.20 s that way, 0.10 s this way). The rows are walked in
-    /// pieces on every thread and the pieces' sets joined: the same set, in half the time
-    /// on two threads, where the policy's start otherwise runs on one.
+    /// pieces on every thread and the pieces' sets joined (the same set), where the policy's
+    /// start otherwise runs on one thread; its gain was within the noise when measured
+    /// (BENCHMARKS.md, "Session 22").
     fn of_rows(rows: &'a [LossRow], name: impl Fn(&'a LossRow) -> Option<&'a str> + Sync) -> Self {
         let set = rows
             .par_chunks(crate::par::PIECE)
